@@ -1,0 +1,10 @@
+DROP TABLE client_assertions;
+DROP TABLE consents;
+DROP TABLE revoked_tokens;
+DROP TABLE refresh_tokens;
+DROP TABLE authorization_codes;
+DROP TABLE grants;
+DROP TABLE authorization_requests;
+DROP TABLE signing_keys;
+DROP TABLE clients;
+ALTER TABLE users DROP COLUMN address;

@@ -1,0 +1,330 @@
+//! User accounts: creation, profile, password changes (policy and history),
+//! enabling and disabling, and import of users with legacy password hashes.
+//! Used by the CLI, the account pages and (later) the admin API.
+
+use serde::Deserialize;
+
+use crate::authn::password::{self, Verification};
+use crate::db::models::{sessions, users};
+use crate::db::{DbError, models::users::UserRow};
+use crate::domain::{Email, Password, PasswordPolicyError, UserId, Username};
+use crate::state::AppState;
+
+/// How many of the most recent passwords (the current one included) may not be reused.
+pub const PASSWORD_HISTORY: i64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("username: {0}")]
+    InvalidUsername(#[from] crate::domain::username::UsernameError),
+    #[error("email: {0}")]
+    InvalidEmail(#[from] crate::domain::email::EmailError),
+    #[error("the username is already taken")]
+    UsernameTaken,
+    #[error("the e-mail address is already in use")]
+    EmailTaken,
+    #[error("{0}")]
+    Policy(#[from] PasswordPolicyError),
+    #[error("the current password is not correct")]
+    WrongPassword,
+    #[error("no such user")]
+    NotFound,
+    #[error("unsupported password hash format (expected argon2id, bcrypt, or PBKDF2-SHA256)")]
+    UnsupportedHash,
+    #[error(transparent)]
+    Db(DbError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<DbError> for AccountError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::NotFound => AccountError::NotFound,
+            DbError::Conflict(c) if c.contains("email") => AccountError::EmailTaken,
+            DbError::Conflict(c) if c.contains("username") => AccountError::UsernameTaken,
+            // SQLite names the columns of a unique violation as `users.username`;
+            // PostgreSQL names the constraint. Anything else is a plain conflict.
+            other => AccountError::Db(other),
+        }
+    }
+}
+
+/// Profile claims (OIDC Core §5.1) an administrator may set.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub locale: Option<String>,
+    pub zoneinfo: Option<String>,
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub phone_number_verified: bool,
+    /// OIDC `address` claim (formatted, street_address, locality, region, postal_code, country).
+    pub address: Option<serde_json::Value>,
+}
+
+/// How the new account gets its password.
+pub enum Credential {
+    None,
+    Password(Password),
+    /// A hash exported from another system; re-hashed at the next sign-in.
+    ImportedHash(String),
+}
+
+pub struct NewAccount {
+    pub username: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub profile: Profile,
+    pub credential: Credential,
+    pub disabled: bool,
+}
+
+pub async fn create(state: &AppState, input: NewAccount) -> Result<UserRow, AccountError> {
+    let username = Username::parse(&input.username)?;
+    let email = input.email.as_deref().map(Email::parse).transpose()?;
+    let now = state.clock.now();
+    let password_hash = match input.credential {
+        Credential::None => None,
+        Credential::Password(password) => {
+            let mut context = vec![username.as_str()];
+            if let Some(email) = &email {
+                context.push(email.as_str());
+            }
+            password.check_policy(&context)?;
+            Some(state.hasher.hash(&password).await?)
+        }
+        Credential::ImportedHash(hash) => {
+            if !password::is_supported_hash(&hash) {
+                return Err(AccountError::UnsupportedHash);
+            }
+            Some(hash)
+        }
+    };
+    let row = users::NewUser {
+        id: UserId::generate().to_string(),
+        username: username.to_string(),
+        email: email.map(|e| e.as_str().to_owned()),
+        email_verified: input.email_verified,
+        name: input.profile.name,
+        given_name: input.profile.given_name,
+        family_name: input.profile.family_name,
+        nickname: input.profile.nickname,
+        picture: input.profile.picture,
+        locale: input.profile.locale,
+        zoneinfo: input.profile.zoneinfo,
+        phone_number: input.profile.phone_number,
+        phone_number_verified: input.profile.phone_number_verified,
+        password_changed_at: password_hash.as_ref().map(|_| now),
+        password_hash,
+        disabled: input.disabled,
+        created_at: now,
+        updated_at: now,
+        address: input.profile.address.map(|a| a.to_string()),
+    };
+    let id = row.id.clone();
+    let username_taken = row.username.clone();
+    let email_taken = row.email.clone();
+    state
+        .db
+        .transaction(move |conn| {
+            if users::find_by_username(conn, &username_taken)?.is_some() {
+                return Err(DbError::Conflict("users.username".into()));
+            }
+            if let Some(email) = &email_taken {
+                use crate::db::schema::users::dsl;
+                use diesel::prelude::*;
+                let taken: i64 = dsl::users.filter(dsl::email.eq(email)).count().get_result(conn)?;
+                if taken > 0 {
+                    return Err(DbError::Conflict("users.email".into()));
+                }
+            }
+            users::insert(conn, &row)
+        })
+        .await?;
+    find(state, &id).await
+}
+
+pub async fn find(state: &AppState, id_or_username: &str) -> Result<UserRow, AccountError> {
+    let key = id_or_username.to_owned();
+    state
+        .db
+        .run(move |conn| users::find(conn, &key))
+        .await?
+        .ok_or(AccountError::NotFound)
+}
+
+pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<Vec<UserRow>, AccountError> {
+    Ok(state.db.run(move |conn| users::list(conn, limit, offset)).await?)
+}
+
+/// Disabling also ends every browser session of the user.
+pub async fn set_disabled(state: &AppState, id_or_username: &str, disabled: bool) -> Result<UserRow, AccountError> {
+    let user = find(state, id_or_username).await?;
+    let now = state.clock.now();
+    let id = user.id.clone();
+    state
+        .db
+        .transaction(move |conn| {
+            users::set_disabled(conn, &id, disabled, now)?;
+            if disabled {
+                sessions::delete_for_user(conn, &id)?;
+            }
+            Ok(())
+        })
+        .await?;
+    find(state, &user.id).await
+}
+
+/// Sets a new password after checking the policy and the history of the last
+/// `PASSWORD_HISTORY` passwords.
+pub async fn set_password(state: &AppState, user: &UserRow, new: &Password) -> Result<(), AccountError> {
+    let mut context = vec![user.username.as_str()];
+    if let Some(email) = &user.email {
+        context.push(email.as_str());
+    }
+    new.check_policy(&context)?;
+    let id = user.id.clone();
+    let recent = state
+        .db
+        .run(move |conn| users::recent_hashes(conn, &id, PASSWORD_HISTORY))
+        .await?;
+    for old in recent {
+        if let Verification::Valid { .. } = state.hasher.verify(new, Some(old)).await {
+            return Err(PasswordPolicyError::Reused.into());
+        }
+    }
+    let hash = state.hasher.hash(new).await?;
+    let id = user.id.clone();
+    let now = state.clock.now();
+    state
+        .db
+        .transaction(move |conn| users::change_password(conn, &id, &hash, now, PASSWORD_HISTORY - 1))
+        .await?;
+    Ok(())
+}
+
+/// A signed-in person changing their own password: the current one is checked first.
+pub async fn change_password(
+    state: &AppState,
+    user: &UserRow,
+    current: &Password,
+    new: &Password,
+) -> Result<(), AccountError> {
+    match state.hasher.verify(current, user.password_hash.clone()).await {
+        Verification::Valid { .. } => set_password(state, user, new).await,
+        Verification::Invalid => Err(AccountError::WrongPassword),
+    }
+}
+
+/// One line of an import file (JSON Lines).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRecord {
+    pub username: String,
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    /// `$2b$…` (bcrypt), `$pbkdf2-sha256$…` (PHC), `pbkdf2_sha256$…` (Django) or `$argon2id$…`.
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    #[serde(flatten)]
+    pub profile: ImportProfile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ImportProfile {
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub nickname: Option<String>,
+    pub picture: Option<String>,
+    pub locale: Option<String>,
+    pub zoneinfo: Option<String>,
+    pub phone_number: Option<String>,
+    #[serde(default)]
+    pub phone_number_verified: bool,
+    pub address: Option<serde_json::Value>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ImportOutcome {
+    pub line: usize,
+    pub username: Option<String>,
+    pub id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Imports users from JSON Lines. Each line lands or fails on its own; the outcome
+/// lists both.
+pub async fn import(state: &AppState, text: &str) -> Vec<ImportOutcome> {
+    let mut outcomes = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let line_no = index + 1;
+        let record: ImportRecord = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(e) => {
+                outcomes.push(ImportOutcome {
+                    line: line_no,
+                    username: None,
+                    id: None,
+                    error: Some(format!("not a valid record: {e}")),
+                });
+                continue;
+            }
+        };
+        let username = record.username.clone();
+        let credential = match record.password_hash {
+            Some(hash) => Credential::ImportedHash(hash),
+            None => Credential::None,
+        };
+        let p = record.profile;
+        let result = create(
+            state,
+            NewAccount {
+                username: record.username,
+                email: record.email,
+                email_verified: record.email_verified,
+                profile: Profile {
+                    name: p.name,
+                    given_name: p.given_name,
+                    family_name: p.family_name,
+                    nickname: p.nickname,
+                    picture: p.picture,
+                    locale: p.locale,
+                    zoneinfo: p.zoneinfo,
+                    phone_number: p.phone_number,
+                    phone_number_verified: p.phone_number_verified,
+                    address: p.address,
+                },
+                credential,
+                disabled: record.disabled,
+            },
+        )
+        .await;
+        outcomes.push(match result {
+            Ok(user) => ImportOutcome {
+                line: line_no,
+                username: Some(user.username),
+                id: Some(user.id),
+                error: None,
+            },
+            Err(e) => ImportOutcome {
+                line: line_no,
+                username: Some(username),
+                id: None,
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    outcomes
+}

@@ -1,0 +1,191 @@
+//! Browser sessions: a 256-bit random token in a cookie, only its SHA-256 stored.
+//! A new token at every sign-in (no fixation); idle and absolute timeouts are
+//! enforced here, on the server, whatever the cookie says.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::db::DbError;
+use crate::db::models::sessions::{self, SessionRow};
+use crate::db::models::users::UserRow;
+use crate::state::AppState;
+
+/// Activity closer together than this does not rewrite `last_seen_at`.
+const TOUCH_GRANULARITY_SECS: i64 = 10;
+
+/// The secret cookie value. Never logged.
+pub struct SessionToken(String);
+
+impl SessionToken {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    pub fn from_cookie(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(***)")
+    }
+}
+
+/// A signed-in person.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub session: SessionRow,
+    pub user: UserRow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryReason {
+    Idle,
+    Absolute,
+}
+
+#[derive(Debug)]
+pub enum Lookup {
+    Active(Box<Authenticated>),
+    Expired(ExpiryReason),
+    /// No cookie, an unknown token, or a disabled account.
+    None,
+}
+
+/// Where a sign-in came from, kept with the session for the account page.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// Starts a session for `user`, ending the one the browser presented (if any), so
+/// a token planted before sign-in is worthless after it.
+pub async fn start(
+    state: &AppState,
+    user: &UserRow,
+    amr: &[&str],
+    origin: Origin,
+    previous: Option<SessionToken>,
+) -> Result<(SessionToken, SessionRow), DbError> {
+    let token = SessionToken::generate();
+    let now = state.clock.now();
+    let row = SessionRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        token_hash: token.hash(),
+        user_id: user.id.clone(),
+        created_at: now,
+        last_seen_at: now,
+        auth_time: now,
+        amr: amr.join(" "),
+        ip: origin.ip,
+        user_agent: origin.user_agent.map(|ua| ua.chars().take(256).collect()),
+    };
+    let inserted = row.clone();
+    let previous_hash = previous.map(|t| t.hash());
+    state
+        .db
+        .transaction(move |conn| {
+            if let Some(hash) = previous_hash {
+                use crate::db::schema::sessions::dsl;
+                use diesel::prelude::*;
+                diesel::delete(dsl::sessions.filter(dsl::token_hash.eq(hash))).execute(conn)?;
+            }
+            sessions::insert(conn, &inserted)
+        })
+        .await?;
+    Ok((token, row))
+}
+
+/// Resolves a cookie to a live session, enforcing both timeouts and recording activity.
+pub async fn resolve(state: &AppState, token: &SessionToken) -> Result<Lookup, DbError> {
+    let hash = token.hash();
+    let now = state.clock.now();
+    let idle = state.config.session.idle_timeout_secs;
+    let absolute = state.config.session.absolute_timeout_secs;
+    state
+        .db
+        .run(move |conn| {
+            let Some((session, user)) = sessions::find_with_user(conn, &hash)? else {
+                return Ok(Lookup::None);
+            };
+            let reason = if now >= session.created_at + absolute {
+                Some(ExpiryReason::Absolute)
+            } else if now >= session.last_seen_at + idle {
+                Some(ExpiryReason::Idle)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                sessions::delete(conn, &session.id)?;
+                return Ok(Lookup::Expired(reason));
+            }
+            if user.disabled {
+                sessions::delete(conn, &session.id)?;
+                return Ok(Lookup::None);
+            }
+            let mut session = session;
+            if now - session.last_seen_at >= TOUCH_GRANULARITY_SECS {
+                sessions::touch(conn, &session.id, now)?;
+                session.last_seen_at = now;
+            }
+            Ok(Lookup::Active(Box::new(Authenticated { session, user })))
+        })
+        .await
+}
+
+/// Ends the session the token belongs to, if any, with the refresh tokens issued
+/// during it (except `offline_access` ones, which are meant to outlive it).
+pub async fn end(state: &AppState, token: &SessionToken) -> Result<(), DbError> {
+    let hash = token.hash();
+    let now = state.clock.now();
+    state
+        .db
+        .transaction(move |conn| {
+            use crate::db::schema::sessions::dsl;
+            use diesel::prelude::*;
+            let id: Option<String> = dsl::sessions
+                .filter(dsl::token_hash.eq(&hash))
+                .select(dsl::id)
+                .first(conn)
+                .optional()?;
+            if let Some(id) = id {
+                crate::db::models::grants::revoke_for_session(conn, &id, now)?;
+                sessions::delete(conn, &id)?;
+            }
+            Ok(())
+        })
+        .await
+}
+
+/// Seconds until the session ends if nothing happens.
+pub fn remaining(state: &AppState, session: &SessionRow) -> i64 {
+    let now = state.clock.now();
+    let idle_end = session.last_seen_at + state.config.session.idle_timeout_secs;
+    let absolute_end = session.created_at + state.config.session.absolute_timeout_secs;
+    idle_end.min(absolute_end) - now
+}
+
+/// Removes expired sessions; run periodically.
+pub async fn purge_expired(state: &AppState) -> Result<usize, DbError> {
+    let now = state.clock.now();
+    let idle_cutoff = now - state.config.session.idle_timeout_secs;
+    let absolute_cutoff = now - state.config.session.absolute_timeout_secs;
+    state
+        .db
+        .run(move |conn| sessions::delete_expired(conn, idle_cutoff, absolute_cutoff))
+        .await
+}

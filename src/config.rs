@@ -1,0 +1,581 @@
+//! Configuration, layered: built-in defaults → optional TOML file (`--config`) →
+//! `OXIDP_*` environment variables. Every key has one env name (`section.key` →
+//! `OXIDP_SECTION__KEY`, top-level `key` → `OXIDP_KEY`). A bad value fails at
+//! start with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Public base URL; the OIDC `iss`. https in production.
+    pub issuer: String,
+    /// Address and port to listen on.
+    pub bind: String,
+    /// Directory for the SQLite file and generated secrets.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://{data_dir}/oxidp.db`.
+    pub database_url: Option<String>,
+    /// Secret mixed into every password hash (HMAC-SHA256 before argon2id).
+    pub pepper: Option<SecretString>,
+    /// Secret that encrypts private keys and MFA secrets at rest.
+    pub key_encryption_secret: Option<SecretString>,
+    pub database: DatabaseConfig,
+    pub session: SessionConfig,
+    pub argon2: Argon2Config,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub tokens: TokenConfig,
+    pub keys: KeyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Default access-token lifetime for new clients (RFC 9068 JWTs).
+    pub access_token_ttl_secs: i64,
+    /// Default absolute refresh-token lifetime for new clients.
+    pub refresh_token_ttl_secs: i64,
+    /// Authorization-code lifetime (RFC 6749 §4.1.2 recommends at most 10 minutes; we use 60 s).
+    pub code_ttl_secs: i64,
+    /// How long a pending authorization request waits for sign-in and consent.
+    pub request_ttl_secs: i64,
+    /// Seconds a cached client stays valid before it is re-read (bounds staleness across instances).
+    pub client_cache_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyConfig {
+    /// Automatic rotation: a new signing key per algorithm after this many days (0 = never).
+    pub rotation_days: i64,
+    /// A new key is published in JWKS this long before it signs anything.
+    pub publish_ahead_secs: i64,
+    /// A retired key stays in JWKS this long (must exceed every token lifetime).
+    pub retain_secs: i64,
+    /// How often each instance re-reads the key set from the database.
+    pub refresh_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            code_ttl_secs: 60,
+            request_ttl_secs: 30 * 60,
+            client_cache_secs: 5,
+        }
+    }
+}
+
+impl Default for KeyConfig {
+    fn default() -> Self {
+        Self {
+            rotation_days: 90,
+            publish_ahead_secs: 3600,
+            retain_secs: 24 * 3600,
+            refresh_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    pub pool_size: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub connect_timeout_secs: u64,
+    /// SQLite only: how long a write waits for another writer before answering 503.
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Sign-out after this much inactivity (NIST SP 800-63B AAL2: at most 30 min).
+    pub idle_timeout_secs: i64,
+    /// Sign-out this long after sign-in, active or not (AAL2: at most 12 h).
+    pub absolute_timeout_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Argon2Config {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+    /// Password hashes computed at once; the rest wait (bounds memory use).
+    pub max_concurrent: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Worker threads; 0 = one per CPU core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `oxidp=debug,actix_web=info`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            issuer: "http://localhost:8080".to_owned(),
+            bind: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("data"),
+            database_url: None,
+            pepper: None,
+            key_encryption_secret: None,
+            database: DatabaseConfig::default(),
+            session: SessionConfig::default(),
+            argon2: Argon2Config::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            tokens: TokenConfig::default(),
+            keys: KeyConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            connect_timeout_secs: 3,
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_secs: 30 * 60,
+            absolute_timeout_secs: 12 * 60 * 60,
+        }
+    }
+}
+
+impl Default for Argon2Config {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            max_concurrent: std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            workers: 0,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration error, always naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration key `{key}`: {message}")]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+type Setter = fn(&mut Config, &str) -> Result<(), String>;
+
+/// Every key that can be set from the environment, with its parser.
+const KEYS: &[(&str, Setter)] = &[
+    ("issuer", |c, v| set_string(&mut c.issuer, v)),
+    ("bind", |c, v| set_string(&mut c.bind, v)),
+    ("data_dir", |c, v| {
+        c.data_dir = PathBuf::from(v);
+        Ok(())
+    }),
+    ("database_url", |c, v| {
+        c.database_url = Some(v.to_owned());
+        Ok(())
+    }),
+    ("pepper", |c, v| {
+        c.pepper = Some(SecretString::from(v.to_owned()));
+        Ok(())
+    }),
+    ("key_encryption_secret", |c, v| {
+        c.key_encryption_secret = Some(SecretString::from(v.to_owned()));
+        Ok(())
+    }),
+    ("database.pool_size", |c, v| parse_into(&mut c.database.pool_size, v)),
+    ("database.connect_timeout_secs", |c, v| {
+        parse_into(&mut c.database.connect_timeout_secs, v)
+    }),
+    ("database.busy_timeout_ms", |c, v| {
+        parse_into(&mut c.database.busy_timeout_ms, v)
+    }),
+    ("session.idle_timeout_secs", |c, v| {
+        parse_into(&mut c.session.idle_timeout_secs, v)
+    }),
+    ("session.absolute_timeout_secs", |c, v| {
+        parse_into(&mut c.session.absolute_timeout_secs, v)
+    }),
+    ("argon2.memory_kib", |c, v| parse_into(&mut c.argon2.memory_kib, v)),
+    ("argon2.iterations", |c, v| parse_into(&mut c.argon2.iterations, v)),
+    ("argon2.parallelism", |c, v| parse_into(&mut c.argon2.parallelism, v)),
+    ("argon2.max_concurrent", |c, v| {
+        parse_into(&mut c.argon2.max_concurrent, v)
+    }),
+    ("http.max_body_bytes", |c, v| parse_into(&mut c.http.max_body_bytes, v)),
+    ("http.workers", |c, v| parse_into(&mut c.http.workers, v)),
+    ("tokens.access_token_ttl_secs", |c, v| {
+        parse_into(&mut c.tokens.access_token_ttl_secs, v)
+    }),
+    ("tokens.refresh_token_ttl_secs", |c, v| {
+        parse_into(&mut c.tokens.refresh_token_ttl_secs, v)
+    }),
+    ("tokens.code_ttl_secs", |c, v| {
+        parse_into(&mut c.tokens.code_ttl_secs, v)
+    }),
+    ("tokens.request_ttl_secs", |c, v| {
+        parse_into(&mut c.tokens.request_ttl_secs, v)
+    }),
+    ("tokens.client_cache_secs", |c, v| {
+        parse_into(&mut c.tokens.client_cache_secs, v)
+    }),
+    ("keys.rotation_days", |c, v| parse_into(&mut c.keys.rotation_days, v)),
+    ("keys.publish_ahead_secs", |c, v| {
+        parse_into(&mut c.keys.publish_ahead_secs, v)
+    }),
+    ("keys.retain_secs", |c, v| parse_into(&mut c.keys.retain_secs, v)),
+    ("keys.refresh_secs", |c, v| parse_into(&mut c.keys.refresh_secs, v)),
+    ("log.format", |c, v| set_string(&mut c.log.format, v)),
+    ("log.level", |c, v| set_string(&mut c.log.level, v)),
+];
+
+fn set_string(target: &mut String, value: &str) -> Result<(), String> {
+    *target = value.to_owned();
+    Ok(())
+}
+
+fn parse_into<T: std::str::FromStr>(target: &mut T, value: &str) -> Result<(), String>
+where
+    T::Err: std::fmt::Display,
+{
+    *target = value
+        .trim()
+        .parse()
+        .map_err(|e| format!("cannot parse `{value}`: {e}"))?;
+    Ok(())
+}
+
+/// The environment variable for a key: `session.idle_timeout_secs` → `OXIDP_SESSION__IDLE_TIMEOUT_SECS`.
+pub fn env_name(key: &str) -> String {
+    format!("OXIDP_{}", key.replace('.', "__").to_uppercase())
+}
+
+impl Config {
+    /// Loads defaults, then the TOML file if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// As `load`, with the environment passed in (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+                toml::from_str::<Config>(&text).map_err(|e| {
+                    let key = e
+                        .span()
+                        .map(|span| toml_key_at(&text, span.start))
+                        .unwrap_or_else(|| "--config".to_owned());
+                    ConfigError::new(key, e.message().to_owned())
+                })?
+            }
+            None => Config::default(),
+        };
+        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("OXIDP_")).collect();
+        for (name, value) in &env {
+            if name == "OXIDP_CONFIG" {
+                continue;
+            }
+            let Some((key, setter)) = KEYS.iter().find(|(key, _)| env_name(key) == *name) else {
+                return Err(ConfigError::new(
+                    name,
+                    "unknown setting (see `oxidp --help` and the README)",
+                ));
+            };
+            setter(&mut config, value).map_err(|message| ConfigError::new(*key, message))?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let issuer = self.issuer_url()?;
+        if issuer.scheme() == "http" && !is_loopback_host(&issuer) {
+            return Err(ConfigError::new(
+                "issuer",
+                "must use https unless the host is localhost or a loopback address",
+            ));
+        }
+        self.bind
+            .parse::<SocketAddr>()
+            .map_err(|e| ConfigError::new("bind", format!("expected HOST:PORT such as 127.0.0.1:8080 ({e})")))?;
+        if let Some(url) = &self.database_url {
+            let ok = url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://");
+            if !ok {
+                return Err(ConfigError::new(
+                    "database_url",
+                    "expected sqlite://PATH or postgres://…",
+                ));
+            }
+        }
+        if self.database.pool_size == 0 {
+            return Err(ConfigError::new("database.pool_size", "must be at least 1"));
+        }
+        if self.session.idle_timeout_secs < 60 {
+            return Err(ConfigError::new("session.idle_timeout_secs", "must be at least 60"));
+        }
+        if self.session.absolute_timeout_secs < self.session.idle_timeout_secs {
+            return Err(ConfigError::new(
+                "session.absolute_timeout_secs",
+                "must be at least session.idle_timeout_secs",
+            ));
+        }
+        if self.argon2.memory_kib < 8 * 1024 {
+            return Err(ConfigError::new("argon2.memory_kib", "must be at least 8192 (8 MiB)"));
+        }
+        if self.argon2.iterations < 1 || self.argon2.parallelism < 1 || self.argon2.max_concurrent < 1 {
+            let key = if self.argon2.iterations < 1 {
+                "argon2.iterations"
+            } else if self.argon2.parallelism < 1 {
+                "argon2.parallelism"
+            } else {
+                "argon2.max_concurrent"
+            };
+            return Err(ConfigError::new(key, "must be at least 1"));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::new("http.max_body_bytes", "must be at least 1024"));
+        }
+        let t = &self.tokens;
+        for (key, value, min) in [
+            ("tokens.access_token_ttl_secs", t.access_token_ttl_secs, 30),
+            ("tokens.refresh_token_ttl_secs", t.refresh_token_ttl_secs, 60),
+            ("tokens.code_ttl_secs", t.code_ttl_secs, 5),
+            ("tokens.request_ttl_secs", t.request_ttl_secs, 60),
+            ("keys.publish_ahead_secs", self.keys.publish_ahead_secs, 0),
+            ("keys.rotation_days", self.keys.rotation_days, 0),
+        ] {
+            if value < min {
+                return Err(ConfigError::new(key, format!("must be at least {min}")));
+            }
+        }
+        if t.code_ttl_secs > 600 {
+            return Err(ConfigError::new(
+                "tokens.code_ttl_secs",
+                "must be at most 600 (RFC 6749 §4.1.2)",
+            ));
+        }
+        if self.keys.retain_secs < t.access_token_ttl_secs.max(3600) {
+            return Err(ConfigError::new(
+                "keys.retain_secs",
+                "must be at least the access-token lifetime and one hour, or tokens would outlive their key",
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::new("log.format", "must be `text` or `json`"));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+        for (key, secret) in [
+            ("pepper", &self.pepper),
+            ("key_encryption_secret", &self.key_encryption_secret),
+        ] {
+            if let Some(secret) = secret {
+                use secrecy::ExposeSecret;
+                if secret.expose_secret().len() < 32 {
+                    return Err(ConfigError::new(key, "must be at least 32 characters of random data"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn issuer_url(&self) -> Result<Url, ConfigError> {
+        let url = Url::parse(&self.issuer).map_err(|e| ConfigError::new("issuer", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err(ConfigError::new("issuer", "must be an http(s) URL with a host"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(ConfigError::new(
+                "issuer",
+                "must not have a query or fragment (OIDC Discovery §3)",
+            ));
+        }
+        Ok(url)
+    }
+
+    /// The issuer without a trailing slash, as it appears in `iss`.
+    pub fn issuer(&self) -> String {
+        self.issuer.trim_end_matches('/').to_owned()
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("oxidp.db").display()))
+    }
+
+    /// The keys settable from the environment, for `--help` and the README.
+    pub fn keys() -> impl Iterator<Item = &'static str> {
+        KEYS.iter().map(|(key, _)| *key)
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Finds the dotted key whose value starts near `offset` in a TOML text, so a
+/// type error in the file names the key rather than a byte position.
+fn toml_key_at(text: &str, offset: usize) -> String {
+    let mut section = String::new();
+    let mut found = String::from("--config");
+    let mut position = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            section = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        } else if let Some((key, _)) = trimmed.split_once('=') {
+            let key = key.trim();
+            found = if section.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{section}.{key}")
+            };
+        }
+        position += line.len();
+        if position > offset {
+            break;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.session.idle_timeout_secs, 1800);
+        assert_eq!(config.argon2.memory_kib, 19456);
+        assert_eq!(config.database_url(), "sqlite://data/oxidp.db");
+    }
+
+    #[test]
+    fn the_shipped_example_file_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/oxidp.example.toml");
+        let example = Config::load_from(Some(&path), env(&[])).unwrap();
+        let defaults = Config::default();
+        assert_eq!(example.issuer, defaults.issuer);
+        assert_eq!(example.session.idle_timeout_secs, defaults.session.idle_timeout_secs);
+        assert_eq!(example.argon2.memory_kib, defaults.argon2.memory_kib);
+        assert_eq!(example.database.busy_timeout_ms, defaults.database.busy_timeout_ms);
+        assert_eq!(example.http.max_body_bytes, defaults.http.max_body_bytes);
+    }
+
+    #[test]
+    fn every_key_has_an_environment_name_in_the_cli_help() {
+        let help = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
+        for key in Config::keys() {
+            assert!(help.contains(&env_name(key)), "{key} is missing from `oxidp --help`");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oxidp.toml");
+        std::fs::write(
+            &path,
+            "issuer = \"https://id.example.com\"\n[session]\nidle_timeout_secs = 900\n",
+        )
+        .unwrap();
+        let config = Config::load_from(Some(&path), env(&[("OXIDP_SESSION__IDLE_TIMEOUT_SECS", "600")])).unwrap();
+        assert_eq!(config.issuer, "https://id.example.com");
+        assert_eq!(config.session.idle_timeout_secs, 600);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Config::load_from(None, env(&[("OXIDP_SESSION__IDLE_TIMEOUT_SECS", "soon")])).unwrap_err();
+        assert_eq!(err.key, "session.idle_timeout_secs");
+        let err = Config::load_from(None, env(&[("OXIDP_ISSUER", "http://id.example.com")])).unwrap_err();
+        assert_eq!(err.key, "issuer");
+        let err = Config::load_from(None, env(&[("OXIDP_NOPE", "1")])).unwrap_err();
+        assert_eq!(err.key, "OXIDP_NOPE");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oxidp.toml");
+        std::fs::write(&path, "[argon2]\nmemory_kib = \"lots\"\n").unwrap();
+        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert_eq!(err.key, "argon2.memory_kib");
+        std::fs::write(&path, "[session]\nidle_timeout_minutes = 5\n").unwrap();
+        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_minutes"), "{err}");
+    }
+}

@@ -1,0 +1,11 @@
+//! Row types and queries, one module per table group. Functions take `&mut AnyConnection`
+//! and never open transactions themselves; callers compose them.
+
+pub mod clients;
+pub mod codes;
+pub mod consents;
+pub mod grants;
+pub mod keys;
+pub mod sessions;
+pub mod settings;
+pub mod users;

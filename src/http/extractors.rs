@@ -1,0 +1,145 @@
+//! Request extractors: who is signed in, and where the request came from.
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use std::future::{Ready, ready};
+
+use crate::authn::session::{self, Authenticated, Lookup, Origin, SessionToken};
+use crate::http::cookies;
+use crate::http::error::PageError;
+use crate::state::AppState;
+
+fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, PageError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| PageError::Internal(anyhow::anyhow!("no app state")))
+}
+
+/// The session cookie as the browser sent it, not yet checked.
+pub fn session_cookie(req: &HttpRequest, state: &AppState) -> Option<SessionToken> {
+    req.cookie(&cookies::name(&state.config, cookies::SESSION))
+        .map(|c| SessionToken::from_cookie(c.value()))
+        .filter(|t| !t.expose().is_empty())
+}
+
+/// The browser's session, if any, resolved against the database.
+pub struct MaybeSignedIn(pub Lookup);
+
+impl MaybeSignedIn {
+    pub fn authenticated(&self) -> Option<&Authenticated> {
+        match &self.0 {
+            Lookup::Active(auth) => Some(auth),
+            _ => None,
+        }
+    }
+}
+
+impl FromRequest for MaybeSignedIn {
+    type Error = PageError;
+    type Future = LocalBoxFuture<'static, Result<Self, PageError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req)?;
+            let Some(token) = session_cookie(&req, &state) else {
+                return Ok(MaybeSignedIn(Lookup::None));
+            };
+            Ok(MaybeSignedIn(session::resolve(&state, &token).await?))
+        })
+    }
+}
+
+/// A signed-in person; anyone else is sent to the sign-in page and brought back here after.
+pub struct SignedIn(pub Authenticated);
+
+impl FromRequest for SignedIn {
+    type Error = PageError;
+    type Future = LocalBoxFuture<'static, Result<Self, PageError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let maybe = MaybeSignedIn::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let return_to = if req.method() == actix_web::http::Method::GET {
+                req.uri()
+                    .path_and_query()
+                    .map(|pq| pq.as_str().to_owned())
+                    .unwrap_or_else(|| "/".to_owned())
+            } else {
+                // A form posted without a session cannot be replayed after sign-in;
+                // bring the person back to the page that holds the form.
+                req.path().to_owned()
+            };
+            match maybe.await?.0 {
+                Lookup::Active(auth) => Ok(SignedIn(*auth)),
+                Lookup::Expired(_) => Err(PageError::SignInRequired {
+                    return_to,
+                    expired: true,
+                }),
+                Lookup::None => Err(PageError::SignInRequired {
+                    return_to,
+                    expired: false,
+                }),
+            }
+        })
+    }
+}
+
+/// The client's address and user agent, for the session list and audit.
+pub struct ClientOrigin(pub Origin);
+
+impl FromRequest for ClientOrigin {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ip = req.peer_addr().map(|a| a.ip().to_string());
+        let user_agent = req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        ready(Ok(ClientOrigin(Origin { ip, user_agent })))
+    }
+}
+
+/// Only same-site relative paths may be used as a place to return to after sign-in;
+/// anything else (absolute URLs, `//host`, `/\host`, control characters) becomes `/account`.
+pub fn safe_return_to(raw: Option<&str>) -> String {
+    match raw {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && path.len() <= 2048
+                && !path.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            path.to_owned()
+        }
+        _ => "/account".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return_to;
+
+    #[test]
+    fn return_to_stays_on_site() {
+        assert_eq!(safe_return_to(Some("/account?tab=sessions")), "/account?tab=sessions");
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "/a\\b",
+            "/x\r\nSet-Cookie: a=b",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), "/account", "{bad:?}");
+        }
+        assert_eq!(safe_return_to(None), "/account");
+    }
+}

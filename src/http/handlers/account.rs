@@ -1,0 +1,143 @@
+//! The account page: profile, password change, sessions.
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use serde::Deserialize;
+
+use crate::accounts::{self, AccountError};
+use crate::authn::session::Authenticated;
+use crate::db::models::{consents, sessions};
+use crate::domain::Password;
+use crate::http::csrf::{self, Csrf};
+use crate::http::error::{PageError, no_store};
+use crate::http::extractors::SignedIn;
+use crate::http::handlers::page;
+use crate::state::AppState;
+use crate::views::{AccountPage, AccountView, ConsentView, Layout, SessionView};
+
+#[derive(Deserialize)]
+pub struct AccountQuery {
+    done: Option<String>,
+}
+
+async fn render(
+    state: &AppState,
+    auth: &Authenticated,
+    csrf: &Csrf,
+    message: Option<String>,
+    password_error: Option<String>,
+) -> Result<HttpResponse, PageError> {
+    let user_id = auth.user.id.clone();
+    let (rows, granted) = state
+        .db
+        .run(move |conn| {
+            Ok((
+                sessions::list_for_user(conn, &user_id)?,
+                consents::list_for_user(conn, &user_id)?,
+            ))
+        })
+        .await?;
+    let mut response = page(&AccountPage {
+        layout: Layout::signed_in("Your account", &auth.user.username, &csrf.token),
+        csrf: csrf.token.clone(),
+        user: AccountView::from(&auth.user),
+        sessions: rows.iter().map(|row| SessionView::new(row, &auth.session.id)).collect(),
+        consents: granted
+            .into_iter()
+            .map(|(row, client_name)| ConsentView {
+                client_id: row.client_id,
+                client_name,
+                scope: row.scope,
+                since: crate::views::format_time(row.created_at),
+            })
+            .collect(),
+        message,
+        password_error,
+    })?;
+    csrf.apply(state, &mut response);
+    Ok(response)
+}
+
+pub async fn show(
+    state: web::Data<AppState>,
+    SignedIn(auth): SignedIn,
+    csrf: Csrf,
+    query: web::Query<AccountQuery>,
+) -> Result<HttpResponse, PageError> {
+    let message = match query.done.as_deref() {
+        Some("password") => Some("Your password has been changed.".to_owned()),
+        Some("consent") => Some("The application can no longer access your account.".to_owned()),
+        _ => None,
+    };
+    render(&state, &auth, &csrf, message, None).await
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf_token: String,
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+pub async fn change_password(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(auth): SignedIn,
+    csrf: Csrf,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, PageError> {
+    csrf::verify(&req, &state, &form.csrf_token)?;
+    if form.new_password != form.confirm_password {
+        let error = "The two new passwords do not match.".to_owned();
+        return render(&state, &auth, &csrf, None, Some(error)).await.map(unprocessable);
+    }
+    let current = Password::new(&form.current_password);
+    let new = Password::new(&form.new_password);
+    match accounts::change_password(&state, &auth.user, &current, &new).await {
+        Ok(()) => {
+            tracing::info!(user_id = %auth.user.id, "password changed");
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, "/account?done=password"))
+                .insert_header(no_store())
+                .finish())
+        }
+        Err(error @ (AccountError::Policy(_) | AccountError::WrongPassword)) => {
+            render(&state, &auth, &csrf, None, Some(error.to_string()))
+                .await
+                .map(unprocessable)
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn unprocessable(mut response: HttpResponse) -> HttpResponse {
+    *response.status_mut() = actix_web::http::StatusCode::UNPROCESSABLE_ENTITY;
+    response
+}
+
+#[derive(Deserialize)]
+pub struct WithdrawForm {
+    csrf_token: String,
+    client_id: String,
+}
+
+/// POST /account/consents/revoke: withdraw consent and revoke the client's tokens.
+pub async fn withdraw_consent(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    SignedIn(auth): SignedIn,
+    form: web::Form<WithdrawForm>,
+) -> Result<HttpResponse, PageError> {
+    csrf::verify(&req, &state, &form.csrf_token)?;
+    crate::oauth::authorize::withdraw_consent(&state, &auth.user.id, &form.client_id)
+        .await
+        .map_err(|e| match e {
+            crate::oauth::error::OAuthError::TemporarilyUnavailable => PageError::Unavailable("consent".into()),
+            other => PageError::Internal(anyhow::anyhow!(other)),
+        })?;
+    tracing::info!(user_id = %auth.user.id, client_id = %form.client_id, "consent withdrawn");
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/account?done=consent"))
+        .insert_header(no_store())
+        .finish())
+}

@@ -1,0 +1,19 @@
+//! oxidp: a standalone OAuth 2.0 / OpenID Connect identity provider.
+//!
+//! The map of modules and request flows is in `docs/ARCHITECTURE.md`.
+
+pub mod accounts;
+pub mod authn;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod oauth;
+pub mod oidc;
+pub mod secrets;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod views;

@@ -1,0 +1,712 @@
+//! The `oxidp` command: `serve` (the default), `migrate`, and administration commands.
+
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use oxidp::accounts::{self, Credential, NewAccount, Profile};
+use oxidp::clock::SystemClock;
+use oxidp::config::Config;
+use oxidp::db::models::users::UserRow;
+use oxidp::domain::Password;
+use oxidp::startup::Application;
+use oxidp::state::AppState;
+
+const ENV_HELP: &str = "\
+Configuration is layered: built-in defaults, then the TOML file given with --config
+(or OXIDP_CONFIG), then environment variables. Every key has an environment name:
+  issuer                        OXIDP_ISSUER (default http://localhost:8080)
+  bind                          OXIDP_BIND (default 127.0.0.1:8080)
+  data_dir                      OXIDP_DATA_DIR (default ./data)
+  database_url                  OXIDP_DATABASE_URL (default sqlite://{data_dir}/oxidp.db)
+  pepper                        OXIDP_PEPPER (generated into {data_dir}/secrets.toml if unset)
+  key_encryption_secret         OXIDP_KEY_ENCRYPTION_SECRET (likewise)
+  database.pool_size            OXIDP_DATABASE__POOL_SIZE (16)
+  database.connect_timeout_secs OXIDP_DATABASE__CONNECT_TIMEOUT_SECS (3)
+  database.busy_timeout_ms      OXIDP_DATABASE__BUSY_TIMEOUT_MS (5000, SQLite only)
+  session.idle_timeout_secs     OXIDP_SESSION__IDLE_TIMEOUT_SECS (1800)
+  session.absolute_timeout_secs OXIDP_SESSION__ABSOLUTE_TIMEOUT_SECS (43200)
+  argon2.memory_kib             OXIDP_ARGON2__MEMORY_KIB (19456)
+  argon2.iterations             OXIDP_ARGON2__ITERATIONS (2)
+  argon2.parallelism            OXIDP_ARGON2__PARALLELISM (1)
+  argon2.max_concurrent         OXIDP_ARGON2__MAX_CONCURRENT (2 x cores)
+  http.max_body_bytes           OXIDP_HTTP__MAX_BODY_BYTES (65536)
+  http.workers                  OXIDP_HTTP__WORKERS (0 = one per core)
+  tokens.access_token_ttl_secs  OXIDP_TOKENS__ACCESS_TOKEN_TTL_SECS (600, default for new clients)
+  tokens.refresh_token_ttl_secs OXIDP_TOKENS__REFRESH_TOKEN_TTL_SECS (2592000, likewise)
+  tokens.code_ttl_secs          OXIDP_TOKENS__CODE_TTL_SECS (60)
+  tokens.request_ttl_secs       OXIDP_TOKENS__REQUEST_TTL_SECS (1800)
+  tokens.client_cache_secs      OXIDP_TOKENS__CLIENT_CACHE_SECS (5)
+  keys.rotation_days            OXIDP_KEYS__ROTATION_DAYS (90, 0 = never)
+  keys.publish_ahead_secs       OXIDP_KEYS__PUBLISH_AHEAD_SECS (3600)
+  keys.retain_secs              OXIDP_KEYS__RETAIN_SECS (86400)
+  keys.refresh_secs             OXIDP_KEYS__REFRESH_SECS (60)
+  log.format                    OXIDP_LOG__FORMAT (text | json)
+  log.level                     OXIDP_LOG__LEVEL (info)";
+
+#[derive(Parser)]
+#[command(name = "oxidp", version, about = "OAuth 2.0 / OpenID Connect identity provider", after_help = ENV_HELP)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "OXIDP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage JWT signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args)]
+struct ClientFields {
+    /// Display name shown on the consent page.
+    #[arg(long)]
+    name: Option<String>,
+    /// client_secret_basic (default), client_secret_post, private_key_jwt, or none (public client, PKCE required).
+    #[arg(long)]
+    auth_method: Option<String>,
+    /// Exact redirect URI; repeat for several.
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URI; repeat for several.
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Allowed grant type (authorization_code, refresh_token, client_credentials); repeat for several.
+    #[arg(long = "grant-type")]
+    grant_types: Vec<String>,
+    /// Space-separated scopes the client may request.
+    #[arg(long)]
+    scopes: Option<String>,
+    /// Default audience of its access tokens.
+    #[arg(long)]
+    audience: Option<String>,
+    /// Access-token lifetime in seconds.
+    #[arg(long)]
+    access_token_ttl: Option<i64>,
+    /// Absolute refresh-token lifetime in seconds.
+    #[arg(long)]
+    refresh_token_ttl: Option<i64>,
+    /// ID-token signing algorithm: ES256 (default), RS256 or EdDSA.
+    #[arg(long)]
+    id_token_alg: Option<String>,
+    /// A first-party client: no consent screen.
+    #[arg(long, conflicts_with = "require_consent")]
+    first_party: bool,
+    /// Ask for consent (the default for new clients).
+    #[arg(long)]
+    require_consent: bool,
+    /// Issue refresh tokens even without the offline_access scope.
+    #[arg(long)]
+    refresh_without_offline_access: Option<bool>,
+    /// File with the client's public JWK Set (for private_key_jwt).
+    #[arg(long)]
+    jwks_file: Option<PathBuf>,
+}
+
+impl ClientFields {
+    fn into_spec(self) -> anyhow::Result<oxidp::oauth::clients::ClientSpec> {
+        let jwks = match &self.jwks_file {
+            Some(path) => Some(serde_json::from_str(&std::fs::read_to_string(path)?)?),
+            None => None,
+        };
+        let list = |v: Vec<String>| if v.is_empty() { None } else { Some(v) };
+        Ok(oxidp::oauth::clients::ClientSpec {
+            id: None,
+            name: self.name,
+            auth_method: self.auth_method,
+            jwks,
+            redirect_uris: list(self.redirect_uris),
+            post_logout_redirect_uris: list(self.post_logout_redirect_uris),
+            grant_types: list(self.grant_types),
+            scopes: self.scopes,
+            audience: self.audience,
+            access_token_ttl: self.access_token_ttl,
+            refresh_token_ttl: self.refresh_token_ttl,
+            id_token_alg: self.id_token_alg,
+            require_consent: if self.first_party {
+                Some(false)
+            } else if self.require_consent {
+                Some(true)
+            } else {
+                None
+            },
+            refresh_without_offline_access: self.refresh_without_offline_access,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client. A secret, if any, is printed once and never stored in clear.
+    Create {
+        /// The client_id (default: random).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        fields: ClientFields,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List clients.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show one client.
+    Show {
+        client_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Change a client; options not given stay as they are (list options replace the list).
+    Update {
+        client_id: String,
+        #[command(flatten)]
+        fields: ClientFields,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Delete a client with its codes, grants and consents.
+    Delete {
+        client_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Issue a new secret; the old one stops working at once. Printed once.
+    RotateSecret {
+        client_id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys and their state.
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Rotate: publish a new key now; it signs after keys.publish_ahead_secs (or at once with --now).
+    Rotate {
+        /// ES256, RS256 or EdDSA (default: all three).
+        #[arg(long)]
+        alg: Option<String>,
+        /// Start signing with the new key immediately (tokens verified by cached JWKS may fail briefly).
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Args)]
+struct Output {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PasswordSource {
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is prompted for, or read with --password-stdin.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Mark the e-mail address as verified.
+        #[arg(long)]
+        email_verified: bool,
+        /// Full name (OIDC `name`).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        family_name: Option<String>,
+        #[arg(long)]
+        locale: Option<String>,
+        /// Create the user without a password (it cannot sign in with one until set).
+        #[arg(long, conflicts_with = "password_stdin")]
+        no_password: bool,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List users.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show one user, by id or username.
+    Show {
+        user: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Disable a user: sign-in is refused and their sessions end.
+    Disable {
+        user: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Enable a disabled user.
+    Enable {
+        user: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Set a user's password (policy and history apply).
+    SetPassword {
+        user: String,
+        #[command(flatten)]
+        password: PasswordSource,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Import users from a JSON Lines file (`-` for standard input). Each line:
+    /// {"username": "...", "email": "...", "password_hash": "$2b$..." | "$pbkdf2-sha256$..." | "pbkdf2_sha256$..."}.
+    /// Legacy hashes are replaced by argon2id at the user's next sign-in.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("oxidp: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    oxidp::telemetry::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("oxidp: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::Migrate => {
+                let state = AppState::build(config, Arc::new(SystemClock)).await?;
+                println!("database ({}) is up to date", state.db.backend().name());
+                Ok(())
+            }
+            Command::User(command) => {
+                let state = AppState::build(config, Arc::new(SystemClock)).await?;
+                user_command(&state, command).await
+            }
+            Command::Client(command) => {
+                let state = AppState::build(config, Arc::new(SystemClock)).await?;
+                client_command(&state, command).await
+            }
+            Command::Keys(command) => {
+                let state = AppState::build(config, Arc::new(SystemClock)).await?;
+                keys_command(&state, command).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("oxidp: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let issuer = config.issuer();
+    let bind = config.bind.clone();
+    let app = Application::build(config, Arc::new(SystemClock)).await?;
+    tracing::info!(%issuer, %bind, port = app.port(), "oxidp is listening");
+    app.run_until_stopped().await?;
+    tracing::info!("oxidp stopped");
+    Ok(())
+}
+
+fn read_password(source: &PasswordSource) -> anyhow::Result<Password> {
+    if source.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let line = line.strip_suffix('\n').unwrap_or(&line);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        return Ok(Password::new(line));
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("no password given: use --password-stdin, or run in a terminal to be prompted");
+    }
+    let first = rpassword::prompt_password("New password: ")?;
+    let second = rpassword::prompt_password("Repeat password: ")?;
+    if first != second {
+        anyhow::bail!("the passwords do not match");
+    }
+    Ok(Password::new(&first))
+}
+
+#[derive(serde::Serialize)]
+struct UserView<'a> {
+    #[serde(flatten)]
+    user: &'a UserRow,
+    password_scheme: Option<&'static str>,
+}
+
+fn view(user: &UserRow) -> UserView<'_> {
+    UserView {
+        user,
+        password_scheme: user.password_hash.as_deref().map(oxidp::authn::password::scheme_of),
+    }
+}
+
+fn print_user(user: &UserRow, output: &Output) -> anyhow::Result<()> {
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&view(user))?);
+    } else {
+        println!("id:             {}", user.id);
+        println!("username:       {}", user.username);
+        println!(
+            "email:          {}{}",
+            user.email.as_deref().unwrap_or("-"),
+            if user.email_verified { " (verified)" } else { "" }
+        );
+        println!("name:           {}", user.name.as_deref().unwrap_or("-"));
+        println!("disabled:       {}", user.disabled);
+        println!(
+            "password:       {}",
+            user.password_hash
+                .as_deref()
+                .map(oxidp::authn::password::scheme_of)
+                .unwrap_or("none")
+        );
+        println!("created:        {}", oxidp::views::format_time(user.created_at));
+    }
+    Ok(())
+}
+
+async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Create {
+            username,
+            email,
+            email_verified,
+            name,
+            given_name,
+            family_name,
+            locale,
+            no_password,
+            password,
+            output,
+        } => {
+            let credential = if no_password {
+                Credential::None
+            } else {
+                Credential::Password(read_password(&password)?)
+            };
+            let user = accounts::create(
+                state,
+                NewAccount {
+                    username,
+                    email,
+                    email_verified,
+                    profile: Profile {
+                        name,
+                        given_name,
+                        family_name,
+                        locale,
+                        ..Profile::default()
+                    },
+                    credential,
+                    disabled: false,
+                },
+            )
+            .await?;
+            print_user(&user, &output)
+        }
+        UserCommand::List { limit, offset, output } => {
+            let users = accounts::list(state, limit.clamp(1, 1000), offset.max(0)).await?;
+            if output.json {
+                let views: Vec<_> = users.iter().map(view).collect();
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!("{:<36}  {:<24}  {:<32}  status", "id", "username", "email");
+                for user in &users {
+                    println!(
+                        "{:<36}  {:<24}  {:<32}  {}",
+                        user.id,
+                        user.username,
+                        user.email.as_deref().unwrap_or("-"),
+                        if user.disabled { "disabled" } else { "active" }
+                    );
+                }
+            }
+            Ok(())
+        }
+        UserCommand::Show { user, output } => print_user(&accounts::find(state, &user).await?, &output),
+        UserCommand::Disable { user, output } => {
+            print_user(&accounts::set_disabled(state, &user, true).await?, &output)
+        }
+        UserCommand::Enable { user, output } => {
+            print_user(&accounts::set_disabled(state, &user, false).await?, &output)
+        }
+        UserCommand::SetPassword { user, password, output } => {
+            let user = accounts::find(state, &user).await?;
+            let password = read_password(&password)?;
+            accounts::set_password(state, &user, &password).await?;
+            if output.json {
+                println!("{}", serde_json::json!({ "id": user.id, "password_changed": true }));
+            } else {
+                println!("password changed for {}", user.username);
+            }
+            Ok(())
+        }
+        UserCommand::Import { file, output } => {
+            let mut text = String::new();
+            if file.as_os_str() == "-" {
+                std::io::stdin().read_to_string(&mut text)?;
+            } else {
+                text = std::fs::read_to_string(&file)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            }
+            let outcomes = accounts::import(state, &text).await;
+            let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+            if output.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "imported": outcomes.len() - failed,
+                        "failed": failed,
+                        "results": outcomes,
+                    }))?
+                );
+            } else {
+                for outcome in &outcomes {
+                    match &outcome.error {
+                        None => println!(
+                            "line {}: imported {}",
+                            outcome.line,
+                            outcome.username.as_deref().unwrap_or("")
+                        ),
+                        Some(error) => println!("line {}: FAILED: {error}", outcome.line),
+                    }
+                }
+                println!("{} imported, {failed} failed", outcomes.len() - failed);
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} record(s) were not imported");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_client(created: &oxidp::oauth::clients::Client, secret: Option<&str>, output: &Output) -> anyhow::Result<()> {
+    let mut view = oxidp::oauth::clients::describe(created);
+    if let Some(secret) = secret {
+        view["client_secret"] = serde_json::json!(secret);
+    }
+    if output.json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        for (key, value) in view.as_object().into_iter().flatten() {
+            println!(
+                "{key:<28} {}",
+                value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string())
+            );
+        }
+        if secret.is_some() {
+            println!("\nThe client secret is shown only this once. Store it now.");
+        }
+    }
+    Ok(())
+}
+
+async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Result<()> {
+    use oxidp::oauth::clients;
+    match command {
+        ClientCommand::Create { id, fields, output } => {
+            let mut spec = fields.into_spec()?;
+            spec.id = id;
+            let created = clients::create(state, spec).await?;
+            print_client(&created.client, created.secret.as_deref(), &output)
+        }
+        ClientCommand::List { limit, offset, output } => {
+            let all = clients::list(state, limit.clamp(1, 1000), offset.max(0)).await?;
+            if output.json {
+                let views: Vec<_> = all.iter().map(clients::describe).collect();
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!("{:<34}  {:<24}  {:<20}  grants", "client_id", "name", "auth_method");
+                for c in &all {
+                    let grants: Vec<&str> = c.grant_types.iter().map(|g| g.name()).collect();
+                    println!(
+                        "{:<34}  {:<24}  {:<20}  {}",
+                        c.id,
+                        c.name,
+                        c.auth_method.name(),
+                        grants.join(",")
+                    );
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::Show { client_id, output } => {
+            print_client(&clients::find(state, &client_id).await?, None, &output)
+        }
+        ClientCommand::Update {
+            client_id,
+            fields,
+            output,
+        } => {
+            let updated = clients::update(state, &client_id, fields.into_spec()?).await?;
+            print_client(&updated.client, updated.secret.as_deref(), &output)
+        }
+        ClientCommand::Delete { client_id, output } => {
+            clients::delete(state, &client_id).await?;
+            if output.json {
+                println!("{}", serde_json::json!({ "client_id": client_id, "deleted": true }));
+            } else {
+                println!("client {client_id} deleted");
+            }
+            Ok(())
+        }
+        ClientCommand::RotateSecret { client_id, output } => {
+            let secret = clients::rotate_secret(state, &client_id).await?;
+            if output.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "client_id": client_id, "client_secret": secret })
+                );
+            } else {
+                println!(
+                    "new client secret for {client_id}: {secret}\nShown only this once; the old secret no longer works."
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn keys_command(state: &AppState, command: KeysCommand) -> anyhow::Result<()> {
+    use oxidp::oidc::keys::{self, SigningAlg};
+    let now = state.clock.now();
+    match command {
+        KeysCommand::List { output } => {
+            let rows = state.db.run(oxidp::db::models::keys::all).await?;
+            let views: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|k| {
+                    let status = if k.expires_at.is_some_and(|e| e <= now) {
+                        "removed"
+                    } else if k.retires_at.is_some_and(|r| r <= now) {
+                        "retired (verifies only)"
+                    } else if k.activates_at > now {
+                        "published (signs later)"
+                    } else {
+                        "active"
+                    };
+                    serde_json::json!({
+                        "kid": k.kid, "alg": k.alg, "status": status, "created_at": k.created_at,
+                        "activates_at": k.activates_at, "retires_at": k.retires_at, "expires_at": k.expires_at,
+                    })
+                })
+                .collect();
+            if output.json {
+                println!("{}", serde_json::to_string_pretty(&views)?);
+            } else {
+                println!("{:<18} {:<6} {:<24} created", "kid", "alg", "status");
+                for v in &views {
+                    println!(
+                        "{:<18} {:<6} {:<24} {}",
+                        v["kid"].as_str().unwrap_or_default(),
+                        v["alg"].as_str().unwrap_or_default(),
+                        v["status"].as_str().unwrap_or_default(),
+                        oxidp::views::format_time(v["created_at"].as_i64().unwrap_or_default())
+                    );
+                }
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate {
+            alg,
+            now: immediately,
+            output,
+        } => {
+            let algs = match alg {
+                Some(name) => {
+                    vec![SigningAlg::parse(&name).ok_or_else(|| anyhow::anyhow!("--alg: ES256, RS256 or EdDSA"))?]
+                }
+                None => SigningAlg::ALL.to_vec(),
+            };
+            let ahead = if immediately {
+                0
+            } else {
+                state.config.keys.publish_ahead_secs
+            };
+            let mut rotated = Vec::new();
+            for alg in algs {
+                let row = keys::rotate(
+                    &state.db,
+                    &state.secrets,
+                    alg,
+                    now,
+                    ahead,
+                    state.config.keys.retain_secs,
+                )
+                .await?;
+                rotated.push(serde_json::json!({ "kid": row.kid, "alg": row.alg, "activates_at": row.activates_at }));
+            }
+            if output.json {
+                println!("{}", serde_json::to_string_pretty(&rotated)?);
+            } else {
+                for r in &rotated {
+                    println!(
+                        "new {} key {} signs from {}",
+                        r["alg"].as_str().unwrap_or_default(),
+                        r["kid"].as_str().unwrap_or_default(),
+                        oxidp::views::format_time(r["activates_at"].as_i64().unwrap_or_default())
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Registered clients: the parsed `Client`, its administration (create, update,
+//! delete, rotate secret), and `ClientRegistry`, an in-memory cache that keeps
+//! the token endpoint off the database (entries live `tokens.client_cache_secs`,
+//! which bounds how long another instance's change takes to be seen).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto;
+use crate::db::models::clients::{self, ClientRow};
+use crate::db::{Db, DbError};
+use crate::domain::{ClientId, RedirectUri, Scopes};
+use crate::oidc::keys::SigningAlg;
+use crate::state::AppState;
+
+/// Token endpoint authentication methods (RFC 7591 §2, OIDC Core §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    /// A public client: no secret, PKCE mandatory.
+    None,
+}
+
+impl AuthMethod {
+    pub const NAMES: [&'static str; 4] = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
+            "none" => Some(AuthMethod::None),
+            _ => None,
+        }
+    }
+
+    pub fn uses_secret(self) -> bool {
+        matches!(self, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+}
+
+impl GrantType {
+    pub fn name(self) -> &'static str {
+        match self {
+            GrantType::AuthorizationCode => "authorization_code",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "authorization_code" => Some(GrantType::AuthorizationCode),
+            "refresh_token" => Some(GrantType::RefreshToken),
+            "client_credentials" => Some(GrantType::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
+/// A registered client, parsed.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    pub secret_hash: Option<String>,
+    pub auth_method: AuthMethod,
+    /// Public keys for `private_key_jwt` (a JWK Set).
+    pub jwks: Option<josekit::jwk::JwkSet>,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Scopes,
+    pub audience: Option<String>,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub id_token_alg: SigningAlg,
+    pub require_consent: bool,
+    pub refresh_without_offline_access: bool,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.auth_method == AuthMethod::None
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// The registered redirect URI that `requested` matches, if any.
+    pub fn redirect_uri_matching(&self, requested: &str) -> Option<&RedirectUri> {
+        self.redirect_uris.iter().find(|r| r.matches(requested))
+    }
+
+    pub fn from_row(row: ClientRow) -> anyhow::Result<Self> {
+        let parse_uris = |json: &str| -> anyhow::Result<Vec<RedirectUri>> {
+            let raw: Vec<String> = serde_json::from_str(json)?;
+            raw.iter()
+                .map(|u| RedirectUri::parse(u).map_err(|e| anyhow::anyhow!("{u}: {e}")))
+                .collect()
+        };
+        Ok(Self {
+            id: ClientId::parse(&row.id)?,
+            name: row.name,
+            secret_hash: row.secret_hash,
+            auth_method: AuthMethod::parse(&row.auth_method)
+                .ok_or_else(|| anyhow::anyhow!("unknown auth method {}", row.auth_method))?,
+            jwks: row
+                .jwks
+                .as_deref()
+                .map(|j| josekit::jwk::JwkSet::from_bytes(j.as_bytes()))
+                .transpose()?,
+            redirect_uris: parse_uris(&row.redirect_uris)?,
+            post_logout_redirect_uris: parse_uris(&row.post_logout_redirect_uris)?,
+            grant_types: row.grant_types.split(' ').filter_map(GrantType::parse).collect(),
+            scopes: Scopes::parse(&row.scopes)?,
+            audience: row.audience,
+            access_token_ttl: row.access_token_ttl,
+            refresh_token_ttl: row.refresh_token_ttl,
+            id_token_alg: SigningAlg::parse(&row.id_token_alg)
+                .ok_or_else(|| anyhow::anyhow!("unknown alg {}", row.id_token_alg))?,
+            require_consent: row.require_consent,
+            refresh_without_offline_access: row.refresh_without_offline_access,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A cached look-up: the client (or its absence) and when it was read.
+type CacheEntry = (Option<Arc<Client>>, Instant);
+
+/// In-memory cache of clients by id.
+pub struct ClientRegistry {
+    entries: RwLock<HashMap<String, CacheEntry>>,
+    ttl: Duration,
+}
+
+impl ClientRegistry {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            ttl,
+        }
+    }
+
+    /// The client with this id, from the cache or the database. Unknown ids are
+    /// cached too (briefly), so guessing ids does not hammer the database.
+    pub async fn get(&self, db: &Db, id: &str) -> Result<Option<Arc<Client>>, DbError> {
+        if let Some((client, loaded)) = self.entries.read().unwrap_or_else(|e| e.into_inner()).get(id)
+            && loaded.elapsed() < self.ttl
+        {
+            return Ok(client.clone());
+        }
+        if ClientId::parse(id).is_err() {
+            return Ok(None);
+        }
+        let key = id.to_owned();
+        let row = db.run(move |conn| clients::find(conn, &key)).await?;
+        let client = match row.map(Client::from_row).transpose() {
+            Ok(client) => client.map(Arc::new),
+            Err(error) => {
+                tracing::error!(client_id = %id, %error, "stored client cannot be parsed");
+                None
+            }
+        };
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() > 10_000 {
+            entries.retain(|_, (_, loaded)| loaded.elapsed() < self.ttl);
+        }
+        entries.insert(id.to_owned(), (client.clone(), Instant::now()));
+        Ok(client)
+    }
+
+    /// Drops a cached entry after a change made by this instance.
+    pub fn forget(&self, id: &str) {
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
+/// What an administrator specifies for a new or updated client.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub auth_method: Option<String>,
+    pub jwks: Option<serde_json::Value>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub grant_types: Option<Vec<String>>,
+    pub scopes: Option<String>,
+    pub audience: Option<String>,
+    pub access_token_ttl: Option<i64>,
+    pub refresh_token_ttl: Option<i64>,
+    pub id_token_alg: Option<String>,
+    /// `false` marks a first-party client that needs no consent screen.
+    pub require_consent: Option<bool>,
+    pub refresh_without_offline_access: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("a client with this id already exists")]
+    Exists,
+    #[error("no such client")]
+    NotFound,
+    #[error(transparent)]
+    Db(DbError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<DbError> for ClientError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Conflict(_) => ClientError::Exists,
+            DbError::NotFound => ClientError::NotFound,
+            other => ClientError::Db(other),
+        }
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ClientError {
+    ClientError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Applies `spec` on top of `row` (a new row with defaults, or the stored one) and
+/// checks the result is a coherent client.
+fn apply(spec: ClientSpec, mut row: ClientRow) -> Result<ClientRow, ClientError> {
+    if let Some(name) = spec.name {
+        if name.trim().is_empty() || name.len() > 200 {
+            return Err(invalid("name", "1 to 200 characters"));
+        }
+        row.name = name.trim().to_owned();
+    }
+    if let Some(method) = spec.auth_method {
+        AuthMethod::parse(&method)
+            .ok_or_else(|| invalid("auth_method", format!("one of {}", AuthMethod::NAMES.join(", "))))?;
+        row.auth_method = method;
+    }
+    if let Some(jwks) = spec.jwks {
+        let text = jwks.to_string();
+        let set = josekit::jwk::JwkSet::from_bytes(text.as_bytes()).map_err(|e| invalid("jwks", e.to_string()))?;
+        if set.keys().is_empty() || set.keys().iter().any(|k| k.parameter("d").is_some()) {
+            return Err(invalid("jwks", "a JWK Set of public keys (no private parts)"));
+        }
+        row.jwks = Some(text);
+    }
+    for (field, value, target) in [
+        ("redirect_uris", spec.redirect_uris, &mut row.redirect_uris),
+        (
+            "post_logout_redirect_uris",
+            spec.post_logout_redirect_uris,
+            &mut row.post_logout_redirect_uris,
+        ),
+    ] {
+        if let Some(uris) = value {
+            for uri in &uris {
+                RedirectUri::parse(uri).map_err(|e| invalid(field, format!("{uri}: {e}")))?;
+            }
+            *target = serde_json::to_string(&uris).map_err(anyhow::Error::from)?;
+        }
+    }
+    if let Some(grants) = spec.grant_types {
+        for grant in &grants {
+            GrantType::parse(grant)
+                .ok_or_else(|| invalid("grant_types", "authorization_code, refresh_token or client_credentials"))?;
+        }
+        row.grant_types = grants.join(" ");
+    }
+    if let Some(scopes) = spec.scopes {
+        row.scopes = Scopes::parse(&scopes)
+            .map_err(|e| invalid("scopes", e.to_string()))?
+            .to_string();
+    }
+    if let Some(audience) = spec.audience {
+        row.audience = if audience.is_empty() { None } else { Some(audience) };
+    }
+    if let Some(ttl) = spec.access_token_ttl {
+        if !(30..=86400).contains(&ttl) {
+            return Err(invalid("access_token_ttl", "30 to 86400 seconds"));
+        }
+        row.access_token_ttl = ttl;
+    }
+    if let Some(ttl) = spec.refresh_token_ttl {
+        if !(60..=365 * 86400).contains(&ttl) {
+            return Err(invalid("refresh_token_ttl", "60 seconds to 365 days"));
+        }
+        row.refresh_token_ttl = ttl;
+    }
+    if let Some(alg) = spec.id_token_alg {
+        SigningAlg::parse(&alg).ok_or_else(|| invalid("id_token_alg", "ES256, RS256 or EdDSA"))?;
+        row.id_token_alg = alg;
+    }
+    if let Some(v) = spec.require_consent {
+        row.require_consent = v;
+    }
+    if let Some(v) = spec.refresh_without_offline_access {
+        row.refresh_without_offline_access = v;
+    }
+    // Coherence.
+    let method = AuthMethod::parse(&row.auth_method).expect("checked");
+    let grants: Vec<GrantType> = row.grant_types.split(' ').filter_map(GrantType::parse).collect();
+    if grants.is_empty() {
+        return Err(invalid("grant_types", "at least one grant type"));
+    }
+    if method == AuthMethod::None && grants.contains(&GrantType::ClientCredentials) {
+        return Err(invalid("grant_types", "a public client cannot use client_credentials"));
+    }
+    if method == AuthMethod::PrivateKeyJwt && row.jwks.is_none() {
+        return Err(invalid("jwks", "private_key_jwt needs the client's public keys"));
+    }
+    let redirects: Vec<String> = serde_json::from_str(&row.redirect_uris).map_err(anyhow::Error::from)?;
+    if grants.contains(&GrantType::AuthorizationCode) && redirects.is_empty() {
+        return Err(invalid(
+            "redirect_uris",
+            "authorization_code needs at least one redirect URI",
+        ));
+    }
+    Ok(row)
+}
+
+/// The result of creating a client: the secret is shown once and never stored.
+pub struct Created {
+    pub client: Client,
+    pub secret: Option<String>,
+}
+
+pub async fn create(state: &AppState, spec: ClientSpec) -> Result<Created, ClientError> {
+    let now = state.clock.now();
+    let id = match &spec.id {
+        Some(id) => ClientId::parse(id).map_err(|e| invalid("id", e.to_string()))?,
+        None => ClientId::generate(),
+    };
+    let method = spec
+        .auth_method
+        .clone()
+        .unwrap_or_else(|| "client_secret_basic".to_owned());
+    let defaults = ClientRow {
+        id: id.to_string(),
+        name: id.to_string(),
+        secret_hash: None,
+        auth_method: method,
+        jwks: None,
+        redirect_uris: "[]".to_owned(),
+        post_logout_redirect_uris: "[]".to_owned(),
+        grant_types: "authorization_code refresh_token".to_owned(),
+        scopes: "openid profile email phone address offline_access".to_owned(),
+        audience: None,
+        access_token_ttl: state.config.tokens.access_token_ttl_secs,
+        refresh_token_ttl: state.config.tokens.refresh_token_ttl_secs,
+        id_token_alg: "ES256".to_owned(),
+        require_consent: true,
+        refresh_without_offline_access: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut spec = spec;
+    spec.id = None;
+    let mut row = apply(spec, defaults)?;
+    let secret = AuthMethod::parse(&row.auth_method)
+        .expect("checked")
+        .uses_secret()
+        .then(crypto::random_token);
+    row.secret_hash = secret.as_deref().map(crypto::sha256_hex);
+    let client = Client::from_row(row.clone())?;
+    state.db.run(move |conn| clients::insert(conn, &row)).await?;
+    Ok(Created { client, secret })
+}
+
+pub async fn find(state: &AppState, id: &str) -> Result<Client, ClientError> {
+    let key = id.to_owned();
+    let row = state
+        .db
+        .run(move |conn| clients::find(conn, &key))
+        .await?
+        .ok_or(ClientError::NotFound)?;
+    Ok(Client::from_row(row)?)
+}
+
+pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<Vec<Client>, ClientError> {
+    let rows = state.db.run(move |conn| clients::list(conn, limit, offset)).await?;
+    rows.into_iter()
+        .map(|r| Client::from_row(r).map_err(ClientError::from))
+        .collect()
+}
+
+/// Changes a client. Switching to a secret-based method issues a new secret.
+pub async fn update(state: &AppState, id: &str, spec: ClientSpec) -> Result<Created, ClientError> {
+    if spec.id.is_some() {
+        return Err(invalid("id", "a client id cannot be changed"));
+    }
+    let key = id.to_owned();
+    let stored = state
+        .db
+        .run(move |conn| clients::find(conn, &key))
+        .await?
+        .ok_or(ClientError::NotFound)?;
+    let had_secret = stored.secret_hash.is_some();
+    let mut row = apply(spec, stored)?;
+    row.updated_at = state.clock.now();
+    let method = AuthMethod::parse(&row.auth_method).expect("checked");
+    let mut secret = None;
+    if method.uses_secret() && !had_secret {
+        let new = crypto::random_token();
+        row.secret_hash = Some(crypto::sha256_hex(&new));
+        secret = Some(new);
+    } else if !method.uses_secret() {
+        row.secret_hash = None;
+    }
+    let client = Client::from_row(row.clone())?;
+    state.db.run(move |conn| clients::update(conn, &row)).await?;
+    state.clients.forget(id);
+    Ok(Created { client, secret })
+}
+
+/// Deleting a client removes its codes, grants, refresh tokens and consents (cascade).
+pub async fn delete(state: &AppState, id: &str) -> Result<(), ClientError> {
+    let key = id.to_owned();
+    let deleted = state.db.run(move |conn| clients::delete(conn, &key)).await?;
+    state.clients.forget(id);
+    if deleted { Ok(()) } else { Err(ClientError::NotFound) }
+}
+
+/// Issues a new secret; the old one stops working at once.
+pub async fn rotate_secret(state: &AppState, id: &str) -> Result<String, ClientError> {
+    let client = find(state, id).await?;
+    if !client.auth_method.uses_secret() {
+        return Err(invalid(
+            "auth_method",
+            "this client does not authenticate with a secret",
+        ));
+    }
+    let secret = crypto::random_token();
+    let hash = crypto::sha256_hex(&secret);
+    let now = state.clock.now();
+    let key = id.to_owned();
+    state
+        .db
+        .run(move |conn| clients::set_secret_hash(conn, &key, &hash, now))
+        .await?;
+    state.clients.forget(id);
+    Ok(secret)
+}
+
+/// A client as administrators see it (never the secret hash).
+pub fn describe(client: &Client) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": client.id.as_str(),
+        "name": client.name,
+        "auth_method": client.auth_method.name(),
+        "public": client.is_public(),
+        "redirect_uris": client.redirect_uris.iter().map(RedirectUri::as_str).collect::<Vec<_>>(),
+        "post_logout_redirect_uris": client.post_logout_redirect_uris.iter().map(RedirectUri::as_str).collect::<Vec<_>>(),
+        "grant_types": client.grant_types.iter().map(|g| g.name()).collect::<Vec<_>>(),
+        "scopes": client.scopes.to_string(),
+        "audience": client.audience,
+        "access_token_ttl": client.access_token_ttl,
+        "refresh_token_ttl": client.refresh_token_ttl,
+        "id_token_alg": client.id_token_alg.name(),
+        "require_consent": client.require_consent,
+        "refresh_without_offline_access": client.refresh_without_offline_access,
+        "has_jwks": client.jwks.is_some(),
+        "created_at": client.created_at,
+    })
+}

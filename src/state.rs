@@ -1,0 +1,66 @@
+//! Application state shared by every request handler and CLI command: no globals.
+
+use std::sync::Arc;
+
+use crate::authn::password::PasswordHasher;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{Db, PoolSettings};
+use crate::oauth::clients::ClientRegistry;
+use crate::oidc::keys::KeyStore;
+use crate::secrets::ServerSecrets;
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub secrets: Arc<ServerSecrets>,
+    pub hasher: Arc<PasswordHasher>,
+    /// HMAC key for CSRF tokens, derived from the key-encryption secret.
+    pub csrf_key: [u8; 32],
+    /// JWT signing keys, shared through the database, refreshed periodically.
+    pub keys: KeyStore,
+    /// Registered clients, cached in memory.
+    pub clients: ClientRegistry,
+}
+
+impl AppState {
+    /// Connects to the database, applies migrations, loads (or generates) secrets
+    /// and checks them against the ones the database was set up with.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let url = config.database_url();
+        let db = Db::connect(
+            &url,
+            &PoolSettings {
+                max_size: config.database.pool_size,
+                connect_timeout: std::time::Duration::from_secs(config.database.connect_timeout_secs),
+                busy_timeout: std::time::Duration::from_millis(config.database.busy_timeout_ms),
+            },
+        )?;
+        let applied = db
+            .migrate()
+            .await
+            .map_err(|e| anyhow::anyhow!("database ({}): {e:#}", db.backend().name()))?;
+        if !applied.is_empty() {
+            tracing::info!(backend = db.backend().name(), migrations = ?applied, "database migrated");
+        }
+        let secrets = ServerSecrets::load_or_generate(&config)?;
+        secrets.check_against(&db).await?;
+        let hasher = PasswordHasher::new(&config.argon2, secrets.pepper())?;
+        let csrf_key = secrets.derive_key("csrf");
+        let secrets = Arc::new(secrets);
+        let keys = KeyStore::default();
+        keys.initialize(&db, &secrets, clock.now()).await?;
+        let clients = ClientRegistry::new(std::time::Duration::from_secs(config.tokens.client_cache_secs));
+        Ok(Self {
+            config: Arc::new(config),
+            db,
+            clock,
+            secrets,
+            hasher,
+            csrf_key,
+            keys,
+            clients,
+        })
+    }
+}
