@@ -32,6 +32,81 @@ pub struct Config {
     pub log: LogConfig,
     pub tokens: TokenConfig,
     pub keys: KeyConfig,
+    pub admin: AdminConfig,
+    pub login: LoginConfig,
+}
+
+/// Risk-based sign-in protection. Defaults follow NIST SP 800-63B §5.2.2
+/// (at most 100 consecutive failures before a lockout).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoginConfig {
+    /// Sign-in attempts per client IP (IPv6 by /64) per minute, and the burst allowed.
+    pub ip_per_minute: u32,
+    pub ip_burst: u32,
+    /// Sign-in attempts per username per minute (per instance), and the burst allowed.
+    pub account_per_minute: u32,
+    pub account_burst: u32,
+    /// Failed client authentications at /token per client id and per IP per minute.
+    pub client_failures_per_minute: u32,
+    /// Consecutive failures before delays start (then 1 s, 2 s, 4 s, …).
+    pub delay_after: i64,
+    /// Longest delay between attempts, in seconds.
+    pub delay_max_secs: i64,
+    /// Consecutive failures that lock the account until an administrator or a password reset unlocks it.
+    pub lockout_after: i64,
+    /// The window for the network and account risk signals, in seconds.
+    pub window_secs: i64,
+    /// Distinct usernames failing from one network within the window that mark credential stuffing.
+    pub stuffing_usernames: i64,
+    /// Risk score at or above which an attempt is refused without checking the password.
+    pub deny_score: i64,
+    /// Proxies (IP or CIDR) whose `X-Forwarded-For` is believed; empty = none.
+    pub trusted_proxies: Vec<String>,
+    /// Lifetime of the known-device cookie, in days.
+    pub device_cookie_days: i64,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        Self {
+            ip_per_minute: 30,
+            ip_burst: 20,
+            account_per_minute: 10,
+            account_burst: 10,
+            client_failures_per_minute: 20,
+            delay_after: 5,
+            delay_max_secs: 900,
+            lockout_after: 100,
+            window_secs: 900,
+            stuffing_usernames: 10,
+            deny_score: 60,
+            trusted_proxies: Vec::new(),
+            device_cookie_days: 365,
+        }
+    }
+}
+
+/// The first administrator, created by `serve` on first start with an empty database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Create the `admin` user (with the `admin` role) when no user exists yet.
+    pub bootstrap: bool,
+    /// Its username.
+    pub username: String,
+    /// Its password; when unset a random one is generated and printed once to the log.
+    pub initial_password: Option<SecretString>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: true,
+            username: "admin".to_owned(),
+            initial_password: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,7 +143,8 @@ impl Default for TokenConfig {
             access_token_ttl_secs: 600,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             code_ttl_secs: 60,
-            request_ttl_secs: 30 * 60,
+            // Longer than the idle timeout, so a flow interrupted by an expired session resumes.
+            request_ttl_secs: 60 * 60,
             client_cache_secs: 5,
         }
     }
@@ -102,6 +178,11 @@ pub struct SessionConfig {
     pub idle_timeout_secs: i64,
     /// Sign-out this long after sign-in, active or not (AAL2: at most 12 h).
     pub absolute_timeout_secs: i64,
+    /// Pages warn this long before the session ends, with a "Stay signed in" button.
+    pub warn_before_secs: i64,
+    /// One active session per person: a new sign-in ends the older sessions and
+    /// the refresh tokens issued during them.
+    pub single_session: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -148,6 +229,8 @@ impl Default for Config {
             log: LogConfig::default(),
             tokens: TokenConfig::default(),
             keys: KeyConfig::default(),
+            admin: AdminConfig::default(),
+            login: LoginConfig::default(),
         }
     }
 }
@@ -167,6 +250,8 @@ impl Default for SessionConfig {
         Self {
             idle_timeout_secs: 30 * 60,
             absolute_timeout_secs: 12 * 60 * 60,
+            warn_before_secs: 5 * 60,
+            single_session: false,
         }
     }
 }
@@ -252,6 +337,12 @@ const KEYS: &[(&str, Setter)] = &[
     ("session.absolute_timeout_secs", |c, v| {
         parse_into(&mut c.session.absolute_timeout_secs, v)
     }),
+    ("session.warn_before_secs", |c, v| {
+        parse_into(&mut c.session.warn_before_secs, v)
+    }),
+    ("session.single_session", |c, v| {
+        parse_into(&mut c.session.single_session, v)
+    }),
     ("argon2.memory_kib", |c, v| parse_into(&mut c.argon2.memory_kib, v)),
     ("argon2.iterations", |c, v| parse_into(&mut c.argon2.iterations, v)),
     ("argon2.parallelism", |c, v| parse_into(&mut c.argon2.parallelism, v)),
@@ -281,6 +372,43 @@ const KEYS: &[(&str, Setter)] = &[
     }),
     ("keys.retain_secs", |c, v| parse_into(&mut c.keys.retain_secs, v)),
     ("keys.refresh_secs", |c, v| parse_into(&mut c.keys.refresh_secs, v)),
+    ("admin.bootstrap", |c, v| parse_into(&mut c.admin.bootstrap, v)),
+    ("admin.username", |c, v| set_string(&mut c.admin.username, v)),
+    ("admin.initial_password", |c, v| {
+        c.admin.initial_password = Some(SecretString::from(v.to_owned()));
+        Ok(())
+    }),
+    ("login.ip_per_minute", |c, v| parse_into(&mut c.login.ip_per_minute, v)),
+    ("login.ip_burst", |c, v| parse_into(&mut c.login.ip_burst, v)),
+    ("login.account_per_minute", |c, v| {
+        parse_into(&mut c.login.account_per_minute, v)
+    }),
+    ("login.account_burst", |c, v| parse_into(&mut c.login.account_burst, v)),
+    ("login.client_failures_per_minute", |c, v| {
+        parse_into(&mut c.login.client_failures_per_minute, v)
+    }),
+    ("login.delay_after", |c, v| parse_into(&mut c.login.delay_after, v)),
+    ("login.delay_max_secs", |c, v| {
+        parse_into(&mut c.login.delay_max_secs, v)
+    }),
+    ("login.lockout_after", |c, v| parse_into(&mut c.login.lockout_after, v)),
+    ("login.window_secs", |c, v| parse_into(&mut c.login.window_secs, v)),
+    ("login.stuffing_usernames", |c, v| {
+        parse_into(&mut c.login.stuffing_usernames, v)
+    }),
+    ("login.deny_score", |c, v| parse_into(&mut c.login.deny_score, v)),
+    ("login.trusted_proxies", |c, v| {
+        c.login.trusted_proxies = v
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(())
+    }),
+    ("login.device_cookie_days", |c, v| {
+        parse_into(&mut c.login.device_cookie_days, v)
+    }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
 ];
@@ -375,6 +503,12 @@ impl Config {
         if self.session.idle_timeout_secs < 60 {
             return Err(ConfigError::new("session.idle_timeout_secs", "must be at least 60"));
         }
+        if self.session.warn_before_secs < 10 || self.session.warn_before_secs >= self.session.idle_timeout_secs {
+            return Err(ConfigError::new(
+                "session.warn_before_secs",
+                "must be at least 10 and less than session.idle_timeout_secs",
+            ));
+        }
         if self.session.absolute_timeout_secs < self.session.idle_timeout_secs {
             return Err(ConfigError::new(
                 "session.absolute_timeout_secs",
@@ -422,6 +556,44 @@ impl Config {
                 "must be at least the access-token lifetime and one hour, or tokens would outlive their key",
             ));
         }
+        let l = &self.login;
+        for (key, value) in [
+            ("login.ip_per_minute", l.ip_per_minute),
+            ("login.ip_burst", l.ip_burst),
+            ("login.account_per_minute", l.account_per_minute),
+            ("login.account_burst", l.account_burst),
+            ("login.client_failures_per_minute", l.client_failures_per_minute),
+        ] {
+            if value < 1 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        for (key, value) in [
+            ("login.delay_after", l.delay_after),
+            ("login.lockout_after", l.lockout_after),
+            ("login.window_secs", l.window_secs),
+            ("login.stuffing_usernames", l.stuffing_usernames),
+            ("login.deny_score", l.deny_score),
+            ("login.device_cookie_days", l.device_cookie_days),
+        ] {
+            if value < 1 {
+                return Err(ConfigError::new(key, "must be at least 1"));
+            }
+        }
+        if l.lockout_after > 100 {
+            return Err(ConfigError::new(
+                "login.lockout_after",
+                "must be at most 100 (NIST SP 800-63B §5.2.2)",
+            ));
+        }
+        for proxy in &l.trusted_proxies {
+            if crate::authn::risk::Cidr::parse(proxy).is_none() {
+                return Err(ConfigError::new(
+                    "login.trusted_proxies",
+                    format!("`{proxy}` is not an IP address or CIDR"),
+                ));
+            }
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::new("log.format", "must be `text` or `json`"));
         }
@@ -457,7 +629,12 @@ impl Config {
 
     /// The issuer without a trailing slash, as it appears in `iss`.
     pub fn issuer(&self) -> String {
-        self.issuer.trim_end_matches('/').to_owned()
+        self.issuer_str().to_owned()
+    }
+
+    /// The issuer without a trailing slash, borrowed (no allocation on hot paths).
+    pub fn issuer_str(&self) -> &str {
+        self.issuer.trim_end_matches('/')
     }
 
     pub fn is_https(&self) -> bool {

@@ -3,6 +3,8 @@
 //! The map of modules and request flows is in `docs/ARCHITECTURE.md`.
 
 pub mod accounts;
+pub mod admin;
+pub mod audit;
 pub mod authn;
 pub mod clock;
 pub mod config;
@@ -10,8 +12,10 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod oauth;
 pub mod oidc;
+pub mod rbac;
 pub mod secrets;
 pub mod startup;
 pub mod state;

@@ -4,6 +4,8 @@ use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
 use oxidp::accounts::{self, Credential, NewAccount, Profile};
 use oxidp::clock::SystemClock;
@@ -27,6 +29,8 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   database.busy_timeout_ms      OXIDP_DATABASE__BUSY_TIMEOUT_MS (5000, SQLite only)
   session.idle_timeout_secs     OXIDP_SESSION__IDLE_TIMEOUT_SECS (1800)
   session.absolute_timeout_secs OXIDP_SESSION__ABSOLUTE_TIMEOUT_SECS (43200)
+  session.warn_before_secs      OXIDP_SESSION__WARN_BEFORE_SECS (300)
+  session.single_session        OXIDP_SESSION__SINGLE_SESSION (false)
   argon2.memory_kib             OXIDP_ARGON2__MEMORY_KIB (19456)
   argon2.iterations             OXIDP_ARGON2__ITERATIONS (2)
   argon2.parallelism            OXIDP_ARGON2__PARALLELISM (1)
@@ -36,12 +40,28 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   tokens.access_token_ttl_secs  OXIDP_TOKENS__ACCESS_TOKEN_TTL_SECS (600, default for new clients)
   tokens.refresh_token_ttl_secs OXIDP_TOKENS__REFRESH_TOKEN_TTL_SECS (2592000, likewise)
   tokens.code_ttl_secs          OXIDP_TOKENS__CODE_TTL_SECS (60)
-  tokens.request_ttl_secs       OXIDP_TOKENS__REQUEST_TTL_SECS (1800)
+  tokens.request_ttl_secs       OXIDP_TOKENS__REQUEST_TTL_SECS (3600)
   tokens.client_cache_secs      OXIDP_TOKENS__CLIENT_CACHE_SECS (5)
   keys.rotation_days            OXIDP_KEYS__ROTATION_DAYS (90, 0 = never)
   keys.publish_ahead_secs       OXIDP_KEYS__PUBLISH_AHEAD_SECS (3600)
   keys.retain_secs              OXIDP_KEYS__RETAIN_SECS (86400)
   keys.refresh_secs             OXIDP_KEYS__REFRESH_SECS (60)
+  admin.bootstrap               OXIDP_ADMIN__BOOTSTRAP (true: create the admin user on first start)
+  admin.username                OXIDP_ADMIN__USERNAME (admin)
+  admin.initial_password        OXIDP_ADMIN__INITIAL_PASSWORD (random, printed once to the log)
+  login.ip_per_minute           OXIDP_LOGIN__IP_PER_MINUTE (30; IPv6 by /64)
+  login.ip_burst                OXIDP_LOGIN__IP_BURST (20)
+  login.account_per_minute      OXIDP_LOGIN__ACCOUNT_PER_MINUTE (10)
+  login.account_burst           OXIDP_LOGIN__ACCOUNT_BURST (10)
+  login.client_failures_per_minute OXIDP_LOGIN__CLIENT_FAILURES_PER_MINUTE (20, at /token)
+  login.delay_after             OXIDP_LOGIN__DELAY_AFTER (5 failures, then 1 s, 2 s, 4 s ...)
+  login.delay_max_secs          OXIDP_LOGIN__DELAY_MAX_SECS (900)
+  login.lockout_after           OXIDP_LOGIN__LOCKOUT_AFTER (100, at most 100)
+  login.window_secs             OXIDP_LOGIN__WINDOW_SECS (900, risk signal window)
+  login.stuffing_usernames      OXIDP_LOGIN__STUFFING_USERNAMES (10 per network and window)
+  login.deny_score              OXIDP_LOGIN__DENY_SCORE (60)
+  login.trusted_proxies         OXIDP_LOGIN__TRUSTED_PROXIES (comma-separated IPs/CIDRs; none)
+  login.device_cookie_days      OXIDP_LOGIN__DEVICE_COOKIE_DAYS (365)
   log.format                    OXIDP_LOG__FORMAT (text | json)
   log.level                     OXIDP_LOG__LEVEL (info)";
 
@@ -70,6 +90,11 @@ enum Command {
     /// Manage JWT signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage roles, permissions and their assignment (RBAC).
+    #[command(subcommand)]
+    Role(cli::role::RoleCommand),
+    /// Query the audit log (sign-ins, lockouts, administrative changes).
+    Audit(cli::audit::AuditArgs),
 }
 
 #[derive(Args)]
@@ -113,6 +138,9 @@ struct ClientFields {
     /// Issue refresh tokens even without the offline_access scope.
     #[arg(long)]
     refresh_without_offline_access: Option<bool>,
+    /// Require a second factor for every sign-in to this client (true/false).
+    #[arg(long)]
+    require_mfa: Option<bool>,
     /// File with the client's public JWK Set (for private_key_jwt).
     #[arg(long)]
     jwks_file: Option<PathBuf>,
@@ -146,6 +174,7 @@ impl ClientFields {
                 None
             },
             refresh_without_offline_access: self.refresh_without_offline_access,
+            require_mfa: self.require_mfa,
         })
     }
 }
@@ -288,7 +317,13 @@ enum UserCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Set a user's password (policy and history apply).
+    /// Lift a sign-in lockout or delay (after too many failed sign-ins).
+    Unlock {
+        user: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Set a user's password (policy and history apply; also lifts a lockout).
     SetPassword {
         user: String,
         #[command(flatten)]
@@ -343,6 +378,14 @@ fn main() -> std::process::ExitCode {
                 let state = AppState::build(config, Arc::new(SystemClock)).await?;
                 keys_command(&state, command).await
             }
+            Command::Audit(args) => {
+                let state = AppState::build(config, Arc::new(SystemClock)).await?;
+                cli::audit::run(&state, args).await
+            }
+            Command::Role(command) => {
+                let state = AppState::build(config, Arc::new(SystemClock)).await?;
+                cli::role::run(&state, command).await
+            }
         }
     });
     match result {
@@ -358,10 +401,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let issuer = config.issuer();
     let bind = config.bind.clone();
     let app = Application::build(config, Arc::new(SystemClock)).await?;
+    match oxidp::admin::bootstrap(&app.state()).await {
+        Ok(Some(admin)) => announce_admin(&admin, &issuer),
+        Ok(None) => {}
+        Err(error) => anyhow::bail!("creating the first administrator: {error}"),
+    }
     tracing::info!(%issuer, %bind, port = app.port(), "oxidp is listening");
     app.run_until_stopped().await?;
     tracing::info!("oxidp stopped");
     Ok(())
+}
+
+/// The one time the generated administrator password is shown: a single log event
+/// (the issue's "printed once to the log"; it is never stored or logged again).
+fn announce_admin(admin: &oxidp::admin::Bootstrapped, issuer: &str) {
+    match &admin.generated_password {
+        Some(password) => tracing::warn!(
+            username = %admin.username,
+            initial_password = %password,
+            sign_in = %format!("{issuer}/login"),
+            "FIRST START: created the administrator with the `admin` role; this password is shown only once, change it after signing in"
+        ),
+        None => tracing::warn!(
+            username = %admin.username,
+            "FIRST START: created the administrator with the password from admin.initial_password"
+        ),
+    }
 }
 
 fn read_password(source: &PasswordSource) -> anyhow::Result<Password> {
@@ -422,6 +487,19 @@ fn print_user(user: &UserRow, output: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Records an administrative change made from the command line (actor `cli`).
+async fn audited(state: &AppState, action: &'static str, target: String) -> anyhow::Result<()> {
+    oxidp::audit::record_now(
+        state,
+        &oxidp::audit::Actor::cli(),
+        action,
+        Some(target),
+        serde_json::json!({}),
+    )
+    .await?;
+    Ok(())
+}
+
 async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Create {
@@ -459,6 +537,7 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
                 },
             )
             .await?;
+            audited(state, "user.create", format!("user:{}", user.id)).await?;
             print_user(&user, &output)
         }
         UserCommand::List { limit, offset, output } => {
@@ -482,15 +561,31 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
         }
         UserCommand::Show { user, output } => print_user(&accounts::find(state, &user).await?, &output),
         UserCommand::Disable { user, output } => {
-            print_user(&accounts::set_disabled(state, &user, true).await?, &output)
+            let user = accounts::set_disabled(state, &user, true).await?;
+            audited(state, "user.disable", format!("user:{}", user.id)).await?;
+            print_user(&user, &output)
         }
         UserCommand::Enable { user, output } => {
-            print_user(&accounts::set_disabled(state, &user, false).await?, &output)
+            let user = accounts::set_disabled(state, &user, false).await?;
+            audited(state, "user.enable", format!("user:{}", user.id)).await?;
+            print_user(&user, &output)
+        }
+        UserCommand::Unlock { user, output } => {
+            let user = accounts::find(state, &user).await?;
+            oxidp::authn::login::unlock(state, &user.username).await?;
+            audited(state, "user.unlock", format!("user:{}", user.id)).await?;
+            if output.json {
+                println!("{}", serde_json::json!({ "id": user.id, "unlocked": true }));
+            } else {
+                println!("{} may sign in again", user.username);
+            }
+            Ok(())
         }
         UserCommand::SetPassword { user, password, output } => {
             let user = accounts::find(state, &user).await?;
             let password = read_password(&password)?;
             accounts::set_password(state, &user, &password).await?;
+            audited(state, "user.set_password", format!("user:{}", user.id)).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "id": user.id, "password_changed": true }));
             } else {
@@ -508,6 +603,10 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
             }
             let outcomes = accounts::import(state, &text).await;
             let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+            if outcomes.len() > failed {
+                let imported = (outcomes.len() - failed).to_string();
+                audited(state, "user.import", format!("{imported} users")).await?;
+            }
             if output.json {
                 println!(
                     "{}",
@@ -566,6 +665,7 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
             let mut spec = fields.into_spec()?;
             spec.id = id;
             let created = clients::create(state, spec).await?;
+            audited(state, "client.create", format!("client:{}", created.client.id)).await?;
             print_client(&created.client, created.secret.as_deref(), &output)
         }
         ClientCommand::List { limit, offset, output } => {
@@ -597,10 +697,12 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
             output,
         } => {
             let updated = clients::update(state, &client_id, fields.into_spec()?).await?;
+            audited(state, "client.update", format!("client:{client_id}")).await?;
             print_client(&updated.client, updated.secret.as_deref(), &output)
         }
         ClientCommand::Delete { client_id, output } => {
             clients::delete(state, &client_id).await?;
+            audited(state, "client.delete", format!("client:{client_id}")).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "client_id": client_id, "deleted": true }));
             } else {
@@ -610,6 +712,7 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
         }
         ClientCommand::RotateSecret { client_id, output } => {
             let secret = clients::rotate_secret(state, &client_id).await?;
+            audited(state, "client.rotate_secret", format!("client:{client_id}")).await?;
             if output.json {
                 println!(
                     "{}",

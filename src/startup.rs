@@ -59,14 +59,20 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        self.server.await?;
+        // The last minute's client_credentials issuances still go to the audit log.
+        if let Err(error) = crate::audit::flush_issuance(&self.state, 60).await {
+            tracing::warn!(%error, "writing the last client_credentials audit events failed");
+        }
+        Ok(())
     }
 }
 
 /// Background jobs. Every instance runs them; each is idempotent.
 /// - key refresh: picks up keys created or rotated by other instances or the CLI;
 /// - automatic key rotation (`keys.rotation_days`);
-/// - purge of expired sessions, requests, codes, grants, revocations, assertion ids.
+/// - purge of expired sessions, requests, codes, grants, revocations, assertion ids,
+///   sign-in attempts older than 90 days; idle limiter state is dropped.
 fn spawn_housekeeping(state: web::Data<AppState>) {
     let keys_state = state.clone();
     tokio::spawn(async move {
@@ -85,17 +91,32 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             }
         }
     });
+    let audit_state = state.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(60));
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            if let Err(error) = crate::audit::flush_issuance(&audit_state, 60).await {
+                tracing::warn!(%error, "writing client_credentials audit events failed; kept for the next minute");
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(600));
         loop {
             interval.tick().await;
+            state.limiters.shrink();
             let now = state.clock.now();
             let purged = state
                 .db
                 .run(move |conn| {
                     Ok(crate::db::models::codes::purge(conn, now)?
                         + crate::db::models::grants::purge(conn, now)?
-                        + crate::db::models::clients::purge_assertions(conn, now)?)
+                        + crate::db::models::clients::purge_assertions(conn, now)?
+                        // Sign-in history (risk signals, the account page) is kept 90 days.
+                        + crate::db::models::logins::purge_attempts(conn, now - 90 * 86_400)?
+                        + crate::db::models::mfa::purge(conn, now)?)
                 })
                 .await;
             match (crate::authn::session::purge_expired(&state).await, purged) {

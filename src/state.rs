@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use crate::authn::password::PasswordHasher;
+use crate::authn::risk::{Cidr, Limiters};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Db, PoolSettings};
 use crate::oauth::clients::ClientRegistry;
 use crate::oidc::keys::KeyStore;
+use crate::rbac::claims::RbacCache;
 use crate::secrets::ServerSecrets;
 
 pub struct AppState {
@@ -22,6 +24,18 @@ pub struct AppState {
     pub keys: KeyStore,
     /// Registered clients, cached in memory.
     pub clients: ClientRegistry,
+    /// Roles and permissions of clients (service accounts), cached like clients.
+    pub rbac: RbacCache,
+    /// In-memory sign-in and client-authentication limiters.
+    pub limiters: Limiters,
+    /// HMAC key for username counter keys and known-device cookies.
+    pub login_key: [u8; 32],
+    /// Parsed `login.trusted_proxies`.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Process counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// client_credentials issuances waiting to be audited.
+    pub issuance: crate::audit::IssuanceCounter,
 }
 
 impl AppState {
@@ -48,10 +62,20 @@ impl AppState {
         secrets.check_against(&db).await?;
         let hasher = PasswordHasher::new(&config.argon2, secrets.pepper())?;
         let csrf_key = secrets.derive_key("csrf");
+        let login_key = secrets.derive_key("login");
+        let limiters = Limiters::new(&config.login);
+        let trusted_proxies = config
+            .login
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| Cidr::parse(p))
+            .collect();
         let secrets = Arc::new(secrets);
         let keys = KeyStore::default();
         keys.initialize(&db, &secrets, clock.now()).await?;
-        let clients = ClientRegistry::new(std::time::Duration::from_secs(config.tokens.client_cache_secs));
+        let cache_ttl = std::time::Duration::from_secs(config.tokens.client_cache_secs);
+        let clients = ClientRegistry::new(cache_ttl);
+        let rbac = RbacCache::new(cache_ttl);
         Ok(Self {
             config: Arc::new(config),
             db,
@@ -61,6 +85,12 @@ impl AppState {
             csrf_key,
             keys,
             clients,
+            rbac,
+            limiters,
+            login_key,
+            trusted_proxies,
+            metrics: Default::default(),
+            issuance: Default::default(),
         })
     }
 }

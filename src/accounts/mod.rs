@@ -206,6 +206,8 @@ pub async fn set_password(state: &AppState, user: &UserRow, new: &Password) -> R
         .db
         .transaction(move |conn| users::change_password(conn, &id, &hash, now, PASSWORD_HISTORY - 1))
         .await?;
+    // A new password lifts a lockout (NIST SP 800-63B §5.2.2: reset or admin unlock).
+    crate::authn::login::unlock(state, &user.username).await?;
     Ok(())
 }
 

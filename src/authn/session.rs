@@ -96,6 +96,7 @@ pub async fn start(
     };
     let inserted = row.clone();
     let previous_hash = previous.map(|t| t.hash());
+    let single = state.config.session.single_session;
     state
         .db
         .transaction(move |conn| {
@@ -103,6 +104,13 @@ pub async fn start(
                 use crate::db::schema::sessions::dsl;
                 use diesel::prelude::*;
                 diesel::delete(dsl::sessions.filter(dsl::token_hash.eq(hash))).execute(conn)?;
+            }
+            if single {
+                // One active session per person: the older ones end with their refresh tokens.
+                for old in sessions::list_for_user(conn, &inserted.user_id)? {
+                    crate::db::models::grants::revoke_for_session(conn, &old.id, now)?;
+                    sessions::delete(conn, &old.id)?;
+                }
             }
             sessions::insert(conn, &inserted)
         })
@@ -169,6 +177,79 @@ pub async fn end(state: &AppState, token: &SessionToken) -> Result<(), DbError> 
             Ok(())
         })
         .await
+}
+
+/// Records activity now (the "Stay signed in" button) and returns the new timer.
+pub async fn extend(state: &AppState, session: &SessionRow) -> Result<Timer, DbError> {
+    let now = state.clock.now();
+    let id = session.id.clone();
+    state.db.run(move |conn| sessions::touch(conn, &id, now)).await?;
+    let mut touched = session.clone();
+    touched.last_seen_at = now;
+    Ok(timer(state, &touched))
+}
+
+/// Ends one of `user_id`'s sessions (not necessarily the current one), with the
+/// refresh tokens issued during it. False when there is no such session of theirs.
+pub async fn end_by_id(state: &AppState, user_id: &str, session_id: &str) -> Result<bool, DbError> {
+    let now = state.clock.now();
+    let (user_id, session_id) = (user_id.to_owned(), session_id.to_owned());
+    state
+        .db
+        .transaction(move |conn| {
+            if !sessions::list_for_user(conn, &user_id)?
+                .iter()
+                .any(|s| s.id == session_id)
+            {
+                return Ok(false);
+            }
+            crate::db::models::grants::revoke_for_session(conn, &session_id, now)?;
+            sessions::delete(conn, &session_id)
+        })
+        .await
+}
+
+/// Ends every session of `user_id` except `keep`; returns how many ended.
+pub async fn end_others(state: &AppState, user_id: &str, keep: &str) -> Result<usize, DbError> {
+    let now = state.clock.now();
+    let (user_id, keep) = (user_id.to_owned(), keep.to_owned());
+    state
+        .db
+        .transaction(move |conn| {
+            let mut ended = 0;
+            for other in sessions::list_for_user(conn, &user_id)?
+                .into_iter()
+                .filter(|s| s.id != keep)
+            {
+                crate::db::models::grants::revoke_for_session(conn, &other.id, now)?;
+                sessions::delete(conn, &other.id)?;
+                ended += 1;
+            }
+            Ok(ended)
+        })
+        .await
+}
+
+/// What a page needs for the expiry warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Timer {
+    /// Seconds until the session ends if nothing happens.
+    pub remaining: i64,
+    /// Show the warning when `remaining` drops to this.
+    pub warn: i64,
+    /// False when the absolute timeout is what ends it: activity cannot extend it.
+    pub extendable: bool,
+}
+
+pub fn timer(state: &AppState, session: &SessionRow) -> Timer {
+    let now = state.clock.now();
+    let idle_end = session.last_seen_at + state.config.session.idle_timeout_secs;
+    let absolute_end = session.created_at + state.config.session.absolute_timeout_secs;
+    Timer {
+        remaining: (idle_end.min(absolute_end) - now).max(0),
+        warn: state.config.session.warn_before_secs,
+        extendable: idle_end < absolute_end,
+    }
 }
 
 /// Seconds until the session ends if nothing happens.

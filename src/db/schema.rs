@@ -70,6 +70,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        resource -> Nullable<Text>,
     }
 }
 
@@ -110,6 +111,7 @@ diesel::table! {
         refresh_without_offline_access -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        require_mfa -> Bool,
     }
 }
 
@@ -138,6 +140,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        resource -> Nullable<Text>,
     }
 }
 
@@ -170,6 +173,153 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    roles (name) {
+        name -> Text,
+        description -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    permissions (name) {
+        name -> Text,
+        audience -> Nullable<Text>,
+        description -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    role_permissions (role, permission) {
+        role -> Text,
+        permission -> Text,
+    }
+}
+
+diesel::table! {
+    role_parents (role, parent) {
+        role -> Text,
+        parent -> Text,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role) {
+        user_id -> Text,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    client_roles (client_id, role) {
+        client_id -> Text,
+        role -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    exclusive_role_sets (name) {
+        name -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    exclusive_role_members (set_name, role) {
+        set_name -> Text,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        details -> Text,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    login_throttle (username_key) {
+        username_key -> Text,
+        failures -> BigInt,
+        last_failure_at -> BigInt,
+        delay_until -> BigInt,
+        locked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    login_attempts (id) {
+        id -> Text,
+        at -> BigInt,
+        ip -> Nullable<Text>,
+        ip_net -> Text,
+        username_key -> Text,
+        user_id -> Nullable<Text>,
+        known_device -> Bool,
+        user_agent -> Nullable<Text>,
+        outcome -> Text,
+        risk -> BigInt,
+        reasons -> Text,
+    }
+}
+
+diesel::table! {
+    known_devices (device_id, user_id) {
+        device_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    totp_credentials (user_id) {
+        user_id -> Text,
+        secret -> Text,
+        confirmed_at -> Nullable<BigInt>,
+        last_step -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+        used_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    mfa_failures (id) {
+        id -> Text,
+        user_id -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        amr -> Text,
+        device_id -> Nullable<Text>,
+        return_to -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(authorization_requests -> clients (client_id));
@@ -180,19 +330,45 @@ diesel::joinable!(grants -> users (user_id));
 diesel::joinable!(password_history -> users (user_id));
 diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(login_attempts -> users (user_id));
+diesel::joinable!(known_devices -> users (user_id));
+diesel::joinable!(role_permissions -> permissions (permission));
+diesel::joinable!(role_permissions -> roles (role));
+diesel::joinable!(user_roles -> roles (role));
+diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(client_roles -> roles (role));
+diesel::joinable!(client_roles -> clients (client_id));
+diesel::joinable!(exclusive_role_members -> exclusive_role_sets (set_name));
+diesel::joinable!(exclusive_role_members -> roles (role));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_events,
     authorization_codes,
     authorization_requests,
+    client_roles,
     client_assertions,
     clients,
     consents,
+    exclusive_role_members,
+    exclusive_role_sets,
     grants,
+    known_devices,
+    login_attempts,
+    login_throttle,
+    mfa_challenges,
+    mfa_failures,
     password_history,
+    permissions,
+    recovery_codes,
     refresh_tokens,
     revoked_tokens,
+    role_parents,
+    role_permissions,
+    roles,
     server_settings,
     sessions,
     signing_keys,
+    totp_credentials,
+    user_roles,
     users,
 );

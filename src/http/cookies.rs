@@ -7,6 +7,10 @@ use crate::config::Config;
 
 pub const SESSION: &str = "oxidp_session";
 pub const CSRF: &str = "oxidp_csrf";
+/// Signed id of a browser that signed in before (risk signal, lockout exemption).
+pub const DEVICE: &str = "oxidp_device";
+/// The pending second step of a sign-in (5 minutes).
+pub const MFA: &str = "oxidp_mfa";
 
 pub fn name(config: &Config, base: &str) -> String {
     if config.is_https() {

@@ -68,7 +68,23 @@ impl FromRequest for Csrf {
 /// Checks a submitted form: same-origin (when the browser says where it came from)
 /// and a token matching the cookie.
 pub fn verify(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), PageError> {
-    if let Some(origin) = req.headers().get(actix_web::http::header::ORIGIN) {
+    // Fetch Metadata: browsers say outright when a request comes from another site.
+    if req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        tracing::warn!("form refused: cross-site POST (Sec-Fetch-Site)");
+        return Err(PageError::Forbidden("cross-site form"));
+    }
+    // Our pages send `Referrer-Policy: no-referrer`, under which browsers serialize
+    // the Origin of their own same-origin form posts as `null` (Fetch §3.1): that
+    // says nothing either way, and the signed token below decides.
+    if let Some(origin) = req
+        .headers()
+        .get(actix_web::http::header::ORIGIN)
+        .filter(|o| o.as_bytes() != b"null")
+    {
         let issuer = state.config.issuer_url().map_err(|e| PageError::Internal(e.into()))?;
         let expected = issuer.origin().ascii_serialization();
         if origin.as_bytes() != expected.as_bytes() {

@@ -23,6 +23,9 @@ pub enum PageError {
     Forbidden(&'static str),
     #[error("not found")]
     NotFound,
+    /// Over a rate limit: 429 with `Retry-After`.
+    #[error("too many requests")]
+    TooManyRequests { retry_after: u64 },
     /// The page needs a signed-in person; they are sent to the sign-in page.
     #[error("sign-in required")]
     SignInRequired { return_to: String, expired: bool },
@@ -46,7 +49,8 @@ impl From<LoginError> for PageError {
     fn from(error: LoginError) -> Self {
         match error {
             LoginError::Db(db) => db.into(),
-            LoginError::InvalidCredentials => PageError::Forbidden("invalid credentials"),
+            LoginError::InvalidCredentials { .. } => PageError::Forbidden("invalid credentials"),
+            LoginError::RateLimited { retry_after } => PageError::TooManyRequests { retry_after },
         }
     }
 }
@@ -75,6 +79,7 @@ impl ResponseError for PageError {
             PageError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
             PageError::NotFound => StatusCode::NOT_FOUND,
+            PageError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             PageError::SignInRequired { .. } => StatusCode::SEE_OTHER,
             PageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,6 +106,21 @@ impl ResponseError for PageError {
                 "For your security the form could not be accepted. Go back, reload the page and try again.".to_owned(),
             ),
             PageError::NotFound => ("Page not found", "There is nothing at this address.".to_owned()),
+            PageError::TooManyRequests { retry_after } => {
+                let mut response = html_error(
+                    status,
+                    "Too many attempts",
+                    &format!(
+                        "There were too many sign-in attempts from your network or for this account. Wait {} and try again.",
+                        crate::http::handlers::login::wait_phrase(*retry_after as i64)
+                    ),
+                );
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_str(&retry_after.to_string()).unwrap_or(HeaderValue::from_static("60")),
+                );
+                return response;
+            }
             PageError::Unavailable(cause) => {
                 tracing::error!(%cause, "database unavailable");
                 (
@@ -231,6 +251,7 @@ impl ResponseError for OAuthJsonError {
         use crate::oauth::error::OAuthError as E;
         match self.0 {
             E::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            E::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             E::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             E::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -250,6 +271,9 @@ impl ResponseError for OAuthJsonError {
         }
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("30")));
+        }
+        if let crate::oauth::error::OAuthError::SlowDown { retry_after } = self.0 {
+            response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
         }
         response.json(serde_json::json!({
             "error": self.0.code(),
@@ -329,5 +353,89 @@ impl ResponseError for BearerHttpError {
             Some(code) => response.json(serde_json::json!({ "error": code, "error_description": description })),
             None => response.finish(),
         }
+    }
+}
+
+/// Errors of the admin API: RFC 9457 problem+json; authentication and permission
+/// failures also carry an RFC 6750 `WWW-Authenticate` challenge.
+#[derive(Debug)]
+pub struct AdminHttpError(pub crate::admin::AdminError);
+
+impl std::fmt::Display for AdminHttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: Into<crate::admin::AdminError>> From<E> for AdminHttpError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+impl ResponseError for AdminHttpError {
+    fn status_code(&self) -> StatusCode {
+        use crate::admin::AdminError as E;
+        match self.0 {
+            E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::BadRequest(_) => StatusCode::BAD_REQUEST,
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Conflict { .. } => StatusCode::CONFLICT,
+            E::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        use crate::admin::AdminError as E;
+        let status = self.status_code();
+        let (detail, challenge, code) = match &self.0 {
+            E::Unauthenticated(None) => (
+                "An access token is required.".to_owned(),
+                Some("Bearer realm=\"oxidp\"".to_owned()),
+                None,
+            ),
+            E::Unauthenticated(Some(why)) => (
+                format!("The access token is not valid: {why}."),
+                Some(format!(
+                    "Bearer realm=\"oxidp\", error=\"invalid_token\", error_description=\"{}\"",
+                    quote(why)
+                )),
+                Some("invalid_token"),
+            ),
+            E::Forbidden(permission) => (
+                format!("The access token lacks the permission {permission}."),
+                Some(format!(
+                    "Bearer realm=\"oxidp\", error=\"insufficient_scope\", scope=\"{permission}\""
+                )),
+                Some("insufficient_scope"),
+            ),
+            E::BadRequest(d) | E::NotFound(d) => (d.clone(), None, None),
+            E::Conflict { code, detail } => (detail.clone(), None, Some(*code)),
+            E::Unavailable => ("The database cannot be reached; retry later.".to_owned(), None, None),
+            E::Internal(cause) => {
+                tracing::error!(error = ?cause, "admin API internal error");
+                ("An unexpected error occurred.".to_owned(), None, None)
+            }
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header(no_store());
+        if let Some(challenge) = challenge {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("30")));
+        }
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        if let Some(code) = code {
+            body["code"] = serde_json::json!(code);
+        }
+        response.content_type("application/problem+json").json(body)
     }
 }

@@ -70,7 +70,7 @@ impl FromRequest for SignedIn {
             } else {
                 // A form posted without a session cannot be replayed after sign-in;
                 // bring the person back to the page that holds the form.
-                req.path().to_owned()
+                page_of_form(&req)
             };
             match maybe.await?.0 {
                 Lookup::Active(auth) => Ok(SignedIn(*auth)),
@@ -87,6 +87,36 @@ impl FromRequest for SignedIn {
     }
 }
 
+/// The page that shows the form posted to this address (where to return after
+/// signing in again): account forms live on `/account`; the consent form posts to
+/// its own address (`/consent?request=…`).
+fn page_of_form(req: &HttpRequest) -> String {
+    let path = req.path();
+    if path == "/session/extend" {
+        let back = url::form_urlencoded::parse(req.query_string().as_bytes())
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.into_owned());
+        return safe_return_to(back.as_deref());
+    }
+    if path.starts_with("/account") {
+        return "/account".to_owned();
+    }
+    req.uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned())
+        .unwrap_or_else(|| "/account".to_owned())
+}
+
+/// The client's address: the peer, or what a trusted proxy (`login.trusted_proxies`)
+/// says in `X-Forwarded-For`.
+pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    let state = req.app_data::<web::Data<AppState>>();
+    let trusted = state.map(|s| s.trusted_proxies.as_slice()).unwrap_or_default();
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    crate::authn::risk::client_ip(peer, forwarded, trusted)
+}
+
 /// The client's address and user agent, for the session list and audit.
 pub struct ClientOrigin(pub Origin);
 
@@ -95,7 +125,7 @@ impl FromRequest for ClientOrigin {
     type Future = Ready<Result<Self, actix_web::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ip = req.peer_addr().map(|a| a.ip().to_string());
+        let ip = client_ip(req).map(|ip| ip.to_string());
         let user_agent = req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -119,6 +149,35 @@ pub fn safe_return_to(raw: Option<&str>) -> String {
             path.to_owned()
         }
         _ => "/account".to_owned(),
+    }
+}
+
+/// The caller of the admin API, from `Authorization: Bearer …` (RFC 6750 §2.1;
+/// tokens in the URL or body are not accepted here).
+pub struct AdminCaller(pub crate::admin::Principal);
+
+impl FromRequest for AdminCaller {
+    type Error = crate::http::error::AdminHttpError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        use crate::admin::AdminError;
+        let req = req.clone();
+        Box::pin(async move {
+            let state = state_of(&req).map_err(|_| AdminError::Internal(anyhow::anyhow!("no app state")))?;
+            let header = req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let token = match header.and_then(|v| v.split_once(' ')) {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                    token.trim().to_owned()
+                }
+                _ => return Err(AdminError::Unauthenticated(None).into()),
+            };
+            let ip = client_ip(&req).map(|a| a.to_string());
+            Ok(AdminCaller(crate::admin::authenticate(&state, &token, ip).await?))
+        })
     }
 }
 

@@ -3,8 +3,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, error, web};
 
+use crate::admin::AdminError;
+use crate::http::error::AdminHttpError;
 use crate::http::error::{PageError, html_error, problem};
-use crate::http::handlers::{account, assets, health, login, logout, oauth, oidc};
+use crate::http::handlers::{account, admin, assets, health, login, logout, mfa, oauth, oidc, session};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
@@ -32,17 +34,29 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     .app_data(web::PayloadConfig::default().limit(limit))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(health::metrics))
     .route(
         "/",
         web::get().to(|| async { HttpResponse::Found().insert_header(("Location", "/account")).finish() }),
     )
     .route("/login", web::get().to(login::show))
     .route("/login", web::post().to(login::submit))
+    .route("/login/mfa", web::get().to(mfa::show))
+    .route("/login/mfa", web::post().to(mfa::submit))
+    .route("/account/mfa/totp", web::get().to(mfa::enrol))
+    .route("/account/mfa/totp", web::post().to(mfa::confirm))
+    .route("/account/mfa/recovery", web::get().to(mfa::recovery_confirm))
+    .route("/account/mfa/recovery", web::post().to(mfa::recovery_regenerate))
+    .route("/account/mfa/disable", web::get().to(mfa::disable_confirm))
+    .route("/account/mfa/disable", web::post().to(mfa::disable))
     .route("/logout", web::get().to(logout::confirm))
     .route("/logout", web::post().to(logout::submit))
     .route("/account", web::get().to(account::show))
     .route("/account/password", web::post().to(account::change_password))
     .route("/account/consents/revoke", web::post().to(account::withdraw_consent))
+    .route("/account/sessions/end", web::post().to(session::end_one))
+    .route("/account/sessions/end-others", web::post().to(session::end_others))
+    .route("/session/extend", web::post().to(session::extend))
     .route("/authorize", web::get().to(oauth::authorize))
     .route("/authorize", web::post().to(oauth::authorize))
     .route("/authorize/continue", web::get().to(oauth::resume))
@@ -77,8 +91,63 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
             .wrap(cors())
             .route(web::post().to(oauth::introspect)),
     )
+    .service(admin_api(limit))
     .route("/static/{path:.*}", web::get().to(assets::serve))
     .default_service(web::to(not_found));
+}
+
+/// The admin API: JSON in, JSON out, problem+json errors for every bad input.
+fn admin_api(limit: usize) -> actix_web::Scope {
+    let bad = |detail: String| -> actix_web::Error { AdminHttpError(AdminError::BadRequest(detail)).into() };
+    web::scope("/admin/v1")
+        .app_data(
+            web::JsonConfig::default()
+                .limit(limit)
+                .error_handler(move |err, _| bad(format!("malformed JSON body: {err}"))),
+        )
+        .app_data(web::QueryConfig::default().error_handler(move |err, _| bad(format!("malformed query: {err}"))))
+        .app_data(web::PathConfig::default().error_handler(move |err, _| bad(format!("malformed path: {err}"))))
+        .route("/users", web::get().to(admin::list_users))
+        .route("/users", web::post().to(admin::create_user))
+        .route("/users/{id}", web::get().to(admin::show_user))
+        .route("/users/{id}", web::patch().to(admin::patch_user))
+        .route("/users/{id}/unlock", web::post().to(admin::unlock_user))
+        .route("/users/{id}/sessions", web::get().to(admin::user_sessions))
+        .route("/users/{id}/sessions", web::delete().to(admin::end_user_sessions))
+        .route("/users/{id}/sessions/{sid}", web::delete().to(admin::end_user_session))
+        .route("/clients", web::get().to(admin::list_clients))
+        .route("/clients", web::post().to(admin::create_client))
+        .route("/clients/{id}", web::get().to(admin::show_client))
+        .route("/clients/{id}", web::patch().to(admin::update_client))
+        .route("/clients/{id}", web::delete().to(admin::delete_client))
+        .route("/clients/{id}/secret", web::post().to(admin::rotate_secret))
+        .route("/{kind:users|clients}/{id}/roles", web::get().to(admin::subject_roles))
+        .route("/{kind:users|clients}/{id}/roles/{role}", web::put().to(admin::assign))
+        .route(
+            "/{kind:users|clients}/{id}/roles/{role}",
+            web::delete().to(admin::unassign),
+        )
+        .route("/roles", web::get().to(admin::list_roles))
+        .route("/roles", web::post().to(admin::create_role))
+        .route("/roles/{name}", web::get().to(admin::show_role))
+        .route("/roles/{name}", web::delete().to(admin::delete_role))
+        .route("/roles/{name}/permissions/{permission}", web::put().to(admin::grant))
+        .route(
+            "/roles/{name}/permissions/{permission}",
+            web::delete().to(admin::revoke),
+        )
+        .route("/roles/{name}/parents/{parent}", web::put().to(admin::add_parent))
+        .route("/roles/{name}/parents/{parent}", web::delete().to(admin::remove_parent))
+        .route("/permissions", web::get().to(admin::list_permissions))
+        .route("/permissions", web::post().to(admin::create_permission))
+        .route("/permissions/{name}", web::delete().to(admin::delete_permission))
+        .route("/exclusive-sets", web::get().to(admin::list_exclusive))
+        .route("/exclusive-sets", web::post().to(admin::create_exclusive))
+        .route("/exclusive-sets/{name}", web::delete().to(admin::delete_exclusive))
+        .route("/audit", web::get().to(admin::audit))
+        .default_service(web::to(|| async {
+            problem(StatusCode::NOT_FOUND, "No resource at this address.")
+        }))
 }
 
 /// Unknown routes: problem+json for API callers, a page for people.

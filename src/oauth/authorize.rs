@@ -51,6 +51,11 @@ pub struct AuthorizationRequest {
     pub id_token_hint_sub: Option<String>,
     /// RFC 8707 resource indicator.
     pub resource: Option<String>,
+    /// The browser session that existed when the request first arrived; a
+    /// `prompt=login` is satisfied by any other (newer) session, since every
+    /// sign-in starts a new one.
+    #[serde(default)]
+    pub session_at_request: Option<String>,
 }
 
 /// Where and how to answer the client.
@@ -304,6 +309,7 @@ pub async fn parse(
             .unwrap_or_default(),
         id_token_hint_sub,
         resource,
+        session_at_request: None,
     };
     Ok((request, client))
 }
@@ -318,16 +324,18 @@ pub enum Step {
     Consent,
     Issue,
     Fail(OAuthError),
+    /// The person is signed in but must pass a second factor first.
+    StepUp,
 }
 
-/// Decides the next step. `created_at` is when the request first arrived, so a
-/// sign-in made after it satisfies `prompt=login`.
+/// Decides the next step. `first_pass` is true when the request has just arrived
+/// (not yet stored while the person signs in).
 pub async fn decide(
     state: &AppState,
     request: &AuthorizationRequest,
     client: &Client,
     session: Option<&Authenticated>,
-    created_at: i64,
+    first_pass: bool,
 ) -> Result<Step, OAuthError> {
     let none = request.prompt.contains(&Prompt::None);
     let Some(auth) = session else {
@@ -339,7 +347,9 @@ pub async fn decide(
     };
     let now = state.clock.now();
     let auth_time = auth.session.auth_time;
-    let stale_for_prompt = request.prompt.contains(&Prompt::Login) && auth_time < created_at;
+    let signed_in_since_request =
+        !first_pass && request.session_at_request.as_deref() != Some(auth.session.id.as_str());
+    let stale_for_prompt = request.prompt.contains(&Prompt::Login) && !signed_in_since_request;
     let stale_for_max_age = request.max_age.is_some_and(|max| now - auth_time > max);
     let other_user = request
         .id_token_hint_sub
@@ -350,6 +360,20 @@ pub async fn decide(
             Step::Fail(OAuthError::LoginRequired)
         } else {
             Step::Login { force: true }
+        });
+    }
+    // Step-up (OIDC Core §3.1.2.1 acr_values): MFA asked for and not yet done in this session.
+    let wants_mfa = client.require_mfa || request.acr_values.iter().any(|a| a == ACR_MFA);
+    if wants_mfa && !auth.session.amr.split(' ').any(|m| m == "mfa") {
+        if none {
+            return Ok(Step::Fail(OAuthError::InteractionRequired));
+        }
+        return Ok(if crate::authn::mfa::is_enrolled(state, &auth.user.id).await? {
+            Step::StepUp
+        } else {
+            Step::Fail(OAuthError::AccessDenied(
+                "a second factor is required and the user has none",
+            ))
         });
     }
     if client.require_consent {
@@ -432,10 +456,11 @@ pub async fn issue_code(
         code_challenge: request.code_challenge.clone(),
         auth_time: auth.session.auth_time,
         amr: auth.session.amr.clone(),
-        acr: None,
+        acr: Some(acr_for(&auth.session.amr).to_owned()),
         created_at: now,
         expires_at: now + state.config.tokens.code_ttl_secs,
         used_at: None,
+        resource: request.resource.clone(),
     };
     let consumed = state
         .db
@@ -466,6 +491,20 @@ pub async fn issue_code(
     })
 }
 
+/// Authentication context classes (OIDC Core §2 `acr`), advertised in discovery.
+pub const ACR_PASSWORD: &str = "urn:oxidp:acr:pwd";
+pub const ACR_MFA: &str = "urn:oxidp:acr:mfa";
+
+/// The `acr` a session's authentication methods (RFC 8176 `amr` values) achieve.
+pub fn acr_for(amr: &str) -> &'static str {
+    let methods: Vec<&str> = amr.split(' ').collect();
+    if methods.contains(&"mfa") {
+        ACR_MFA
+    } else {
+        ACR_PASSWORD
+    }
+}
+
 /// Scope descriptions for the consent page.
 pub fn describe_scope(scope: &str) -> (String, String) {
     let (title, text) = match scope {
@@ -476,6 +515,12 @@ pub fn describe_scope(scope: &str) -> (String, String) {
         "address" => ("Your postal address", "The address on your account."),
         "offline_access" => ("Stay connected", "Keep access while you are not using the application."),
         "roles" => ("Your roles", "The roles and permissions assigned to you."),
+        other if crate::rbac::hierarchy::is_permission_name(other) => {
+            return (
+                format!("Permission {other}"),
+                "Act with this permission of yours, if your roles grant it.".to_owned(),
+            );
+        }
         other => {
             return (
                 other.to_owned(),

@@ -41,6 +41,16 @@ pub enum ClientCredentials {
 }
 
 impl ClientCredentials {
+    /// The client id the caller claims (an assertion names it inside the JWT).
+    pub fn claimed_id(&self) -> Option<&str> {
+        match self {
+            ClientCredentials::Basic { id, .. }
+            | ClientCredentials::Post { id, .. }
+            | ClientCredentials::Public { id } => Some(id),
+            ClientCredentials::Assertion { id, .. } => id.as_deref(),
+        }
+    }
+
     /// Reads the credentials from the `Authorization` header and the form.
     pub fn from_request(authorization: Option<&str>, params: &Params) -> Result<Self, OAuthError> {
         let basic = authorization

@@ -100,6 +100,8 @@ pub struct Client {
     pub id_token_alg: SigningAlg,
     pub require_consent: bool,
     pub refresh_without_offline_access: bool,
+    /// This application requires a second factor (acr `urn:oxidp:acr:mfa`).
+    pub require_mfa: bool,
     pub created_at: i64,
 }
 
@@ -146,6 +148,7 @@ impl Client {
                 .ok_or_else(|| anyhow::anyhow!("unknown alg {}", row.id_token_alg))?,
             require_consent: row.require_consent,
             refresh_without_offline_access: row.refresh_without_offline_access,
+            require_mfa: row.require_mfa,
             created_at: row.created_at,
         })
     }
@@ -221,6 +224,8 @@ pub struct ClientSpec {
     /// `false` marks a first-party client that needs no consent screen.
     pub require_consent: Option<bool>,
     pub refresh_without_offline_access: Option<bool>,
+    /// Require a second factor for every sign-in to this client.
+    pub require_mfa: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -325,6 +330,9 @@ fn apply(spec: ClientSpec, mut row: ClientRow) -> Result<ClientRow, ClientError>
     if let Some(v) = spec.require_consent {
         row.require_consent = v;
     }
+    if let Some(v) = spec.require_mfa {
+        row.require_mfa = v;
+    }
     if let Some(v) = spec.refresh_without_offline_access {
         row.refresh_without_offline_access = v;
     }
@@ -375,13 +383,14 @@ pub async fn create(state: &AppState, spec: ClientSpec) -> Result<Created, Clien
         redirect_uris: "[]".to_owned(),
         post_logout_redirect_uris: "[]".to_owned(),
         grant_types: "authorization_code refresh_token".to_owned(),
-        scopes: "openid profile email phone address offline_access".to_owned(),
+        scopes: "openid profile email phone address offline_access roles".to_owned(),
         audience: None,
         access_token_ttl: state.config.tokens.access_token_ttl_secs,
         refresh_token_ttl: state.config.tokens.refresh_token_ttl_secs,
         id_token_alg: "ES256".to_owned(),
         require_consent: true,
         refresh_without_offline_access: false,
+        require_mfa: false,
         created_at: now,
         updated_at: now,
     };
@@ -490,6 +499,7 @@ pub fn describe(client: &Client) -> serde_json::Value {
         "id_token_alg": client.id_token_alg.name(),
         "require_consent": client.require_consent,
         "refresh_without_offline_access": client.refresh_without_offline_access,
+        "require_mfa": client.require_mfa,
         "has_jwks": client.jwks.is_some(),
         "created_at": client.created_at,
     })

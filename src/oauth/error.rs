@@ -37,6 +37,9 @@ pub enum OAuthError {
     /// OIDC Core §3.1.2.6: `prompt=none` but the person must sign in.
     #[error("login_required")]
     LoginRequired,
+    /// OIDC Core §3.1.2.6: `prompt=none` but the person must interact (e.g. a second factor).
+    #[error("interaction_required")]
+    InteractionRequired,
     /// OIDC Core §3.1.2.6: `prompt=none` but the person must consent.
     #[error("consent_required")]
     ConsentRequired,
@@ -46,6 +49,10 @@ pub enum OAuthError {
     /// OIDC Core §6: `request_uri` is not supported.
     #[error("request_uri_not_supported")]
     RequestUriNotSupported,
+    /// RFC 8628 §3.5 `slow_down` (registered for the token endpoint): too many failed
+    /// client authentications for this client id or address; answered with 429.
+    #[error("slow_down")]
+    SlowDown { retry_after: u64 },
     /// RFC 6749 §4.1.2.1 / §5.2: the server cannot answer now (database down).
     #[error("temporarily_unavailable")]
     TemporarilyUnavailable,
@@ -68,9 +75,11 @@ impl OAuthError {
             OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::UnsupportedTokenType => "unsupported_token_type",
             OAuthError::LoginRequired => "login_required",
+            OAuthError::InteractionRequired => "interaction_required",
             OAuthError::ConsentRequired => "consent_required",
             OAuthError::RequestNotSupported => "request_not_supported",
             OAuthError::RequestUriNotSupported => "request_uri_not_supported",
+            OAuthError::SlowDown { .. } => "slow_down",
             OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
             OAuthError::ServerError => "server_error",
         }
@@ -88,9 +97,13 @@ impl OAuthError {
             OAuthError::UnsupportedResponseType => "only response_type=code is supported".to_owned(),
             OAuthError::UnsupportedTokenType => "this token type cannot be revoked".to_owned(),
             OAuthError::LoginRequired => "the user must sign in".to_owned(),
+            OAuthError::InteractionRequired => "the user must interact with the authorization server".to_owned(),
             OAuthError::ConsentRequired => "the user must consent".to_owned(),
             OAuthError::RequestNotSupported => "request objects are not supported".to_owned(),
             OAuthError::RequestUriNotSupported => "request_uri is not supported".to_owned(),
+            OAuthError::SlowDown { retry_after } => {
+                format!("too many failed client authentications; retry in {retry_after} s")
+            }
             OAuthError::TemporarilyUnavailable => "the server is temporarily unavailable".to_owned(),
             OAuthError::ServerError => "an unexpected error occurred".to_owned(),
         }

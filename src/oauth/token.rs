@@ -21,6 +21,7 @@ use crate::oauth::params::Params;
 use crate::oauth::pkce::{self, CodeChallenge};
 use crate::oauth::tokens::{self, AccessTokenRequest};
 use crate::oidc::id_token::{self, Authentication};
+use crate::rbac::claims as rbac_claims;
 use crate::state::AppState;
 
 /// A token request, parsed: one variant per grant type.
@@ -89,7 +90,9 @@ pub async fn exchange(
     request: TokenRequest,
 ) -> Result<TokenResponse, OAuthError> {
     match request {
-        TokenRequest::ClientCredentials { scope, resource } => client_credentials(state, &client, scope, resource),
+        TokenRequest::ClientCredentials { scope, resource } => {
+            client_credentials(state, &client, scope, resource).await
+        }
         TokenRequest::AuthorizationCode {
             code,
             redirect_uri,
@@ -111,11 +114,16 @@ fn audience(state: &AppState, client: &Client, resource: Option<&str>) -> Result
             }
             Ok(vec![r.to_owned()])
         }
-        None => Ok(vec![client.audience.clone().unwrap_or_else(|| state.config.issuer())]),
+        None => Ok(vec![
+            client
+                .audience
+                .clone()
+                .unwrap_or_else(|| state.config.issuer_str().to_owned()),
+        ]),
     }
 }
 
-fn client_credentials(
+async fn client_credentials(
     state: &AppState,
     client: &Client,
     scope: Option<Scopes>,
@@ -128,6 +136,7 @@ fn client_credentials(
     }
     // No person is involved: user-only scopes make no sense here.
     let allowed = client.scopes.without("openid").without("offline_access");
+    let explicit = scope.as_ref().is_some_and(|s| !s.is_empty());
     let granted = match scope {
         Some(requested) => {
             let refused = requested.difference(&allowed);
@@ -139,6 +148,16 @@ fn client_credentials(
         None => allowed,
     };
     let aud = audience(state, client, resource.as_deref())?;
+    // Scopes requested ∩ allowed (above) ∩ the service account's permissions for this audience.
+    let entitled =
+        rbac_claims::for_client(state, client.id.as_str(), rbac_claims::audience_key(state, &aud[0])).await?;
+    let registered = rbac_claims::registered(state).await?;
+    let (granted, permissions) = rbac_claims::narrow(&granted, &entitled, &registered);
+    if explicit && granted.is_empty() {
+        return Err(OAuthError::InvalidScope(
+            "the client holds none of the requested permissions".into(),
+        ));
+    }
     let issued = tokens::issue_access_token(
         state,
         AccessTokenRequest {
@@ -152,9 +171,12 @@ fn client_credentials(
             amr: Vec::new(),
             grant_id: None,
             session_id: None,
+            roles: entitled.roles.clone(),
+            permissions,
         },
     )
     .map_err(|e| OAuthError::from(anyhow::Error::from(e)))?;
+    state.issuance.note(client.id.as_str());
     Ok(TokenResponse {
         access_token: issued.token,
         token_type: "Bearer",
@@ -173,6 +195,14 @@ fn reused(
     now: i64,
 ) -> Result<Redemption, DbError> {
     let revoked = grants::revoke_by_code(conn, code_hash, now)?;
+    crate::audit::record(
+        conn,
+        &crate::audit::Actor::client(client_id, None),
+        "token.code_replay",
+        None,
+        serde_json::json!({ "revoked_grants": revoked }),
+        now,
+    )?;
     tracing::warn!(%client_id, revoked, "authorization code reused; its tokens are revoked");
     Ok(Redemption::Refused(OAuthError::InvalidGrant(
         "the authorization code was already used",
@@ -286,8 +316,17 @@ async fn authorization_code(
                 created_at: now,
                 expires_at: now + refresh_ttl,
                 revoked_at: None,
+                resource: row.resource.clone(),
             };
             grants::insert(conn, &grant)?;
+            crate::audit::record(
+                conn,
+                &crate::audit::Actor::client(&client_id, None),
+                "token.authorization_code",
+                Some(&format!("user:{}", grant.user_id)),
+                serde_json::json!({ "grant": grant.id, "scope": grant.scope }),
+                now,
+            )?;
             let refresh_token = if refresh_allowed && (scope.contains("offline_access") || refresh_policy) {
                 let token = crypto::random_token();
                 grants::insert_refresh(
@@ -326,6 +365,11 @@ async fn respond(
 ) -> Result<TokenResponse, OAuthError> {
     let granted = Scopes::parse(&grant.scope).unwrap_or_default();
     let scope = narrowed.unwrap_or(granted);
+    let aud = audience(state, client, grant.resource.as_deref())?;
+    // Roles are read at every issuance, so a change shows in the next token.
+    let entitled = rbac_claims::for_user(state, &grant.user_id, rbac_claims::audience_key(state, &aud[0])).await?;
+    let registered = rbac_claims::registered(state).await?;
+    let (scope, permissions) = rbac_claims::narrow(&scope, &entitled, &registered);
     let user_id = grant.user_id.clone();
     let user = state
         .db
@@ -338,7 +382,7 @@ async fn respond(
         AccessTokenRequest {
             subject: &user.id,
             client_id: client.id.as_str(),
-            audience: audience(state, client, None)?,
+            audience: aud,
             scope: &scope,
             ttl: client.access_token_ttl,
             auth_time: Some(grant.auth_time),
@@ -351,6 +395,8 @@ async fn respond(
                 .collect(),
             grant_id: Some(grant.id.clone()),
             session_id: grant.session_id.clone(),
+            roles: entitled.roles.clone(),
+            permissions,
         },
     )
     .map_err(sign_error)?;
@@ -368,6 +414,7 @@ async fn respond(
                     nonce: if with_nonce { grant.nonce.as_deref() } else { None },
                     session_id: grant.session_id.as_deref(),
                 },
+                scope.contains("roles").then_some(entitled.roles.as_slice()),
                 Some(&issued.token),
             )
             .map_err(sign_error)?,
@@ -438,6 +485,14 @@ async fn refresh(
             if row.used_at.is_some() || !grants::use_refresh(conn, &token_hash, now)? {
                 // RFC 9700 §4.14.2: a rotated token presented again means it leaked; end the family.
                 grants::revoke(conn, &grant.id, now)?;
+                crate::audit::record(
+                    conn,
+                    &crate::audit::Actor::client(&client_id, None),
+                    "token.refresh_replay",
+                    Some(&format!("user:{}", grant.user_id)),
+                    serde_json::json!({ "grant": grant.id, "revoked": "family" }),
+                    now,
+                )?;
                 tracing::warn!(client_id = %client_id, grant_id = %grant.id, "refresh token replayed; family revoked");
                 return Ok(Rotation::Refused(OAuthError::InvalidGrant(
                     "the refresh token was already used",
@@ -446,6 +501,14 @@ async fn refresh(
             if users::find_by_id(conn, &grant.user_id)?.is_none_or(|u| u.disabled) {
                 return Ok(Rotation::Refused(OAuthError::InvalidGrant("the user is disabled")));
             }
+            crate::audit::record(
+                conn,
+                &crate::audit::Actor::client(&client_id, None),
+                "token.refresh",
+                Some(&format!("user:{}", grant.user_id)),
+                serde_json::json!({ "grant": grant.id }),
+                now,
+            )?;
             let next = crypto::random_token();
             grants::insert_refresh(
                 conn,

@@ -68,6 +68,9 @@ pub struct AccessTokenRequest<'a> {
     pub amr: Vec<String>,
     pub grant_id: Option<String>,
     pub session_id: Option<String>,
+    /// RBAC claims: the subject's roles and its permissions for this audience.
+    pub roles: Vec<String>,
+    pub permissions: Vec<String>,
 }
 
 pub struct IssuedAccessToken {
@@ -103,7 +106,7 @@ pub fn sign(
 
 pub fn issue_access_token(state: &AppState, request: AccessTokenRequest<'_>) -> Result<IssuedAccessToken, SignError> {
     let now = state.clock.now();
-    let claims = AccessClaims {
+    let mut claims = AccessClaims {
         iss: state.config.issuer(),
         sub: request.subject.to_owned(),
         aud: request.audience,
@@ -119,6 +122,7 @@ pub fn issue_access_token(state: &AppState, request: AccessTokenRequest<'_>) -> 
         sid: request.session_id,
         extra: serde_json::Map::new(),
     };
+    crate::rbac::claims::insert_claims(&mut claims.extra, &request.roles, &request.permissions);
     let map = match serde_json::to_value(&claims) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => unreachable!("claims serialize to an object"),

@@ -78,4 +78,5 @@ pub const SUPPORTED: &[&str] = &[
     "phone_number",
     "phone_number_verified",
     "address",
+    "roles",
 ];

@@ -25,7 +25,7 @@ pub fn metadata(config: &Config) -> Value {
         "revocation_endpoint": format!("{issuer}/revoke"),
         "introspection_endpoint": format!("{issuer}/introspect"),
         "end_session_endpoint": format!("{issuer}/logout"),
-        "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
+        "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access", "roles"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -43,6 +43,7 @@ pub fn metadata(config: &Config) -> Value {
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "acr_values_supported": [crate::oauth::authorize::ACR_PASSWORD, crate::oauth::authorize::ACR_MFA],
         "frontchannel_logout_supported": false,
         "backchannel_logout_supported": false,
     })

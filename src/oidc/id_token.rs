@@ -40,6 +40,7 @@ pub fn issue(
     user: &UserRow,
     scopes: &Scopes,
     authn: &Authentication<'_>,
+    roles: Option<&[String]>,
     access_token: Option<&str>,
 ) -> Result<String, SignError> {
     let now = state.clock.now();
@@ -62,6 +63,9 @@ pub fn issue(
     }
     if let Some(sid) = authn.session_id {
         map.insert("sid".into(), json!(sid));
+    }
+    if let Some(roles) = roles {
+        map.insert("roles".into(), json!(roles));
     }
     if let Some(at) = access_token {
         map.insert("at_hash".into(), json!(at_hash(client.id_token_alg, at)));

@@ -64,5 +64,10 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<Map<String, Value
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| BearerError::InvalidToken("the user no longer exists or is disabled".into()))?;
-    Ok(claims::for_scopes(&user, &scopes))
+    let mut info = claims::for_scopes(&user, &scopes);
+    if scopes.contains("roles") {
+        let roles = crate::rbac::claims::for_user(state, &user.id, None).await?.roles;
+        info.insert("roles".into(), serde_json::json!(roles));
+    }
+    Ok(info)
 }

@@ -12,6 +12,22 @@ pub struct Layout {
     pub signed_in_as: Option<String>,
     /// CSRF token for the sign-out button in the header (empty when signed out).
     pub csrf: String,
+    /// The session-expiry warning of signed-in pages.
+    pub timer: Option<TimerView>,
+}
+
+/// The expiry banner: rendered hidden and revealed by `session-timer.js`, or
+/// rendered visible (with the end time, no countdown) when the page is already
+/// inside the warning window, so it works without JavaScript.
+pub struct TimerView {
+    pub remaining: i64,
+    pub warn: i64,
+    pub extendable: bool,
+    pub show_now: bool,
+    /// "4:59".
+    pub remaining_text: String,
+    /// Where "Stay signed in" returns to without JavaScript, URL-encoded.
+    pub return_to_query: String,
 }
 
 impl Layout {
@@ -20,6 +36,7 @@ impl Layout {
             title: title.to_owned(),
             signed_in_as: None,
             csrf: String::new(),
+            timer: None,
         }
     }
 
@@ -28,7 +45,21 @@ impl Layout {
             title: title.to_owned(),
             signed_in_as: Some(username.to_owned()),
             csrf: csrf.to_owned(),
+            timer: None,
         }
+    }
+
+    /// Adds the expiry warning for `timer`; `return_to` is this page.
+    pub fn with_timer(mut self, timer: crate::authn::session::Timer, return_to: &str) -> Self {
+        self.timer = Some(TimerView {
+            remaining: timer.remaining,
+            warn: timer.warn,
+            extendable: timer.extendable,
+            show_now: timer.remaining <= timer.warn,
+            remaining_text: format!("{}:{:02}", timer.remaining / 60, timer.remaining % 60),
+            return_to_query: url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect(),
+        });
+        self
     }
 }
 
@@ -36,6 +67,8 @@ impl Layout {
 #[template(path = "login.html")]
 pub struct LoginPage {
     pub layout: Layout,
+    /// The "Your session has expired — sign in again" variant.
+    pub expired: bool,
     pub csrf: String,
     pub username: String,
     pub return_to: String,
@@ -139,6 +172,7 @@ impl From<&UserRow> for AccountView {
 }
 
 pub struct SessionView {
+    pub id: String,
     pub device: String,
     pub ip: String,
     pub started: String,
@@ -149,6 +183,7 @@ pub struct SessionView {
 impl SessionView {
     pub fn new(row: &SessionRow, current_id: &str) -> Self {
         Self {
+            id: row.id.clone(),
             device: row
                 .user_agent
                 .as_deref()
@@ -169,9 +204,45 @@ pub struct AccountPage {
     pub csrf: String,
     pub user: AccountView,
     pub sessions: Vec<SessionView>,
+    pub sign_ins: Vec<SignInView>,
+    /// Two-step verification is on, and how many recovery codes are left.
+    pub mfa_enabled: bool,
+    pub recovery_remaining: i64,
     pub consents: Vec<ConsentView>,
     pub message: Option<String>,
     pub password_error: Option<String>,
+}
+
+/// One recent sign-in attempt on the account page.
+pub struct SignInView {
+    pub time: String,
+    pub ip: String,
+    pub device: String,
+    pub result: &'static str,
+    pub ok: bool,
+}
+
+impl SignInView {
+    pub fn new(row: &crate::db::models::logins::AttemptRow) -> Self {
+        let result = match row.outcome.as_str() {
+            "success" => "Signed in",
+            "failure" => "Wrong password",
+            "delayed" => "Blocked: too many attempts",
+            "locked" => "Blocked: account locked",
+            _ => "Blocked: suspicious",
+        };
+        Self {
+            time: format_time(row.at),
+            ip: row.ip.clone().unwrap_or_else(|| "—".to_owned()),
+            device: row
+                .user_agent
+                .as_deref()
+                .map(describe_device)
+                .unwrap_or_else(|| "Unknown device".to_owned()),
+            result,
+            ok: row.outcome == "success",
+        }
+    }
 }
 
 /// `2026-11-22 18:42 UTC`.
@@ -213,4 +284,42 @@ pub fn describe_device(user_agent: &str) -> String {
         (None, Some(s)) => s.to_owned(),
         (None, None) => user_agent.chars().take(40).collect(),
     }
+}
+
+#[derive(Template)]
+#[template(path = "mfa/code.html")]
+pub struct MfaCodePage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub username: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "mfa/enrol.html")]
+pub struct MfaEnrolPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub qr_svg: String,
+    pub secret: String,
+    pub error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "mfa/recovery.html")]
+pub struct RecoveryCodesPage {
+    pub layout: Layout,
+    pub codes: Vec<String>,
+}
+
+/// "Are you sure?" for a sensitive change, reached again after re-authentication.
+#[derive(Template)]
+#[template(path = "mfa/confirm.html")]
+pub struct ConfirmPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub heading: String,
+    pub message: String,
+    pub action: String,
+    pub button: String,
 }

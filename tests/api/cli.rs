@@ -105,6 +105,19 @@ async fn user_commands_manage_accounts_with_json_output() {
     let missing = app.cli(&["user", "show", "nobody-here"], None);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such user"));
+
+    // Every change made from the CLI is in the audit log, with the CLI as actor.
+    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .filter(|e| e.actor == "cli")
+        .map(|e| e.action.as_str())
+        .collect();
+    for action in ["user.create", "user.disable", "user.enable", "user.set_password"] {
+        assert!(actions.contains(&action), "{action} not audited: {actions:?}");
+    }
+    // The refused password change left no event.
+    assert_eq!(actions.iter().filter(|a| **a == "user.set_password").count(), 1);
 }
 
 #[tokio::test]
@@ -259,13 +272,19 @@ fn the_binary_serves_and_stops_gracefully_on_sigterm() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut admin_password = None;
     let port = loop {
         let line = lines.next().expect("server log ends before listening").unwrap();
         let event: serde_json::Value = serde_json::from_str(&line).expect("JSON log lines");
+        if let Some(p) = event["initial_password"].as_str() {
+            admin_password = Some(p.to_owned());
+        }
         if event["message"] == "oxidp is listening" {
             break event["port"].as_u64().unwrap();
         }
     };
+    // First start on an empty database: the administrator's password, once.
+    assert!(admin_password.is_some_and(|p| p.len() >= 20));
     let health = raw_http::blocking_get(&format!("http://127.0.0.1:{port}/healthz"));
     assert_eq!(health, 200);
     let status = Command::new("kill")

@@ -48,7 +48,45 @@ pub fn base_config(dir: &std::path::Path) -> Config {
     };
     config.database.connect_timeout_secs = 2;
     config.http.workers = 2;
+    // Every test signs in from 127.0.0.1: limits high enough not to interfere;
+    // the login-protection tests set realistic ones.
+    config.login.ip_per_minute = 100_000;
+    config.login.ip_burst = 100_000;
+    config.login.account_per_minute = 100_000;
+    config.login.account_burst = 100_000;
+    config.login.client_failures_per_minute = 100_000;
+    config.login.delay_after = 100;
+    config.login.stuffing_usernames = 100_000;
+    config.login.deny_score = 100_000;
     config
+}
+
+/// A second instance on the same database and secrets as `other` (a load
+/// balancer's second backend). Its clock is shared too.
+pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    let mut config = other.config.clone();
+    config.data_dir = dir.path().to_path_buf();
+    let state = web::Data::new(
+        AppState::build(config.clone(), other.clock.clone())
+            .await
+            .expect("app state"),
+    );
+    let app = Application::with_listener(state.clone(), listener).expect("server");
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        clock: other.clock.clone(),
+        state,
+        config,
+        database_url: other.database_url.clone(),
+        dir,
+        pg_schema: None,
+        proxy: None,
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -535,5 +573,58 @@ impl TestApp {
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
         (response.status().as_u16(), challenge)
+    }
+}
+
+/// The payload of a JWT, decoded without verification (the tests check claims;
+/// signature checks are covered by the relying-party tests).
+pub fn jwt_claims(token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .expect("base64url payload"),
+    )
+    .expect("JSON payload")
+}
+
+impl TestApp {
+    /// A service account: a confidential client allowed client_credentials.
+    pub async fn service_client(&self, scopes: &str, audience: Option<&str>) -> TestClient {
+        self.create_client(oxidp::oauth::clients::ClientSpec {
+            name: Some("Service".into()),
+            grant_types: Some(vec!["client_credentials".into()]),
+            scopes: Some(scopes.into()),
+            audience: audience.map(str::to_owned),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// client_credentials for `client`; returns the token response.
+    pub async fn client_token(&self, client: &TestClient, extra: &[(&str, &str)]) -> serde_json::Value {
+        let mut form = vec![("grant_type", "client_credentials")];
+        form.extend_from_slice(extra);
+        let response = self.token(client, &form).await;
+        assert_eq!(response.status(), 200, "client_credentials failed");
+        response.json().await.unwrap()
+    }
+
+    /// An access token of a client holding the `admin` role (for oxidp's own audience).
+    pub async fn admin_token(&self) -> String {
+        let client = self.service_client("email", None).await;
+        oxidp::rbac::assign(
+            &self.state,
+            &oxidp::audit::Actor::system(),
+            oxidp::rbac::Subject::Client(client.id.clone()),
+            "admin",
+        )
+        .await
+        .expect("assign admin");
+        self.client_token(&client, &[]).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 }

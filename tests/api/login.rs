@@ -231,3 +231,34 @@ async fn login_page_escapes_what_it_echoes() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn forms_check_fetch_metadata_and_origin_but_accept_the_null_origin_of_no_referrer_pages() {
+    let app = crate::helpers::spawn_app().await;
+    app.create_user("olga", crate::helpers::PASSWORD).await;
+    let post = |origin: Option<&'static str>, site: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let b = crate::helpers::browser();
+            let csrf = app.login_csrf(&b).await;
+            let mut request = b.post(app.url("/login")).form(&[
+                ("csrf_token", csrf.as_str()),
+                ("username", "olga"),
+                ("password", crate::helpers::PASSWORD),
+            ]);
+            if let Some(o) = origin {
+                request = request.header("origin", o);
+            }
+            if let Some(s) = site {
+                request = request.header("sec-fetch-site", s);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    // What Chromium sends for our own form under Referrer-Policy: no-referrer.
+    assert_eq!(post(Some("null"), Some("same-origin")).await, 303);
+    assert_eq!(post(Some("https://evil.example"), None).await, 403);
+    assert_eq!(post(Some("null"), Some("cross-site")).await, 403);
+    assert_eq!(post(None, Some("cross-site")).await, 403);
+    assert_eq!(post(None, None).await, 303);
+}

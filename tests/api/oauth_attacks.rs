@@ -379,6 +379,11 @@ async fn fifty_concurrent_redemptions_yield_exactly_one_success_which_is_then_re
         false,
         "reuse revoked the first tokens"
     );
+    // One issuance and 49 replays, each audited.
+    let events = oxidp::audit::query(&app.state, Default::default(), 500).await.unwrap();
+    let count = |action: &str| events.iter().filter(|e| e.action == action).count();
+    assert_eq!(count("token.authorization_code"), 1);
+    assert_eq!(count("token.code_replay"), 49);
 }
 
 #[tokio::test]

@@ -190,3 +190,68 @@ async fn oauth2_crate_client_credentials() {
         matches!(refused, Err(oauth2::RequestTokenError::ServerResponse(ref e)) if e.error().as_ref() == "invalid_scope")
     );
 }
+
+#[tokio::test]
+async fn per_client_id_token_algorithms_verify_through_the_relying_party() {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    let http = rp_http();
+    for (alg, expected) in [
+        ("RS256", CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256),
+        ("EdDSA", CoreJwsSigningAlgorithm::EdDsa),
+        ("ES256", CoreJwsSigningAlgorithm::EcdsaP256Sha256),
+    ] {
+        let registered = app
+            .create_client(oxidp::oauth::clients::ClientSpec {
+                redirect_uris: Some(vec![crate::helpers::REDIRECT_URI.into()]),
+                id_token_alg: Some(alg.into()),
+                require_consent: Some(false),
+                ..Default::default()
+            })
+            .await;
+        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.config.issuer()).unwrap(), &http)
+            .await
+            .unwrap();
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(registered.id.clone()),
+            Some(ClientSecret::new(registered.secret.clone().unwrap())),
+        )
+        .set_redirect_uri(RedirectUrl::new(registered.redirect_uri.clone()).unwrap());
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (auth_url, _, nonce) = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge)
+            .url();
+        let start = auth_url
+            .as_str()
+            .replace(&format!("http://localhost:{}", app.port), &app.address);
+        let back = app.follow_to_client(&browser(), &start, "alice", PASSWORD).await;
+        let code = back.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
+        let tokens = client
+            .exchange_code(AuthorizationCode::new(code))
+            .unwrap()
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await
+            .unwrap();
+        let id_token = tokens.id_token().unwrap();
+        assert_eq!(id_token.signing_alg().unwrap(), &expected, "{alg}");
+        let verifier = client.id_token_verifier().set_allowed_algs(vec![expected.clone()]);
+        let claims = id_token
+            .claims(&verifier, &nonce)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("urn:oxidp:acr:pwd"));
+        let hash = AccessTokenHash::from_token(
+            tokens.access_token(),
+            id_token.signing_alg().unwrap(),
+            id_token.signing_key(&verifier).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(claims.access_token_hash(), Some(&hash), "{alg} at_hash");
+    }
+}

@@ -144,8 +144,9 @@ async fn signing_in_after_expiry_returns_to_the_page() {
     let page = client.get(app.url(&location)).send().await.unwrap();
     let html = page.text().await.unwrap();
     let csrf = crate::helpers::csrf_of(&html);
-    let return_to = crate::helpers::text_of(&html, "title").unwrap();
-    assert!(return_to.contains("Sign in"));
+    let title = crate::helpers::text_of(&html, "title").unwrap();
+    assert!(title.contains("Session expired"), "{title}");
+    assert!(html.contains("Your session has expired"));
     let document = scraper::Html::parse_document(&html);
     let field = scraper::Selector::parse(r#"input[name="return_to"]"#).unwrap();
     let return_to = document
@@ -195,6 +196,10 @@ async fn account_page_lists_sessions_with_device_and_ip() {
         .unwrap();
     assert!(html.contains("Firefox on Linux"), "{html}");
     assert!(html.contains("127.0.0.1"));
-    assert_eq!(html.matches("<tr>").count(), 3, "header row and two sessions");
+    let (sessions, sign_ins) = html.split_once("Recent sign-ins").expect("sign-in history section");
+    let sessions = sessions.split_once("Your sessions").unwrap().1;
+    assert_eq!(sessions.matches("<tr>").count(), 3, "header row and two sessions");
     assert_eq!(html.matches("this device").count(), 1);
+    // The sign-in history shows both successful sign-ins.
+    assert_eq!(sign_ins.matches("Signed in</span>").count(), 2, "{sign_ins}");
 }

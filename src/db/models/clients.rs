@@ -25,6 +25,8 @@ pub struct ClientRow {
     pub id_token_alg: String,
     pub require_consent: bool,
     pub refresh_without_offline_access: bool,
+    /// Every sign-in for this application needs a second factor.
+    pub require_mfa: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -55,6 +55,8 @@ pub struct CodeRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// RFC 8707 resource indicator the client asked for.
+    pub resource: Option<String>,
 }
 
 pub fn insert_code(conn: &mut AnyConnection, row: &CodeRow) -> Result<(), DbError> {

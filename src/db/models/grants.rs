@@ -22,6 +22,8 @@ pub struct GrantRow {
     pub created_at: i64,
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// RFC 8707 resource indicator: the audience of the grant's access tokens.
+    pub resource: Option<String>,
 }
 
 pub fn insert(conn: &mut AnyConnection, grant: &GrantRow) -> Result<(), DbError> {

@@ -5,14 +5,14 @@ use serde::Deserialize;
 
 use crate::accounts::{self, AccountError};
 use crate::authn::session::Authenticated;
-use crate::db::models::{consents, sessions};
+use crate::db::models::{consents, logins, sessions};
 use crate::domain::Password;
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::{PageError, no_store};
 use crate::http::extractors::SignedIn;
 use crate::http::handlers::page;
 use crate::state::AppState;
-use crate::views::{AccountPage, AccountView, ConsentView, Layout, SessionView};
+use crate::views::{AccountPage, AccountView, ConsentView, Layout, SessionView, SignInView};
 
 #[derive(Deserialize)]
 pub struct AccountQuery {
@@ -27,20 +27,26 @@ async fn render(
     password_error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
     let user_id = auth.user.id.clone();
-    let (rows, granted) = state
+    let (rows, granted, attempts) = state
         .db
         .run(move |conn| {
             Ok((
                 sessions::list_for_user(conn, &user_id)?,
                 consents::list_for_user(conn, &user_id)?,
+                logins::recent_for_user(conn, &user_id, 10)?,
             ))
         })
         .await?;
+    let (mfa_enabled, recovery_remaining) = crate::authn::mfa::status(state, &auth.user.id).await?;
     let mut response = page(&AccountPage {
-        layout: Layout::signed_in("Your account", &auth.user.username, &csrf.token),
+        layout: Layout::signed_in("Your account", &auth.user.username, &csrf.token)
+            .with_timer(crate::authn::session::timer(state, &auth.session), "/account"),
         csrf: csrf.token.clone(),
         user: AccountView::from(&auth.user),
         sessions: rows.iter().map(|row| SessionView::new(row, &auth.session.id)).collect(),
+        sign_ins: attempts.iter().map(SignInView::new).collect(),
+        mfa_enabled,
+        recovery_remaining,
         consents: granted
             .into_iter()
             .map(|(row, client_name)| ConsentView {
@@ -66,6 +72,9 @@ pub async fn show(
     let message = match query.done.as_deref() {
         Some("password") => Some("Your password has been changed.".to_owned()),
         Some("consent") => Some("The application can no longer access your account.".to_owned()),
+        Some("session") => Some("That session has been signed out.".to_owned()),
+        Some("sessions") => Some("You have been signed out everywhere else.".to_owned()),
+        Some("mfa-off") => Some("Two-step verification is off.".to_owned()),
         _ => None,
     };
     render(&state, &auth, &csrf, message, None).await

@@ -24,6 +24,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../../static/js/form-post.js"),
     },
     Asset {
+        path: "js/session-timer.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../static/js/session-timer.js"),
+    },
+    Asset {
         path: "img/favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../../../static/img/favicon.svg"),

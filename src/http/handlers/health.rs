@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (the database answers too).
+//! `/healthz` (the process answers), `/readyz` (the database answers too) and
+//! `/metrics` (Prometheus text).
 
 use actix_web::{HttpResponse, web};
 
@@ -17,4 +18,11 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         "status": "ready",
         "database": state.db.backend().name(),
     })))
+}
+
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(no_store())
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render(&state))
 }

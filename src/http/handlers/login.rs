@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
 
-use crate::authn::{login, session};
+use crate::authn::{login, risk, session};
 use crate::domain::Password;
 use crate::http::cookies;
 use crate::http::csrf::{self, Csrf};
@@ -41,12 +41,11 @@ pub async fn show(
             .insert_header(no_store())
             .finish());
     }
-    let notice = query
-        .expired
-        .as_ref()
-        .map(|_| "Your session has expired. Sign in again to continue where you left off.".to_owned());
+    let expired = query.expired.is_some();
+    let notice = expired.then(|| "For your security you were signed out after a period of inactivity.".to_owned());
     let mut response = page(&LoginPage {
-        layout: Layout::anonymous("Sign in"),
+        layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" }),
+        expired,
         csrf: csrf.token.clone(),
         username: query
             .login_hint
@@ -80,31 +79,44 @@ pub async fn submit(
     let form = form.into_inner();
     let return_to = safe_return_to(form.return_to.as_deref());
     let password = Password::new(&form.password);
-    match login::authenticate(&state, &form.username, &password).await {
-        Ok(user) => {
+    let device = req
+        .cookie(&cookies::name(&state.config, cookies::DEVICE))
+        .and_then(|c| risk::open_device(&state.login_key, c.value()));
+    let attempt = login::Attempt {
+        username: &form.username,
+        password: &password,
+        ip: origin.0.ip.clone(),
+        user_agent: origin.0.user_agent.clone(),
+        device,
+    };
+    match login::authenticate(&state, attempt).await {
+        Ok(login::SignedIn { user, device_id }) => {
+            // An enrolled second factor is always asked; the session starts after it.
+            if crate::authn::mfa::is_enrolled(&state, &user.id).await? {
+                let token =
+                    crate::authn::mfa::open_challenge(&state, &user.id, "pwd", Some(device_id), &return_to).await?;
+                return Ok(crate::http::handlers::mfa::to_second_step(&state, token));
+            }
             let previous = session_cookie(&req, &state);
             let (token, _) = session::start(&state, &user, &["pwd"], origin.0, previous).await?;
             tracing::info!(user_id = %user.id, "signed in");
-            let mut response = HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, return_to))
-                .insert_header(no_store())
-                .finish();
-            response
-                .add_cookie(&cookies::build(
-                    &state.config,
-                    cookies::SESSION,
-                    token.expose().to_owned(),
-                ))
-                .map_err(|e| PageError::Internal(e.into()))?;
-            Ok(response)
+            signed_in_response(&state, &token, Some(&device_id), &return_to)
         }
-        Err(login::LoginError::InvalidCredentials) => {
+        Err(login::LoginError::RateLimited { retry_after }) => Err(PageError::TooManyRequests { retry_after }),
+        Err(login::LoginError::InvalidCredentials { wait_secs }) => {
             let mut response = page(&LoginPage {
                 layout: Layout::anonymous("Sign in"),
+                expired: false,
                 csrf: csrf.token.clone(),
                 username: form.username.chars().take(64).collect(),
                 return_to,
-                error: Some(INVALID_CREDENTIALS.to_owned()),
+                error: Some(match wait_secs {
+                    Some(wait) => format!(
+                        "{INVALID_CREDENTIALS} Too many attempts: try again in {}.",
+                        wait_phrase(wait)
+                    ),
+                    None => INVALID_CREDENTIALS.to_owned(),
+                }),
                 notice: None,
             })?;
             csrf.apply(&state, &mut response);
@@ -112,4 +124,48 @@ pub async fn submit(
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// "5 seconds", "2 minutes" and so on.
+pub fn wait_phrase(seconds: i64) -> String {
+    match seconds {
+        s if s <= 1 => "1 second".to_owned(),
+        s if s < 90 => format!("{s} seconds"),
+        s => format!("{} minutes", (s + 59) / 60),
+    }
+}
+
+/// The redirect after a completed sign-in: the session cookie, the known-device
+/// cookie (when there is a device id), and `Location: return_to`.
+pub fn signed_in_response(
+    state: &AppState,
+    token: &session::SessionToken,
+    device_id: Option<&str>,
+    return_to: &str,
+) -> Result<HttpResponse, PageError> {
+    let mut response = HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, return_to.to_owned()))
+        .insert_header(no_store())
+        .finish();
+    response
+        .add_cookie(&cookies::build(
+            &state.config,
+            cookies::SESSION,
+            token.expose().to_owned(),
+        ))
+        .map_err(|e| PageError::Internal(e.into()))?;
+    if let Some(device_id) = device_id {
+        let mut device = cookies::build(
+            &state.config,
+            cookies::DEVICE,
+            risk::seal_device(&state.login_key, device_id),
+        );
+        device.set_max_age(actix_web::cookie::time::Duration::days(
+            state.config.login.device_cookie_days,
+        ));
+        response
+            .add_cookie(&device)
+            .map_err(|e| PageError::Internal(e.into()))?;
+    }
+    Ok(response)
 }

@@ -70,7 +70,8 @@ async fn handle(
         return sign_out(req, state, &logout).await;
     }
     let mut response = page(&LogoutPage {
-        layout: Layout::signed_in("Sign out", &auth.user.username, &csrf.token),
+        layout: Layout::signed_in("Sign out", &auth.user.username, &csrf.token)
+            .with_timer(crate::authn::session::timer(state, &auth.session), "/logout"),
         csrf: csrf.token.clone(),
         username: auth.user.username.clone(),
         client_name: logout.client.as_ref().map(|c| c.name.clone()),

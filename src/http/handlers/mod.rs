@@ -1,12 +1,15 @@
 //! Request handlers: thin adapters from HTTP to one domain call each.
 
 pub mod account;
+pub mod admin;
 pub mod assets;
 pub mod health;
 pub mod login;
 pub mod logout;
+pub mod mfa;
 pub mod oauth;
 pub mod oidc;
+pub mod session;
 
 use actix_web::HttpResponse;
 use askama::Template;

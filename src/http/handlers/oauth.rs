@@ -96,7 +96,8 @@ pub async fn authorize(
         Ok(parsed) => parsed,
         Err(error) => return authorize_failure(error),
     };
-    proceed(&state, request, &client, current.authenticated(), None).await
+    let expired = matches!(current.0, crate::authn::session::Lookup::Expired(_));
+    proceed(&state, request, &client, current.authenticated(), None, expired).await
 }
 
 #[derive(Deserialize)]
@@ -132,12 +133,14 @@ pub async fn resume(
 ) -> HttpResponse {
     match load_pending(&state, &query.request).await {
         Ok((request, created_at, client)) => {
+            let expired = matches!(current.0, crate::authn::session::Lookup::Expired(_));
             proceed(
                 &state,
                 request,
                 &client,
                 current.authenticated(),
                 Some((query.request.clone(), created_at)),
+                expired,
             )
             .await
         }
@@ -148,13 +151,17 @@ pub async fn resume(
 /// Moves a request on: to sign-in, to consent, or to the client with a code or an error.
 async fn proceed(
     state: &AppState,
-    request: AuthorizationRequest,
+    mut request: AuthorizationRequest,
     client: &Client,
     session: Option<&Authenticated>,
     stored: Option<(String, i64)>,
+    session_expired: bool,
 ) -> HttpResponse {
-    let created_at = stored.as_ref().map(|(_, at)| *at).unwrap_or_else(|| state.clock.now());
-    let step = match authorize::decide(state, &request, client, session, created_at).await {
+    let first_pass = stored.is_none();
+    if first_pass {
+        request.session_at_request = session.map(|s| s.session.id.clone());
+    }
+    let step = match authorize::decide(state, &request, client, session, first_pass).await {
         Ok(step) => step,
         Err(e) => return authorize_failure(AuthorizeError::Server(e)),
     };
@@ -171,6 +178,9 @@ async fn proceed(
                 let mut location = format!("/login?return_to={}", urlencode(&return_to));
                 if force {
                     location.push_str("&prompt=login");
+                }
+                if session_expired {
+                    location.push_str("&expired=1");
                 }
                 if let Some(hint) = &request.login_hint {
                     location.push_str(&format!("&login_hint={}", urlencode(hint)));
@@ -189,6 +199,18 @@ async fn proceed(
                 .finish(),
             Err(e) => authorize_failure(AuthorizeError::Server(e)),
         },
+        Step::StepUp => {
+            let auth = session.expect("StepUp only with a session");
+            match stored_id(stored).await {
+                Ok(id) => {
+                    let return_to = format!("/authorize/continue?request={id}");
+                    crate::http::handlers::mfa::step_up(state, auth, &return_to)
+                        .await
+                        .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
+                }
+                Err(e) => authorize_failure(AuthorizeError::Server(e)),
+            }
+        }
         Step::Issue => {
             let auth = session.expect("Issue only with a session");
             match authorize::issue_code(state, &request, auth, stored.map(|(id, _)| id)).await {
@@ -220,7 +242,10 @@ pub async fn consent(
         Err(response) => return Ok(response),
     };
     let mut response = page(&ConsentPage {
-        layout: Layout::signed_in("Allow access", &auth.user.username, &csrf.token),
+        layout: Layout::signed_in("Allow access", &auth.user.username, &csrf.token).with_timer(
+            crate::authn::session::timer(&state, &auth.session),
+            &format!("/consent?request={}", query.request),
+        ),
         csrf: csrf.token.clone(),
         username: auth.user.username.clone(),
         client_name: client.name.clone(),
@@ -262,6 +287,7 @@ pub async fn consent_submit(
                 &client,
                 Some(&auth),
                 Some((form.request.clone(), created_at)),
+                false,
             )
             .await)
         }
@@ -300,7 +326,31 @@ fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
 async fn authenticated_client(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Arc<Client>, OAuthError> {
     let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let credentials = ClientCredentials::from_request(authorization, params)?;
-    client_auth::authenticate(state, credentials).await
+    // Failed client authentications are limited per claimed client id and per address.
+    // The keys are built only when needed: nothing is blocked, or this one failed.
+    let claimed = credentials.claimed_id().map(str::to_owned);
+    let keys = || {
+        let ip = crate::http::extractors::client_ip(req)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        [
+            format!("client:{}", claimed.as_deref().unwrap_or("-")),
+            format!("ip:{}", crate::authn::risk::limiter_key(&ip)),
+        ]
+    };
+    if state.limiters.any_blocked() {
+        let [client_key, ip_key] = keys();
+        if let Err(retry_after) = state.limiters.client_blocked(&[&client_key, &ip_key]) {
+            crate::metrics::Metrics::inc(&state.metrics.client_auth_slowed);
+            return Err(OAuthError::SlowDown { retry_after });
+        }
+    }
+    let result = client_auth::authenticate(state, credentials).await;
+    if let Err(OAuthError::InvalidClient(_)) = &result {
+        let [client_key, ip_key] = keys();
+        state.limiters.client_failed(&[&client_key, &ip_key]);
+    }
+    result
 }
 
 fn json_no_store(body: impl serde::Serialize) -> HttpResponse {

@@ -1,0 +1,12 @@
+DELETE FROM server_settings WHERE key = 'rbac_version';
+ALTER TABLE grants DROP COLUMN resource;
+ALTER TABLE authorization_codes DROP COLUMN resource;
+DROP TABLE audit_events;
+DROP TABLE exclusive_role_members;
+DROP TABLE exclusive_role_sets;
+DROP TABLE client_roles;
+DROP TABLE user_roles;
+DROP TABLE role_parents;
+DROP TABLE role_permissions;
+DROP TABLE permissions;
+DROP TABLE roles;

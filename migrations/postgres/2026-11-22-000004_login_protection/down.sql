@@ -1,0 +1,3 @@
+DROP TABLE known_devices;
+DROP TABLE login_attempts;
+DROP TABLE login_throttle;

@@ -1,0 +1,4 @@
+DROP TABLE mfa_challenges;
+DROP TABLE mfa_failures;
+DROP TABLE recovery_codes;
+DROP TABLE totp_credentials;

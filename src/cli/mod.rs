@@ -1,0 +1,4 @@
+//! Subcommands of the `oxidp` binary that live outside `main.rs`.
+
+pub mod audit;
+pub mod role;

@@ -1,0 +1,192 @@
+//! `login_throttle` (per-username failure counters), `login_attempts` (every
+//! sign-in attempt with its risk score) and `known_devices`.
+
+use diesel::dsl::count;
+use diesel::expression_methods::AggregateExpressionMethods;
+use diesel::prelude::*;
+
+use crate::db::schema::{known_devices, login_attempts, login_throttle};
+use crate::db::{AnyConnection, DbError};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = login_throttle)]
+pub struct ThrottleRow {
+    pub username_key: String,
+    pub failures: i64,
+    pub last_failure_at: i64,
+    pub delay_until: i64,
+    pub locked_at: Option<i64>,
+}
+
+pub fn find_throttle(conn: &mut AnyConnection, key: &str) -> Result<Option<ThrottleRow>, DbError> {
+    Ok(login_throttle::table
+        .find(key)
+        .select(ThrottleRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Creates the counter row if missing. Run outside a transaction: a concurrent
+/// insert of the same key is a harmless conflict.
+pub fn ensure_throttle(conn: &mut AnyConnection, key: &str) -> Result<(), DbError> {
+    if find_throttle(conn, key)?.is_some() {
+        return Ok(());
+    }
+    let row = ThrottleRow {
+        username_key: key.to_owned(),
+        failures: 0,
+        last_failure_at: 0,
+        delay_until: 0,
+        locked_at: None,
+    };
+    match diesel::insert_into(login_throttle::table).values(&row).execute(conn) {
+        Ok(_) => Ok(()),
+        Err(e) => match DbError::from(e) {
+            DbError::Conflict(_) => Ok(()),
+            other => Err(other),
+        },
+    }
+}
+
+/// Adds one failure atomically (`failures = failures + 1`) and returns the row as
+/// this transaction sees it afterwards. Call inside a transaction.
+pub fn add_failure(conn: &mut AnyConnection, key: &str, now: i64) -> Result<ThrottleRow, DbError> {
+    diesel::update(login_throttle::table.find(key))
+        .set((
+            login_throttle::failures.eq(login_throttle::failures + 1),
+            login_throttle::last_failure_at.eq(now),
+        ))
+        .execute(conn)?;
+    find_throttle(conn, key)?.ok_or(DbError::NotFound)
+}
+
+pub fn set_penalty(
+    conn: &mut AnyConnection,
+    key: &str,
+    delay_until: i64,
+    locked_at: Option<i64>,
+) -> Result<(), DbError> {
+    diesel::update(login_throttle::table.find(key))
+        .set((
+            login_throttle::delay_until.eq(delay_until),
+            login_throttle::locked_at.eq(locked_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Forgets the failures (after a successful sign-in, a password reset or an unlock).
+pub fn clear(conn: &mut AnyConnection, key: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(login_throttle::table.find(key)).execute(conn)? == 1)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, serde::Serialize)]
+#[diesel(table_name = login_attempts)]
+pub struct AttemptRow {
+    pub id: String,
+    pub at: i64,
+    pub ip: Option<String>,
+    pub ip_net: String,
+    #[serde(skip)]
+    pub username_key: String,
+    pub user_id: Option<String>,
+    pub known_device: bool,
+    pub user_agent: Option<String>,
+    /// `success`, `failure`, `delayed`, `locked`, `denied`.
+    pub outcome: String,
+    pub risk: i64,
+    /// Space-separated risk signals.
+    pub reasons: String,
+}
+
+pub fn insert_attempt(conn: &mut AnyConnection, row: &AttemptRow) -> Result<(), DbError> {
+    diesel::insert_into(login_attempts::table).values(row).execute(conn)?;
+    Ok(())
+}
+
+/// Failed (or refused) attempts from a network since `since`.
+pub fn net_failures(conn: &mut AnyConnection, net: &str, since: i64) -> Result<i64, DbError> {
+    Ok(login_attempts::table
+        .filter(login_attempts::ip_net.eq(net))
+        .filter(login_attempts::at.ge(since))
+        .filter(login_attempts::outcome.ne("success"))
+        .count()
+        .get_result(conn)?)
+}
+
+/// Distinct usernames tried (and failed) from a network since `since`.
+pub fn net_usernames(conn: &mut AnyConnection, net: &str, since: i64) -> Result<i64, DbError> {
+    Ok(login_attempts::table
+        .filter(login_attempts::ip_net.eq(net))
+        .filter(login_attempts::at.ge(since))
+        .filter(login_attempts::outcome.ne("success"))
+        .select(count(login_attempts::username_key).aggregate_distinct())
+        .get_result(conn)?)
+}
+
+/// The times of a user's recent successful sign-ins and whether one came from `net`.
+pub fn user_history(conn: &mut AnyConnection, user_id: &str, net: &str) -> Result<(Vec<i64>, bool), DbError> {
+    let times: Vec<i64> = login_attempts::table
+        .filter(login_attempts::user_id.eq(user_id))
+        .filter(login_attempts::outcome.eq("success"))
+        .order(login_attempts::at.desc())
+        .limit(50)
+        .select(login_attempts::at)
+        .load(conn)?;
+    let from_net = login_attempts::table
+        .filter(login_attempts::user_id.eq(user_id))
+        .filter(login_attempts::outcome.eq("success"))
+        .filter(login_attempts::ip_net.eq(net))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0;
+    Ok((times, from_net))
+}
+
+/// Distinct networks that tried this username since `since`.
+pub fn username_nets(conn: &mut AnyConnection, key: &str, since: i64) -> Result<i64, DbError> {
+    Ok(login_attempts::table
+        .filter(login_attempts::username_key.eq(key))
+        .filter(login_attempts::at.ge(since))
+        .select(count(login_attempts::ip_net).aggregate_distinct())
+        .get_result(conn)?)
+}
+
+/// A user's most recent attempts, newest first (for the account page).
+pub fn recent_for_user(conn: &mut AnyConnection, user_id: &str, limit: i64) -> Result<Vec<AttemptRow>, DbError> {
+    Ok(login_attempts::table
+        .filter(login_attempts::user_id.eq(user_id))
+        .order(login_attempts::id.desc())
+        .limit(limit)
+        .select(AttemptRow::as_select())
+        .load(conn)?)
+}
+
+pub fn purge_attempts(conn: &mut AnyConnection, before: i64) -> Result<usize, DbError> {
+    Ok(diesel::delete(login_attempts::table.filter(login_attempts::at.lt(before))).execute(conn)?)
+}
+
+pub fn is_known_device(conn: &mut AnyConnection, device_id: &str, user_id: &str) -> Result<bool, DbError> {
+    Ok(known_devices::table
+        .find((device_id, user_id))
+        .count()
+        .get_result::<i64>(conn)?
+        > 0)
+}
+
+pub fn remember_device(conn: &mut AnyConnection, device_id: &str, user_id: &str, now: i64) -> Result<(), DbError> {
+    let updated = diesel::update(known_devices::table.find((device_id, user_id)))
+        .set(known_devices::last_seen_at.eq(now))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(known_devices::table)
+            .values((
+                known_devices::device_id.eq(device_id),
+                known_devices::user_id.eq(user_id),
+                known_devices::created_at.eq(now),
+                known_devices::last_seen_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}

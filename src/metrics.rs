@@ -1,0 +1,55 @@
+//! Process counters in the Prometheus text format (`GET /metrics`). Per instance;
+//! sum them across instances. No labels carry user data.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::state::AppState;
+
+#[derive(Default)]
+pub struct Metrics {
+    pub logins_succeeded: AtomicU64,
+    pub logins_failed: AtomicU64,
+    /// Refused before the password check (delayed, locked, risk-denied).
+    pub logins_refused: AtomicU64,
+    pub logins_rate_limited: AtomicU64,
+    pub client_auth_slowed: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub fn render(state: &AppState) -> String {
+    let m = &state.metrics;
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let mut out = String::new();
+    let mut counter = |name: &str, help: &str, lines: &[(&str, u64)]| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        for (labels, value) in lines {
+            out.push_str(&format!("{name}{labels} {value}\n"));
+        }
+    };
+    counter(
+        "oxidp_password_hashes_total",
+        "Password hashes computed (argon2id, legacy verifications, dummy hashes for unknown users).",
+        &[("", state.hasher.computed())],
+    );
+    counter(
+        "oxidp_login_attempts_total",
+        "Sign-in attempts by result.",
+        &[
+            ("{result=\"success\"}", get(&m.logins_succeeded)),
+            ("{result=\"failure\"}", get(&m.logins_failed)),
+            ("{result=\"refused\"}", get(&m.logins_refused)),
+            ("{result=\"rate_limited\"}", get(&m.logins_rate_limited)),
+        ],
+    );
+    counter(
+        "oxidp_client_auth_slow_down_total",
+        "Client authentications answered slow_down after too many failures.",
+        &[("", get(&m.client_auth_slowed))],
+    );
+    out
+}

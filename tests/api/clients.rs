@@ -1,0 +1,231 @@
+//! Client administration through the CLI, and client authentication methods.
+
+use oxidp::clock::Clock;
+
+use josekit::jwk::KeyPair;
+use josekit::jws::{ES256, JwsHeader};
+use josekit::jwt::JwtPayload;
+
+use crate::helpers::{TestClient, spawn_app};
+
+#[tokio::test]
+async fn client_cli_creates_shows_rotates_updates_and_deletes() {
+    let app = spawn_app().await;
+    let created = app.cli_json(
+        &[
+            "client",
+            "create",
+            "--id",
+            "shop-web",
+            "--name",
+            "Shop",
+            "--redirect-uri",
+            "https://shop.example/cb",
+            "--grant-type",
+            "authorization_code",
+            "--grant-type",
+            "client_credentials",
+            "--scopes",
+            "openid api:read",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(created["client_id"], "shop-web");
+    let secret = created["client_secret"].as_str().expect("secret shown once").to_owned();
+    assert!(secret.len() >= 43, "≥ 256 bits");
+    let shown = app.cli_json(&["client", "show", "shop-web", "--json"], None);
+    assert!(shown.get("client_secret").is_none());
+    assert_eq!(shown["redirect_uris"], serde_json::json!(["https://shop.example/cb"]));
+    let listed = app.cli_json(&["client", "list", "--json"], None);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    let mut client = TestClient {
+        id: "shop-web".into(),
+        secret: Some(secret.clone()),
+        redirect_uri: "https://shop.example/cb".into(),
+    };
+    assert_eq!(
+        app.token(&client, &[("grant_type", "client_credentials")])
+            .await
+            .status(),
+        200
+    );
+
+    // Rotation: the old secret stops working at once (this instance's cache is
+    // bypassed by waiting out its short TTL).
+    let rotated = app.cli_json(&["client", "rotate-secret", "shop-web", "--json"], None);
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    tokio::time::sleep(std::time::Duration::from_secs(app.config.tokens.client_cache_secs + 1)).await;
+    assert_eq!(
+        app.token(&client, &[("grant_type", "client_credentials")])
+            .await
+            .status(),
+        401
+    );
+    client.secret = Some(new_secret);
+    assert_eq!(
+        app.token(&client, &[("grant_type", "client_credentials")])
+            .await
+            .status(),
+        200
+    );
+
+    // Update.
+    let updated = app.cli_json(
+        &[
+            "client",
+            "update",
+            "shop-web",
+            "--name",
+            "Shop 2",
+            "--first-party",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(updated["name"], "Shop 2");
+    assert_eq!(updated["require_consent"], false);
+
+    // Bad input names the field.
+    let bad = app.cli(&["client", "create", "--redirect-uri", "http://evil.example/cb"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("redirect_uris"));
+    let bad = app.cli(
+        &[
+            "client",
+            "create",
+            "--auth-method",
+            "none",
+            "--grant-type",
+            "client_credentials",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("public client"));
+
+    // Delete: tokens can no longer be obtained.
+    app.cli_json(&["client", "delete", "shop-web", "--json"], None);
+    tokio::time::sleep(std::time::Duration::from_secs(app.config.tokens.client_cache_secs + 1)).await;
+    assert_eq!(
+        app.token(&client, &[("grant_type", "client_credentials")])
+            .await
+            .status(),
+        401
+    );
+    assert!(!app.cli(&["client", "show", "shop-web"], None).status.success());
+}
+
+#[tokio::test]
+async fn client_secret_post_and_private_key_jwt_with_replay_protection() {
+    let app = spawn_app().await;
+    let post = app
+        .create_client(oxidp::oauth::clients::ClientSpec {
+            auth_method: Some("client_secret_post".into()),
+            grant_types: Some(vec!["client_credentials".into()]),
+            scopes: Some("api:read".into()),
+            ..Default::default()
+        })
+        .await;
+    let response = reqwest::Client::new()
+        .post(app.url("/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", post.id.as_str()),
+            ("client_secret", post.secret.as_deref().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // private_key_jwt: the client holds the private key, oxidp only the public JWK.
+    let pair = ES256.generate_key_pair().unwrap();
+    let mut public = pair.to_jwk_public_key();
+    public.set_key_id("client-key-1");
+    let jwt_client = app
+        .create_client(oxidp::oauth::clients::ClientSpec {
+            auth_method: Some("private_key_jwt".into()),
+            jwks: Some(serde_json::json!({ "keys": [serde_json::Value::Object(public.as_ref().clone())] })),
+            grant_types: Some(vec!["client_credentials".into()]),
+            scopes: Some("api:read".into()),
+            ..Default::default()
+        })
+        .await;
+    assert!(jwt_client.secret.is_none());
+    let signer = {
+        let mut s = ES256.signer_from_pem(pair.to_pem_private_key()).unwrap();
+        s.set_key_id("client-key-1");
+        s
+    };
+    let now = app.clock.now();
+    let assertion = |jti: &str, aud: &str, exp: i64| {
+        let mut payload = JwtPayload::new();
+        payload.set_issuer(&jwt_client.id);
+        payload.set_subject(&jwt_client.id);
+        payload.set_audience(vec![aud]);
+        payload.set_jwt_id(jti);
+        payload.set_claim("exp", Some(serde_json::json!(exp))).unwrap();
+        josekit::jwt::encode_with_signer(&payload, &JwsHeader::new(), &signer).unwrap()
+    };
+    let send = |assertion: String| {
+        let app = &app;
+        async move {
+            reqwest::Client::new()
+                .post(app.url("/token"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let token_endpoint = format!("{}/token", app.config.issuer());
+    let good = assertion("jti-1", &token_endpoint, now + 60);
+    assert_eq!(send(good.clone()).await, 200);
+    assert_eq!(send(good).await, 401, "a replayed assertion is refused");
+    assert_eq!(
+        send(assertion("jti-2", "https://other.example/token", now + 60)).await,
+        401,
+        "wrong audience"
+    );
+    assert_eq!(send(assertion("jti-3", &token_endpoint, now - 1)).await, 401, "expired");
+    assert_eq!(
+        send(assertion("jti-4", &token_endpoint, now + 3600)).await,
+        401,
+        "too long-lived"
+    );
+    // Signed by a key the client never registered.
+    let stranger = ES256.generate_key_pair().unwrap();
+    let mut payload = JwtPayload::new();
+    payload.set_issuer(&jwt_client.id);
+    payload.set_subject(&jwt_client.id);
+    payload.set_audience(vec![token_endpoint.as_str()]);
+    payload.set_jwt_id("jti-5");
+    payload.set_claim("exp", Some(serde_json::json!(now + 60))).unwrap();
+    let forged = josekit::jwt::encode_with_signer(
+        &payload,
+        &JwsHeader::new(),
+        &ES256.signer_from_pem(stranger.to_pem_private_key()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(send(forged).await, 401);
+    // A secret-based attempt for a private_key_jwt client is refused.
+    let response = reqwest::Client::new()
+        .post(app.url("/token"))
+        .basic_auth(&jwt_client.id, Some("guess"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
