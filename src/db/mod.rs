@@ -113,6 +113,11 @@ impl Db {
     /// Builds the pool without requiring the database to answer yet: a database
     /// that comes up after oxidp does is picked up by `/readyz` and by the next request.
     pub fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
+        // libpq and the JOSE code share one OpenSSL. Initialise it here, before libpq's
+        // first connection does, so that OpenSSL does not register its `atexit`
+        // cleanup: at process exit that cleanup would free TLS state while a pool
+        // thread may still be closing a connection (seen as a double free at exit).
+        openssl::init();
         let manager = AnyManager::new(url, settings.busy_timeout)?;
         let backend = manager.backend();
         let pool = r2d2::Pool::builder()

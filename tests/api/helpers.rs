@@ -112,6 +112,8 @@ async fn spawn(customize: impl FnOnce(&mut Config), cuttable: bool) -> TestApp {
     let mut proxy = None;
     let (database_url, pg_schema) = match postgres_url() {
         Some(admin_url) => {
+            // Before libpq's first connection: see `Db::connect`.
+            openssl::init();
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
             let mut admin = diesel::PgConnection::establish(&admin_url).expect("connect to TEST_DATABASE_URL");
             diesel::sql_query(format!("CREATE SCHEMA {schema}"))
