@@ -34,6 +34,20 @@ pub struct Config {
     pub keys: KeyConfig,
     pub admin: AdminConfig,
     pub login: LoginConfig,
+    pub webauthn: WebauthnConfig,
+}
+
+/// WebAuthn relying party. By default the RP id is the issuer's host and the
+/// only accepted origin is the issuer's origin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebauthnConfig {
+    /// The relying party id: the issuer's host or a registrable suffix of it.
+    pub rp_id: Option<String>,
+    /// The name authenticators show; defaults to the issuer's host.
+    pub rp_name: Option<String>,
+    /// The origin pages are served from; defaults to the issuer's origin.
+    pub origin: Option<String>,
 }
 
 /// Risk-based sign-in protection. Defaults follow NIST SP 800-63B §5.2.2
@@ -231,6 +245,7 @@ impl Default for Config {
             keys: KeyConfig::default(),
             admin: AdminConfig::default(),
             login: LoginConfig::default(),
+            webauthn: WebauthnConfig::default(),
         }
     }
 }
@@ -378,6 +393,18 @@ const KEYS: &[(&str, Setter)] = &[
         c.admin.initial_password = Some(SecretString::from(v.to_owned()));
         Ok(())
     }),
+    ("webauthn.rp_id", |c, v| {
+        c.webauthn.rp_id = Some(v.to_owned());
+        Ok(())
+    }),
+    ("webauthn.rp_name", |c, v| {
+        c.webauthn.rp_name = Some(v.to_owned());
+        Ok(())
+    }),
+    ("webauthn.origin", |c, v| {
+        c.webauthn.origin = Some(v.to_owned());
+        Ok(())
+    }),
     ("login.ip_per_minute", |c, v| parse_into(&mut c.login.ip_per_minute, v)),
     ("login.ip_burst", |c, v| parse_into(&mut c.login.ip_burst, v)),
     ("login.account_per_minute", |c, v| {
@@ -479,6 +506,7 @@ impl Config {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let issuer = self.issuer_url()?;
+        self.webauthn_relying_party()?;
         if issuer.scheme() == "http" && !is_loopback_host(&issuer) {
             return Err(ConfigError::new(
                 "issuer",
@@ -611,6 +639,29 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The WebAuthn relying party: (rp id, origin, display name). The origin's host
+    /// must be the rp id or one of its subdomains (WebAuthn §5.1.3 step 8).
+    pub fn webauthn_relying_party(&self) -> Result<(String, Url, String), ConfigError> {
+        let issuer = self.issuer_url()?;
+        let origin = match &self.webauthn.origin {
+            Some(o) => Url::parse(o).map_err(|e| ConfigError::new("webauthn.origin", format!("not a URL: {e}")))?,
+            None => Url::parse(&issuer.origin().ascii_serialization()).expect("an origin is a URL"),
+        };
+        let host = origin
+            .host_str()
+            .ok_or_else(|| ConfigError::new("webauthn.origin", "must have a host"))?
+            .to_owned();
+        let rp_id = self.webauthn.rp_id.clone().unwrap_or_else(|| host.clone());
+        if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+            return Err(ConfigError::new(
+                "webauthn.rp_id",
+                format!("must be the host of the origin ({host}) or a parent domain of it"),
+            ));
+        }
+        let name = self.webauthn.rp_name.clone().unwrap_or_else(|| host.clone());
+        Ok((rp_id, origin, name))
     }
 
     pub fn issuer_url(&self) -> Result<Url, ConfigError> {
@@ -754,5 +805,38 @@ mod tests {
         std::fs::write(&path, "[session]\nidle_timeout_minutes = 5\n").unwrap();
         let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
         assert!(err.to_string().contains("idle_timeout_minutes"), "{err}");
+    }
+
+    #[test]
+    fn the_webauthn_relying_party_follows_the_issuer_unless_set() {
+        let config = Config::load_from(None, env(&[("OXIDP_ISSUER", "https://id.example.com/tenant")])).unwrap();
+        let (rp_id, origin, name) = config.webauthn_relying_party().unwrap();
+        assert_eq!(
+            (rp_id.as_str(), origin.as_str()),
+            ("id.example.com", "https://id.example.com/")
+        );
+        assert_eq!(name, "id.example.com");
+        let parent = env(&[
+            ("OXIDP_ISSUER", "https://id.example.com"),
+            ("OXIDP_WEBAUTHN__RP_ID", "example.com"),
+        ]);
+        assert_eq!(
+            Config::load_from(None, parent)
+                .unwrap()
+                .webauthn_relying_party()
+                .unwrap()
+                .0,
+            "example.com"
+        );
+        let foreign = env(&[
+            ("OXIDP_ISSUER", "https://id.example.com"),
+            ("OXIDP_WEBAUTHN__RP_ID", "example.org"),
+        ]);
+        assert_eq!(Config::load_from(None, foreign).unwrap_err().key, "webauthn.rp_id");
+        let suffix_trick = env(&[
+            ("OXIDP_ISSUER", "https://badexample.com"),
+            ("OXIDP_WEBAUTHN__RP_ID", "example.com"),
+        ]);
+        assert_eq!(Config::load_from(None, suffix_trick).unwrap_err().key, "webauthn.rp_id");
     }
 }

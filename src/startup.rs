@@ -116,7 +116,8 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                         + crate::db::models::clients::purge_assertions(conn, now)?
                         // Sign-in history (risk signals, the account page) is kept 90 days.
                         + crate::db::models::logins::purge_attempts(conn, now - 90 * 86_400)?
-                        + crate::db::models::mfa::purge(conn, now)?)
+                        + crate::db::models::mfa::purge(conn, now)?
+                        + crate::db::models::webauthn::purge(conn, now)?)
                 })
                 .await;
             match (crate::authn::session::purge_expired(&state).await, purged) {

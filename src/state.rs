@@ -36,6 +36,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// client_credentials issuances waiting to be audited.
     pub issuance: crate::audit::IssuanceCounter,
+    /// The WebAuthn relying party (`[webauthn]`).
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
         let csrf_key = secrets.derive_key("csrf");
         let login_key = secrets.derive_key("login");
         let limiters = Limiters::new(&config.login);
+        let webauthn = Arc::new(crate::authn::webauthn::relying_party(&config)?);
         let trusted_proxies = config
             .login
             .trusted_proxies
@@ -91,6 +94,7 @@ impl AppState {
             trusted_proxies,
             metrics: Default::default(),
             issuance: Default::default(),
+            webauthn,
         })
     }
 }

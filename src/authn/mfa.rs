@@ -291,12 +291,31 @@ pub async fn verify(state: &AppState, user: &UserRow, code: &str) -> Result<Proo
         .await?
 }
 
-/// True when the person has a confirmed second factor.
+/// True when the person has a confirmed second factor (an authenticator app or
+/// at least one security key or passkey).
 pub async fn is_enrolled(state: &AppState, user_id: &str) -> Result<bool, DbError> {
+    let factors = factors(state, user_id).await?;
+    Ok(factors.totp || factors.webauthn > 0)
+}
+
+/// The second factors a person has set up.
+#[derive(Debug, Clone, Copy)]
+pub struct Factors {
+    pub totp: bool,
+    /// Number of security keys and passkeys.
+    pub webauthn: i64,
+}
+
+pub async fn factors(state: &AppState, user_id: &str) -> Result<Factors, DbError> {
     let id = user_id.to_owned();
     state
         .db
-        .run(move |conn| Ok(mfa::find_totp(conn, &id)?.is_some_and(|r| r.confirmed_at.is_some())))
+        .run(move |conn| {
+            Ok(Factors {
+                totp: mfa::find_totp(conn, &id)?.is_some_and(|r| r.confirmed_at.is_some()),
+                webauthn: crate::authn::webauthn::count(conn, &id)?,
+            })
+        })
         .await
 }
 

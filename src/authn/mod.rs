@@ -5,3 +5,4 @@ pub mod mfa;
 pub mod password;
 pub mod risk;
 pub mod session;
+pub mod webauthn;

@@ -59,6 +59,11 @@ impl Limiters {
         Self::check(&self.account, username_key)
     }
 
+    /// One unauthenticated sign-in step from `ip` (e.g. starting a passkey sign-in).
+    pub fn per_ip(&self, ip: &str) -> Result<(), u64> {
+        Self::check(&self.ip, &limiter_key(ip))
+    }
+
     /// Before authenticating a client at /token: `Err(seconds)` while its failures are exhausted.
     pub fn client_blocked(&self, keys: &[&str]) -> Result<(), u64> {
         if !self.any_blocked() {

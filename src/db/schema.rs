@@ -320,6 +320,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webauthn_credentials (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        user_handle -> Text,
+        name -> Text,
+        passkey -> Text,
+        synced -> Bool,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webauthn_ceremonies (token_hash) {
+        token_hash -> Text,
+        purpose -> Text,
+        user_id -> Nullable<Text>,
+        state -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(authorization_requests -> clients (client_id));
@@ -371,4 +396,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     totp_credentials,
     user_roles,
     users,
+    webauthn_ceremonies,
+    webauthn_credentials,
 );
