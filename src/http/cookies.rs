@@ -11,6 +11,8 @@ pub const CSRF: &str = "oxidp_csrf";
 pub const DEVICE: &str = "oxidp_device";
 /// The pending second step of a sign-in (5 minutes).
 pub const MFA: &str = "oxidp_mfa";
+/// Binds a pending WebAuthn ceremony (its challenge) to this browser (5 minutes).
+pub const WEBAUTHN: &str = "oxidp_webauthn";
 
 pub fn name(config: &Config, base: &str) -> String {
     if config.is_https() {

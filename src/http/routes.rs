@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, error, web};
 use crate::admin::AdminError;
 use crate::http::error::AdminHttpError;
 use crate::http::error::{PageError, html_error, problem};
-use crate::http::handlers::{account, admin, assets, health, login, logout, mfa, oauth, oidc, session};
+use crate::http::handlers::{account, admin, assets, health, login, logout, mfa, oauth, oidc, passkey, session};
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
@@ -43,6 +43,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     .route("/login", web::post().to(login::submit))
     .route("/login/mfa", web::get().to(mfa::show))
     .route("/login/mfa", web::post().to(mfa::submit))
+    .route(
+        "/login/mfa/passkey/options",
+        web::post().to(passkey::second_factor_options),
+    )
+    .route("/login/mfa/passkey", web::post().to(passkey::second_factor))
+    .route("/login/passkey/options", web::post().to(passkey::passwordless_options))
+    .route("/login/passkey", web::post().to(passkey::passwordless))
+    .route("/account/passkeys/new", web::get().to(passkey::new))
+    .route("/account/passkeys/options", web::post().to(passkey::register_options))
+    .route("/account/passkeys", web::post().to(passkey::register))
+    .route("/account/passkeys/{id}/rename", web::post().to(passkey::rename))
+    .route("/account/passkeys/{id}/delete", web::get().to(passkey::delete_confirm))
+    .route("/account/passkeys/{id}/delete", web::post().to(passkey::delete))
     .route("/account/mfa/totp", web::get().to(mfa::enrol))
     .route("/account/mfa/totp", web::post().to(mfa::confirm))
     .route("/account/mfa/recovery", web::get().to(mfa::recovery_confirm))

@@ -14,6 +14,8 @@ pub struct Layout {
     pub csrf: String,
     /// The session-expiry warning of signed-in pages.
     pub timer: Option<TimerView>,
+    /// Loads `webauthn.js` (security key and passkey buttons).
+    pub webauthn: bool,
 }
 
 /// The expiry banner: rendered hidden and revealed by `session-timer.js`, or
@@ -37,6 +39,7 @@ impl Layout {
             signed_in_as: None,
             csrf: String::new(),
             timer: None,
+            webauthn: false,
         }
     }
 
@@ -46,7 +49,14 @@ impl Layout {
             signed_in_as: Some(username.to_owned()),
             csrf: csrf.to_owned(),
             timer: None,
+            webauthn: false,
         }
+    }
+
+    /// The page has security key or passkey buttons.
+    pub fn with_webauthn(mut self) -> Self {
+        self.webauthn = true;
+        self
     }
 
     /// Adds the expiry warning for `timer`; `return_to` is this page.
@@ -208,9 +218,36 @@ pub struct AccountPage {
     /// Two-step verification is on, and how many recovery codes are left.
     pub mfa_enabled: bool,
     pub recovery_remaining: i64,
+    /// Security keys and passkeys.
+    pub passkeys: Vec<PasskeyView>,
     pub consents: Vec<ConsentView>,
     pub message: Option<String>,
     pub password_error: Option<String>,
+}
+
+/// One security key or passkey on the account page.
+pub struct PasskeyView {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub created: String,
+    pub last_used: String,
+}
+
+impl PasskeyView {
+    pub fn new(row: &crate::db::models::webauthn::CredentialRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            kind: if row.synced {
+                "Synced passkey"
+            } else {
+                "Security key or device passkey"
+            },
+            created: format_time(row.created_at),
+            last_used: row.last_used_at.map(format_time).unwrap_or_else(|| "never".to_owned()),
+        }
+    }
 }
 
 /// One recent sign-in attempt on the account page.
@@ -292,6 +329,18 @@ pub struct MfaCodePage {
     pub layout: Layout,
     pub csrf: String,
     pub username: String,
+    pub error: Option<String>,
+    /// Which second factors the person can use here.
+    pub totp: bool,
+    pub passkey: bool,
+}
+
+#[derive(Template)]
+#[template(path = "mfa/passkey_new.html")]
+pub struct PasskeyNewPage {
+    pub layout: Layout,
+    pub csrf: String,
+    pub name: String,
     pub error: Option<String>,
 }
 

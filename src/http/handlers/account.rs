@@ -38,6 +38,11 @@ async fn render(
         })
         .await?;
     let (mfa_enabled, recovery_remaining) = crate::authn::mfa::status(state, &auth.user.id).await?;
+    let passkeys = crate::authn::webauthn::list(state, &auth.user.id)
+        .await?
+        .iter()
+        .map(crate::views::PasskeyView::new)
+        .collect();
     let mut response = page(&AccountPage {
         layout: Layout::signed_in("Your account", &auth.user.username, &csrf.token)
             .with_timer(crate::authn::session::timer(state, &auth.session), "/account"),
@@ -47,6 +52,7 @@ async fn render(
         sign_ins: attempts.iter().map(SignInView::new).collect(),
         mfa_enabled,
         recovery_remaining,
+        passkeys,
         consents: granted
             .into_iter()
             .map(|(row, client_name)| ConsentView {
@@ -75,6 +81,9 @@ pub async fn show(
         Some("session") => Some("That session has been signed out.".to_owned()),
         Some("sessions") => Some("You have been signed out everywhere else.".to_owned()),
         Some("mfa-off") => Some("Two-step verification is off.".to_owned()),
+        Some("passkey-added") => Some("Your security key or passkey has been added.".to_owned()),
+        Some("passkey-renamed") => Some("The name has been changed.".to_owned()),
+        Some("passkey-removed") => Some("The security key or passkey has been removed.".to_owned()),
         _ => None,
     };
     render(&state, &auth, &csrf, message, None).await

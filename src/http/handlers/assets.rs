@@ -29,6 +29,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../../static/js/session-timer.js"),
     },
     Asset {
+        path: "js/webauthn.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../../static/js/webauthn.js"),
+    },
+    Asset {
         path: "img/favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../../../static/img/favicon.svg"),

@@ -20,7 +20,7 @@ use crate::http::handlers::page;
 use crate::state::AppState;
 use crate::views::{ConfirmPage, Layout, MfaCodePage, MfaEnrolPage, RecoveryCodesPage};
 
-fn redirect(location: &str) -> HttpResponse {
+pub fn redirect(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location.to_owned()))
         .insert_header(no_store())
@@ -46,7 +46,7 @@ pub fn to_second_step(state: &AppState, token: String) -> HttpResponse {
     response
 }
 
-fn challenge_token(req: &HttpRequest, state: &AppState) -> Option<String> {
+pub fn challenge_token(req: &HttpRequest, state: &AppState) -> Option<String> {
     req.cookie(&cookies::name(&state.config, cookies::MFA))
         .map(|c| c.value().to_owned())
 }
@@ -60,21 +60,25 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>, csrf: Csrf) -> R
         return Ok(redirect("/login?expired=1"));
     };
     let user = accounts::find(&state, &challenge.user_id).await?;
-    code_page(&state, &csrf, &user.username, None, StatusCode::OK)
+    code_page(&state, &csrf, &user, None, StatusCode::OK).await
 }
 
-fn code_page(
+/// The second-step page: a code field and/or a security key button, by what the person has set up.
+pub async fn code_page(
     state: &AppState,
     csrf: &Csrf,
-    username: &str,
+    user: &crate::db::models::users::UserRow,
     error: Option<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, PageError> {
+    let factors = mfa::factors(state, &user.id).await?;
     let mut response = page(&MfaCodePage {
-        layout: Layout::anonymous("Two-step verification"),
+        layout: Layout::anonymous("Two-step verification").with_webauthn(),
         csrf: csrf.token.clone(),
-        username: username.to_owned(),
+        username: user.username.clone(),
         error,
+        totp: factors.totp,
+        passkey: factors.webauthn > 0,
     })?;
     *response.status_mut() = status;
     csrf.apply(state, &mut response);
@@ -87,6 +91,33 @@ pub struct CodeForm {
     code: String,
 }
 
+/// This browser's sign-in waiting for its second step.
+pub struct Pending {
+    pub token: String,
+    pub challenge: crate::db::models::mfa::ChallengeRow,
+    pub user: crate::db::models::users::UserRow,
+}
+
+/// The pending second step, or the redirect to answer instead (none, expired,
+/// or the account was disabled meanwhile).
+pub async fn pending_second_step(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Result<Pending, HttpResponse>, PageError> {
+    let Some(token) = challenge_token(req, state) else {
+        return Ok(Err(redirect("/login")));
+    };
+    let Some(challenge) = mfa::find_challenge(state, &token).await? else {
+        return Ok(Err(redirect("/login?expired=1")));
+    };
+    let user = accounts::find(state, &challenge.user_id).await?;
+    if user.disabled {
+        mfa::close_challenge(state, &token).await?;
+        return Ok(Err(redirect("/login")));
+    }
+    Ok(Ok(Pending { token, challenge, user }))
+}
+
 /// POST /login/mfa: the second factor; on success a new session (new id) with
 /// `amr` including `mfa`, and back to where the sign-in started.
 pub async fn submit(
@@ -97,67 +128,75 @@ pub async fn submit(
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    let Some(token) = challenge_token(&req, &state) else {
-        return Ok(redirect("/login"));
+    let Pending { token, challenge, user } = match pending_second_step(&req, &state).await? {
+        Ok(pending) => pending,
+        Err(redirect) => return Ok(redirect),
     };
-    let Some(challenge) = mfa::find_challenge(&state, &token).await? else {
-        return Ok(redirect("/login?expired=1"));
-    };
-    let user = accounts::find(&state, &challenge.user_id).await?;
-    if user.disabled {
-        mfa::close_challenge(&state, &token).await?;
-        return Ok(redirect("/login"));
-    }
     match mfa::verify(&state, &user, &form.code).await {
         Ok(proof) => {
-            mfa::close_challenge(&state, &token).await?;
-            let mut amr: Vec<&str> = challenge
-                .amr
-                .split(' ')
-                .filter(|m| !m.is_empty() && *m != "mfa")
-                .collect();
-            if proof == Proof::Totp && !amr.contains(&"otp") {
-                amr.push("otp");
-            }
-            amr.push("mfa");
-            let previous = session_cookie(&req, &state);
-            let (session_token, _) = session::start(&state, &user, &amr, origin.0, previous).await?;
-            tracing::info!(user_id = %user.id, "second factor passed");
-            let mut response = signed_in_response(
-                &state,
-                &session_token,
-                challenge.device_id.as_deref(),
-                &challenge.return_to,
-            )?;
-            let _ = response.add_removal_cookie(&cookies::removal(&state.config, cookies::MFA));
-            Ok(response)
+            let method = (proof == Proof::Totp).then_some("otp");
+            complete_second_step(&req, &state, origin, &token, &challenge, &user, method).await
         }
         Err(MfaError::TooManyAttempts { wait_secs }) => {
             let message = format!(
                 "Too many wrong codes. Wait {} and try again.",
                 crate::http::handlers::login::wait_phrase(wait_secs)
             );
-            let mut response = code_page(
-                &state,
-                &csrf,
-                &user.username,
-                Some(message),
-                StatusCode::TOO_MANY_REQUESTS,
-            )?;
+            let mut response = code_page(&state, &csrf, &user, Some(message), StatusCode::TOO_MANY_REQUESTS).await?;
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(wait_secs.max(1) as u64));
             Ok(response)
         }
-        Err(MfaError::InvalidCode) => code_page(
-            &state,
-            &csrf,
-            &user.username,
-            Some("That code is not correct. Check your authenticator app and try again.".to_owned()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        Err(MfaError::InvalidCode) => {
+            code_page(
+                &state,
+                &csrf,
+                &user,
+                Some("That code is not correct. Check your authenticator app and try again.".to_owned()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
+        }
         Err(other) => Err(other.into()),
     }
+}
+
+/// The second step passed (`method`: the RFC 8176 value it adds, if any): the
+/// pending challenge closes and a new session (new id) starts with `amr`
+/// including `mfa`, then back to where the sign-in started.
+pub async fn complete_second_step(
+    req: &HttpRequest,
+    state: &AppState,
+    origin: ClientOrigin,
+    token: &str,
+    challenge: &crate::db::models::mfa::ChallengeRow,
+    user: &crate::db::models::users::UserRow,
+    method: Option<&str>,
+) -> Result<HttpResponse, PageError> {
+    mfa::close_challenge(state, token).await?;
+    let mut amr: Vec<&str> = challenge
+        .amr
+        .split(' ')
+        .filter(|m| !m.is_empty() && *m != "mfa")
+        .collect();
+    if let Some(method) = method
+        && !amr.contains(&method)
+    {
+        amr.push(method);
+    }
+    amr.push("mfa");
+    let previous = session_cookie(req, state);
+    let (session_token, _) = session::start(state, user, &amr, origin.0, previous).await?;
+    tracing::info!(user_id = %user.id, "second factor passed");
+    let mut response = signed_in_response(
+        state,
+        &session_token,
+        challenge.device_id.as_deref(),
+        &challenge.return_to,
+    )?;
+    let _ = response.add_removal_cookie(&cookies::removal(&state.config, cookies::MFA));
+    Ok(response)
 }
 
 /// Opens a step-up for a signed-in person (e.g. `acr_values` asks for MFA).
@@ -166,11 +205,11 @@ pub async fn step_up(state: &AppState, auth: &Authenticated, return_to: &str) ->
     Ok(to_second_step(state, token))
 }
 
-fn reauthenticate(return_to: &str) -> HttpResponse {
+pub fn reauthenticate(return_to: &str) -> HttpResponse {
     redirect(&format!("/login?prompt=login&return_to={}", urlencode(return_to)))
 }
 
-fn signed_in_layout(state: &AppState, title: &str, auth: &Authenticated, csrf: &Csrf, here: &str) -> Layout {
+pub fn signed_in_layout(state: &AppState, title: &str, auth: &Authenticated, csrf: &Csrf, here: &str) -> Layout {
     Layout::signed_in(title, &auth.user.username, &csrf.token).with_timer(session::timer(state, &auth.session), here)
 }
 

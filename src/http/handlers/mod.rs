@@ -9,6 +9,7 @@ pub mod logout;
 pub mod mfa;
 pub mod oauth;
 pub mod oidc;
+pub mod passkey;
 pub mod session;
 
 use actix_web::HttpResponse;
