@@ -195,6 +195,17 @@ impl Browser {
             .to_owned()
     }
 
+    /// Runs a Chrome DevTools Protocol command in the current tab (chromedriver's
+    /// `goog/cdp/execute`), e.g. `WebAuthn.addVirtualAuthenticator`.
+    pub async fn cdp(&self, command: &str, params: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            Some(json!({ "cmd": command, "params": params })),
+        )
+        .await
+    }
+
     /// Saves a PNG screenshot as `target/screenshots/{name}.png` and returns its path.
     pub async fn screenshot(&self, name: &str) -> std::path::PathBuf {
         use base64::Engine;

@@ -23,3 +23,6 @@ mod oidc_rp;
 mod passwords;
 mod rbac;
 mod sessions;
+mod soft_authenticator;
+mod webauthn;
+mod webauthn_browser;
