@@ -301,6 +301,23 @@ async fn wrong_origin_counter_regression_and_missing_user_verification_are_refus
     assert!(phished.text().await.unwrap().contains("could not be verified"));
     assert_eq!(b.get(app.url("/account")).send().await.unwrap().status(), 303);
 
+    // An assertion scoped to another relying party id (its rp id hash differs).
+    let b = password_step(&app, "dee").await;
+    let csrf = page_csrf(&app, &b, "/login/mfa").await;
+    let mut options = options_json(&app, &b, "/login/mfa/passkey/options", &csrf).await;
+    options["publicKey"]["rpId"] = Value::from("evil.example");
+    let credential = soft.assert(&options, &origin(&app), Flags::default());
+    let other_rp = b
+        .post(app.url("/login/mfa/passkey"))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("credential", credential.to_string().as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_rp.status(), 422);
+
     // User verification missing (presence only).
     let presence_only = Flags {
         user_verified: false,
@@ -340,10 +357,11 @@ async fn wrong_origin_counter_regression_and_missing_user_verification_are_refus
         .filter(|(a, _)| a == "mfa.webauthn.failure")
         .map(|(_, d)| d)
         .collect();
-    assert_eq!(failures.len(), 3, "{failures:?}");
+    assert_eq!(failures.len(), 4, "{failures:?}");
     let all = failures.join(" ");
     assert!(all.contains("Origin") || all.contains("origin"), "{all}");
     assert!(all.contains("NotVerified"), "{all}");
+    assert!(all.contains("RPIDHash"), "{all}");
     assert!(all.contains("Compromise") || all.contains("ounter"), "{all}");
 
     // Registration without user verification is refused as well.
