@@ -144,6 +144,10 @@ struct ClientFields {
     /// Require a second factor for every sign-in to this client (true/false).
     #[arg(long)]
     require_mfa: Option<bool>,
+    /// One active sign-in per person at this client: tokens from a new sign-in
+    /// revoke that person's older grants here (true/false).
+    #[arg(long)]
+    single_session: Option<bool>,
     /// File with the client's public JWK Set (for private_key_jwt).
     #[arg(long)]
     jwks_file: Option<PathBuf>,
@@ -178,6 +182,7 @@ impl ClientFields {
             },
             refresh_without_offline_access: self.refresh_without_offline_access,
             require_mfa: self.require_mfa,
+            single_session: self.single_session,
         })
     }
 }

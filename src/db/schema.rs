@@ -112,6 +112,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         require_mfa -> Bool,
+        single_session -> Bool,
     }
 }
 

@@ -102,6 +102,9 @@ pub struct Client {
     pub refresh_without_offline_access: bool,
     /// This application requires a second factor (acr `urn:oxidp:acr:mfa`).
     pub require_mfa: bool,
+    /// One active sign-in per person: tokens issued from a new sign-in revoke the
+    /// person's older grants at this application.
+    pub single_session: bool,
     pub created_at: i64,
 }
 
@@ -149,6 +152,7 @@ impl Client {
             require_consent: row.require_consent,
             refresh_without_offline_access: row.refresh_without_offline_access,
             require_mfa: row.require_mfa,
+            single_session: row.single_session,
             created_at: row.created_at,
         })
     }
@@ -226,6 +230,8 @@ pub struct ClientSpec {
     pub refresh_without_offline_access: Option<bool>,
     /// Require a second factor for every sign-in to this client.
     pub require_mfa: Option<bool>,
+    /// One active sign-in per person at this client: a new one revokes the older ones' tokens.
+    pub single_session: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -333,6 +339,9 @@ fn apply(spec: ClientSpec, mut row: ClientRow) -> Result<ClientRow, ClientError>
     if let Some(v) = spec.require_mfa {
         row.require_mfa = v;
     }
+    if let Some(v) = spec.single_session {
+        row.single_session = v;
+    }
     if let Some(v) = spec.refresh_without_offline_access {
         row.refresh_without_offline_access = v;
     }
@@ -391,6 +400,7 @@ pub async fn create(state: &AppState, spec: ClientSpec) -> Result<Created, Clien
         require_consent: true,
         refresh_without_offline_access: false,
         require_mfa: false,
+        single_session: false,
         created_at: now,
         updated_at: now,
     };
@@ -500,6 +510,7 @@ pub fn describe(client: &Client) -> serde_json::Value {
         "require_consent": client.require_consent,
         "refresh_without_offline_access": client.refresh_without_offline_access,
         "require_mfa": client.require_mfa,
+        "single_session": client.single_session,
         "has_jwks": client.jwks.is_some(),
         "created_at": client.created_at,
     })

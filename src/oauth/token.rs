@@ -245,6 +245,7 @@ async fn authorization_code(
     let refresh_allowed = client.allows(GrantType::RefreshToken);
     let refresh_policy = client.refresh_without_offline_access;
     let refresh_ttl = client.refresh_token_ttl;
+    let single_session = client.single_session;
     let outcome = state
         .db
         .transaction(move |conn| {
@@ -318,13 +319,20 @@ async fn authorization_code(
                 revoked_at: None,
                 resource: row.resource.clone(),
             };
+            // A client with one active sign-in per person: the older grants end
+            // here, with their refresh tokens and (through the grant check) access tokens.
+            let superseded = if single_session {
+                grants::revoke_for_user_client(conn, &grant.user_id, &client_id, now)?
+            } else {
+                0
+            };
             grants::insert(conn, &grant)?;
             crate::audit::record(
                 conn,
                 &crate::audit::Actor::client(&client_id, None),
                 "token.authorization_code",
                 Some(&format!("user:{}", grant.user_id)),
-                serde_json::json!({ "grant": grant.id, "scope": grant.scope }),
+                serde_json::json!({ "grant": grant.id, "scope": grant.scope, "superseded_grants": superseded }),
                 now,
             )?;
             let refresh_token = if refresh_allowed && (scope.contains("offline_access") || refresh_policy) {

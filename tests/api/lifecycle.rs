@@ -304,3 +304,57 @@ async fn single_session_mode_ends_older_sessions_and_their_refresh_tokens() {
         "tokens of the ended session are revoked"
     );
 }
+
+#[tokio::test]
+async fn a_single_session_client_keeps_one_sign_in_per_person() {
+    let app = &spawn_app().await;
+    app.create_user("eve", PASSWORD).await;
+    app.create_user("frank", PASSWORD).await;
+    let strict = app.web_client().await;
+    let relaxed = app.web_client().await;
+    let out = app.cli_json(
+        &["client", "update", &strict.id, "--single-session", "true", "--json"],
+        None,
+    );
+    assert_eq!(out["single_session"], true);
+    let scope = "openid offline_access";
+    let redeem = |client, browser| async move {
+        let (code, verifier) = app.code_for(client, browser, "eve", scope).await;
+        let tokens: serde_json::Value = app.redeem(client, &code, &verifier).await.json().await.unwrap();
+        tokens
+    };
+    let (laptop, phone) = (browser(), browser());
+    let old = redeem(&strict, &laptop).await;
+    let other_app = redeem(&relaxed, &laptop).await;
+    let bystander = {
+        let (code, verifier) = app.code_for(&strict, &browser(), "frank", scope).await;
+        let tokens: serde_json::Value = app.redeem(&strict, &code, &verifier).await.json().await.unwrap();
+        tokens
+    };
+    let new = redeem(&strict, &phone).await;
+
+    let at = |t: &serde_json::Value| t["access_token"].as_str().unwrap().to_owned();
+    let rt = |t: &serde_json::Value| t["refresh_token"].as_str().unwrap().to_owned();
+    // The older sign-in at the strict client lost its tokens, even offline_access ones ...
+    assert_eq!(app.userinfo_status(&at(&old)).await.0, 401);
+    let refresh = |client, token: String| async move {
+        app.token(client, &[("grant_type", "refresh_token"), ("refresh_token", &token)])
+            .await
+            .status()
+    };
+    assert_eq!(refresh(&strict, rt(&old)).await, 400);
+    // ... the new one, the other application and the other person keep theirs.
+    assert_eq!(app.userinfo_status(&at(&new)).await.0, 200);
+    assert_eq!(app.userinfo_status(&at(&other_app)).await.0, 200);
+    assert_eq!(app.userinfo_status(&at(&bystander)).await.0, 200);
+    assert_eq!(refresh(&strict, rt(&new)).await, 200);
+    assert_eq!(refresh(&relaxed, rt(&other_app)).await, 200);
+    // The browser session itself is not ended: other applications still use it.
+    assert_eq!(laptop.get(app.url("/account")).send().await.unwrap().status(), 200);
+    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "token.authorization_code" && e.details.contains("\"superseded_grants\":1"))
+    );
+}

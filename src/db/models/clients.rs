@@ -27,6 +27,8 @@ pub struct ClientRow {
     pub refresh_without_offline_access: bool,
     /// Every sign-in for this application needs a second factor.
     pub require_mfa: bool,
+    /// One active sign-in per person at this application.
+    pub single_session: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
