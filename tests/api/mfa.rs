@@ -312,6 +312,7 @@ async fn turning_off_or_new_codes_need_a_recent_sign_in_then_continue() {
         .text()
         .await
         .unwrap();
+    assert!(confirm.contains("only need your password"), "{confirm}");
     let off = b
         .post(app.url("/account/mfa/disable"))
         .form(&[("csrf_token", csrf_of(&confirm).as_str())])

@@ -165,6 +165,16 @@ async fn a_registered_key_is_the_second_step_after_the_password() {
     let listed = text_of(&account, "#passkeys").expect("the account page lists keys");
     assert!(account.contains("Blue YubiKey"), "{listed}");
     assert!(listed.contains("never"), "not used yet: {listed}");
+    // Turning off an authenticator app does not claim the keys stop being asked for.
+    let confirm = b
+        .get(app.url("/account/mfa/disable"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains("still ask for one of"), "{confirm}");
 
     let other = password_step(&app, "ana").await;
     let page = other

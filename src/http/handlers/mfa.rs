@@ -303,7 +303,7 @@ const REGENERATE: Sensitive = Sensitive {
 const DISABLE: Sensitive = Sensitive {
     path: "/account/mfa/disable",
     heading: "Turn off two-step verification?",
-    message: "Signing in will then only need your password, and your recovery codes stop working.",
+    message: "Signing in will then only need your password, and your authenticator app and recovery codes stop working.",
     button: "Turn it off",
 };
 
@@ -316,11 +316,18 @@ async fn confirm_page(
     if mfa::require_recent(state, auth.session.auth_time).is_err() {
         return Ok(reauthenticate(what.path));
     }
+    let mut message = what.message.to_owned();
+    if what.path == DISABLE.path && mfa::factors(state, &auth.user.id).await?.webauthn > 0 {
+        // Registered security keys stay a second step; say so rather than promise password-only.
+        message = "Your authenticator app and recovery codes stop working. Signing in will still ask for one of \
+                   your security keys or passkeys."
+            .to_owned();
+    }
     let mut response = page(&ConfirmPage {
         layout: signed_in_layout(state, what.heading, auth, csrf, what.path),
         csrf: csrf.token.clone(),
         heading: what.heading.to_owned(),
-        message: what.message.to_owned(),
+        message,
         action: what.path.to_owned(),
         button: what.button.to_owned(),
     })?;
