@@ -8,6 +8,7 @@ mod cli;
 
 use clap::{Args, Parser, Subcommand};
 use oxidp::accounts::{self, Credential, NewAccount, Profile};
+use oxidp::audit::Actor;
 use oxidp::clock::SystemClock;
 use oxidp::config::Config;
 use oxidp::db::models::users::UserRow;
@@ -495,19 +496,6 @@ fn print_user(user: &UserRow, output: &Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records an administrative change made from the command line (actor `cli`).
-async fn audited(state: &AppState, action: &'static str, target: String) -> anyhow::Result<()> {
-    oxidp::audit::record_now(
-        state,
-        &oxidp::audit::Actor::cli(),
-        action,
-        Some(target),
-        serde_json::json!({}),
-    )
-    .await?;
-    Ok(())
-}
-
 async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Create {
@@ -529,6 +517,7 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
             };
             let user = accounts::create(
                 state,
+                &Actor::cli(),
                 NewAccount {
                     username,
                     email,
@@ -545,7 +534,6 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
                 },
             )
             .await?;
-            audited(state, "user.create", format!("user:{}", user.id)).await?;
             print_user(&user, &output)
         }
         UserCommand::List { limit, offset, output } => {
@@ -569,19 +557,16 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
         }
         UserCommand::Show { user, output } => print_user(&accounts::find(state, &user).await?, &output),
         UserCommand::Disable { user, output } => {
-            let user = accounts::set_disabled(state, &user, true).await?;
-            audited(state, "user.disable", format!("user:{}", user.id)).await?;
+            let user = accounts::set_disabled(state, &Actor::cli(), &user, true).await?;
             print_user(&user, &output)
         }
         UserCommand::Enable { user, output } => {
-            let user = accounts::set_disabled(state, &user, false).await?;
-            audited(state, "user.enable", format!("user:{}", user.id)).await?;
+            let user = accounts::set_disabled(state, &Actor::cli(), &user, false).await?;
             print_user(&user, &output)
         }
         UserCommand::Unlock { user, output } => {
             let user = accounts::find(state, &user).await?;
-            oxidp::authn::login::unlock(state, &user.username).await?;
-            audited(state, "user.unlock", format!("user:{}", user.id)).await?;
+            oxidp::authn::login::unlock(state, &Actor::cli(), &user).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "id": user.id, "unlocked": true }));
             } else {
@@ -592,8 +577,7 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
         UserCommand::SetPassword { user, password, output } => {
             let user = accounts::find(state, &user).await?;
             let password = read_password(&password)?;
-            accounts::set_password(state, &user, &password).await?;
-            audited(state, "user.set_password", format!("user:{}", user.id)).await?;
+            accounts::set_password(state, &Actor::cli(), &user, &password).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "id": user.id, "password_changed": true }));
             } else {
@@ -609,12 +593,8 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
                 text = std::fs::read_to_string(&file)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             }
-            let outcomes = accounts::import(state, &text).await;
+            let outcomes = accounts::import(state, &Actor::cli(), &text).await;
             let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
-            if outcomes.len() > failed {
-                let imported = (outcomes.len() - failed).to_string();
-                audited(state, "user.import", format!("{imported} users")).await?;
-            }
             if output.json {
                 println!(
                     "{}",
@@ -672,8 +652,7 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
         ClientCommand::Create { id, fields, output } => {
             let mut spec = fields.into_spec()?;
             spec.id = id;
-            let created = clients::create(state, spec).await?;
-            audited(state, "client.create", format!("client:{}", created.client.id)).await?;
+            let created = clients::create(state, &Actor::cli(), spec).await?;
             print_client(&created.client, created.secret.as_deref(), &output)
         }
         ClientCommand::List { limit, offset, output } => {
@@ -704,13 +683,11 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
             fields,
             output,
         } => {
-            let updated = clients::update(state, &client_id, fields.into_spec()?).await?;
-            audited(state, "client.update", format!("client:{client_id}")).await?;
+            let updated = clients::update(state, &Actor::cli(), &client_id, fields.into_spec()?).await?;
             print_client(&updated.client, updated.secret.as_deref(), &output)
         }
         ClientCommand::Delete { client_id, output } => {
-            clients::delete(state, &client_id).await?;
-            audited(state, "client.delete", format!("client:{client_id}")).await?;
+            clients::delete(state, &Actor::cli(), &client_id).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "client_id": client_id, "deleted": true }));
             } else {
@@ -719,8 +696,7 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
             Ok(())
         }
         ClientCommand::RotateSecret { client_id, output } => {
-            let secret = clients::rotate_secret(state, &client_id).await?;
-            audited(state, "client.rotate_secret", format!("client:{client_id}")).await?;
+            let secret = clients::rotate_secret(state, &Actor::cli(), &client_id).await?;
             if output.json {
                 println!(
                     "{}",

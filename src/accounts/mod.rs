@@ -1,11 +1,15 @@
 //! User accounts: creation, profile, password changes (policy and history),
 //! enabling and disabling, and import of users with legacy password hashes.
-//! Used by the CLI, the account pages and (later) the admin API.
+//! Used by the CLI, the account pages and the admin API. Every change is audited
+//! in the transaction that makes it, with the actor who asked for it.
 
 use serde::Deserialize;
 
+use serde_json::json;
+
+use crate::audit::{self, Actor};
 use crate::authn::password::{self, Verification};
-use crate::db::models::{sessions, users};
+use crate::db::models::{logins, sessions, users};
 use crate::db::{DbError, models::users::UserRow};
 use crate::domain::{Email, Password, PasswordPolicyError, UserId, Username};
 use crate::state::AppState;
@@ -85,10 +89,11 @@ pub struct NewAccount {
     pub disabled: bool,
 }
 
-pub async fn create(state: &AppState, input: NewAccount) -> Result<UserRow, AccountError> {
+pub async fn create(state: &AppState, actor: &Actor, input: NewAccount) -> Result<UserRow, AccountError> {
     let username = Username::parse(&input.username)?;
     let email = input.email.as_deref().map(Email::parse).transpose()?;
     let now = state.clock.now();
+    let imported = matches!(input.credential, Credential::ImportedHash(_));
     let password_hash = match input.credential {
         Credential::None => None,
         Credential::Password(password) => {
@@ -130,6 +135,7 @@ pub async fn create(state: &AppState, input: NewAccount) -> Result<UserRow, Acco
     let id = row.id.clone();
     let username_taken = row.username.clone();
     let email_taken = row.email.clone();
+    let actor = actor.clone();
     state
         .db
         .transaction(move |conn| {
@@ -144,7 +150,15 @@ pub async fn create(state: &AppState, input: NewAccount) -> Result<UserRow, Acco
                     return Err(DbError::Conflict("users.email".into()));
                 }
             }
-            users::insert(conn, &row)
+            users::insert(conn, &row)?;
+            audit::record(
+                conn,
+                &actor,
+                if imported { "user.import" } else { "user.create" },
+                Some(&format!("user:{}", row.id)),
+                json!({ "username": row.username }),
+                now,
+            )
         })
         .await?;
     find(state, &id).await
@@ -164,26 +178,41 @@ pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<Vec<UserR
 }
 
 /// Disabling also ends every browser session of the user.
-pub async fn set_disabled(state: &AppState, id_or_username: &str, disabled: bool) -> Result<UserRow, AccountError> {
+pub async fn set_disabled(
+    state: &AppState,
+    actor: &Actor,
+    id_or_username: &str,
+    disabled: bool,
+) -> Result<UserRow, AccountError> {
     let user = find(state, id_or_username).await?;
     let now = state.clock.now();
     let id = user.id.clone();
+    let actor = actor.clone();
     state
         .db
         .transaction(move |conn| {
             users::set_disabled(conn, &id, disabled, now)?;
-            if disabled {
-                sessions::delete_for_user(conn, &id)?;
-            }
-            Ok(())
+            let ended = if disabled {
+                sessions::delete_for_user(conn, &id)?
+            } else {
+                0
+            };
+            let action = if disabled { "user.disable" } else { "user.enable" };
+            let details = if disabled {
+                json!({ "sessions_ended": ended })
+            } else {
+                json!({})
+            };
+            audit::record(conn, &actor, action, Some(&format!("user:{id}")), details, now)
         })
         .await?;
     find(state, &user.id).await
 }
 
 /// Sets a new password after checking the policy and the history of the last
-/// `PASSWORD_HISTORY` passwords.
-pub async fn set_password(state: &AppState, user: &UserRow, new: &Password) -> Result<(), AccountError> {
+/// `PASSWORD_HISTORY` passwords. A new password also lifts a sign-in lockout
+/// (NIST SP 800-63B §5.2.2: reset or admin unlock), in the same transaction.
+pub async fn set_password(state: &AppState, actor: &Actor, user: &UserRow, new: &Password) -> Result<(), AccountError> {
     let mut context = vec![user.username.as_str()];
     if let Some(email) = &user.email {
         context.push(email.as_str());
@@ -202,24 +231,36 @@ pub async fn set_password(state: &AppState, user: &UserRow, new: &Password) -> R
     let hash = state.hasher.hash(new).await?;
     let id = user.id.clone();
     let now = state.clock.now();
+    let throttle_key = crate::authn::risk::username_key(&state.login_key, &user.username);
+    let actor = actor.clone();
     state
         .db
-        .transaction(move |conn| users::change_password(conn, &id, &hash, now, PASSWORD_HISTORY - 1))
+        .transaction(move |conn| {
+            users::change_password(conn, &id, &hash, now, PASSWORD_HISTORY - 1)?;
+            let unlocked = logins::clear(conn, &throttle_key)?;
+            audit::record(
+                conn,
+                &actor,
+                "user.set_password",
+                Some(&format!("user:{id}")),
+                json!({ "lockout_cleared": unlocked }),
+                now,
+            )
+        })
         .await?;
-    // A new password lifts a lockout (NIST SP 800-63B §5.2.2: reset or admin unlock).
-    crate::authn::login::unlock(state, &user.username).await?;
     Ok(())
 }
 
 /// A signed-in person changing their own password: the current one is checked first.
 pub async fn change_password(
     state: &AppState,
+    actor: &Actor,
     user: &UserRow,
     current: &Password,
     new: &Password,
 ) -> Result<(), AccountError> {
     match state.hasher.verify(current, user.password_hash.clone()).await {
-        Verification::Valid { .. } => set_password(state, user, new).await,
+        Verification::Valid { .. } => set_password(state, actor, user, new).await,
         Verification::Invalid => Err(AccountError::WrongPassword),
     }
 }
@@ -265,7 +306,7 @@ pub struct ImportOutcome {
 
 /// Imports users from JSON Lines. Each line lands or fails on its own; the outcome
 /// lists both.
-pub async fn import(state: &AppState, text: &str) -> Vec<ImportOutcome> {
+pub async fn import(state: &AppState, actor: &Actor, text: &str) -> Vec<ImportOutcome> {
     let mut outcomes = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -292,6 +333,7 @@ pub async fn import(state: &AppState, text: &str) -> Vec<ImportOutcome> {
         let p = record.profile;
         let result = create(
             state,
+            actor,
             NewAccount {
                 username: record.username,
                 email: record.email,

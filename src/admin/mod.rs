@@ -256,6 +256,7 @@ pub async fn create_user(state: &AppState, who: &Principal, body: NewUserBody) -
     };
     let user = accounts::create(
         state,
+        &who.actor,
         NewAccount {
             username: body.username,
             email: body.email,
@@ -264,14 +265,6 @@ pub async fn create_user(state: &AppState, who: &Principal, body: NewUserBody) -
             credential,
             disabled: body.disabled,
         },
-    )
-    .await?;
-    audit::record_now(
-        state,
-        &who.actor,
-        "user.create",
-        Some(format!("user:{}", user.id)),
-        json!({ "username": user.username }),
     )
     .await?;
     Ok(user_json(&user))
@@ -290,9 +283,7 @@ pub async fn patch_user(state: &AppState, who: &Principal, id: &str, patch: User
             "nothing to change: send {\"disabled\": true|false}".into(),
         ));
     };
-    let user = accounts::set_disabled(state, id, disabled).await?;
-    let action = if disabled { "user.disable" } else { "user.enable" };
-    audit::record_now(state, &who.actor, action, Some(format!("user:{}", user.id)), json!({})).await?;
+    let user = accounts::set_disabled(state, &who.actor, id, disabled).await?;
     Ok(user_json(&user))
 }
 
@@ -323,28 +314,26 @@ pub async fn end_sessions(
 ) -> Result<usize, AdminError> {
     let user = accounts::find(state, user).await?;
     let (id, sid) = (user.id.clone(), session.map(str::to_owned));
+    let (actor, now) = (who.actor.clone(), state.clock.now());
     let ended = state
         .db
-        .transaction(move |conn| match sid {
-            Some(sid) => {
-                let owned = sessions::list_for_user(conn, &id)?.iter().any(|s| s.id == sid);
-                Ok(if owned && sessions::delete(conn, &sid)? { 1 } else { 0 })
+        .transaction(move |conn| {
+            let ended = match &sid {
+                Some(sid) => {
+                    let owned = sessions::list_for_user(conn, &id)?.iter().any(|s| &s.id == sid);
+                    if owned && sessions::delete(conn, sid)? { 1 } else { 0 }
+                }
+                None => sessions::delete_for_user(conn, &id)?,
+            };
+            if sid.is_some() && ended == 0 {
+                return Ok(None);
             }
-            None => sessions::delete_for_user(conn, &id),
+            let details = json!({ "session": sid, "ended": ended });
+            audit::record(conn, &actor, "session.end", Some(&format!("user:{id}")), details, now)?;
+            Ok(Some(ended))
         })
         .await?;
-    if session.is_some() && ended == 0 {
-        return Err(AdminError::NotFound("no such session for this user".into()));
-    }
-    audit::record_now(
-        state,
-        &who.actor,
-        "session.end",
-        Some(format!("user:{}", user.id)),
-        json!({ "session": session, "ended": ended }),
-    )
-    .await?;
-    Ok(ended)
+    ended.ok_or_else(|| AdminError::NotFound("no such session for this user".into()))
 }
 
 pub async fn list_clients(
@@ -380,61 +369,24 @@ fn with_secret(created: clients::Created) -> Value {
 }
 
 pub async fn create_client(state: &AppState, who: &Principal, spec: ClientSpec) -> Result<Value, AdminError> {
-    let created = clients::create(state, spec).await?;
-    let id = created.client.id.to_string();
-    audit::record_now(
-        state,
-        &who.actor,
-        "client.create",
-        Some(format!("client:{id}")),
-        json!({}),
-    )
-    .await?;
+    let created = clients::create(state, &who.actor, spec).await?;
     Ok(with_secret(created))
 }
 
 pub async fn update_client(state: &AppState, who: &Principal, id: &str, spec: ClientSpec) -> Result<Value, AdminError> {
-    let changed: Vec<String> = match serde_json::to_value(&spec) {
-        Ok(Value::Object(map)) => map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect(),
-        _ => Vec::new(),
-    };
-    let updated = clients::update(state, id, spec).await?;
+    let updated = clients::update(state, &who.actor, id, spec).await?;
     state.rbac.clear();
-    audit::record_now(
-        state,
-        &who.actor,
-        "client.update",
-        Some(format!("client:{id}")),
-        json!({ "fields": changed }),
-    )
-    .await?;
     Ok(with_secret(updated))
 }
 
 pub async fn delete_client(state: &AppState, who: &Principal, id: &str) -> Result<(), AdminError> {
-    clients::delete(state, id).await?;
+    clients::delete(state, &who.actor, id).await?;
     state.rbac.clear();
-    audit::record_now(
-        state,
-        &who.actor,
-        "client.delete",
-        Some(format!("client:{id}")),
-        json!({}),
-    )
-    .await?;
     Ok(())
 }
 
 pub async fn rotate_client_secret(state: &AppState, who: &Principal, id: &str) -> Result<Value, AdminError> {
-    let secret = clients::rotate_secret(state, id).await?;
-    audit::record_now(
-        state,
-        &who.actor,
-        "client.rotate_secret",
-        Some(format!("client:{id}")),
-        json!({}),
-    )
-    .await?;
+    let secret = clients::rotate_secret(state, &who.actor, id).await?;
     Ok(json!({ "client_id": id, "client_secret": secret }))
 }
 
@@ -469,8 +421,10 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<Bootstrapped>, AdminEr
         Some(p) => (p.expose_secret().to_owned(), false),
         None => (crate::crypto::random_token()[..24].to_owned(), true),
     };
+    let actor = Actor::system();
     let created = accounts::create(
         state,
+        &actor,
         NewAccount {
             username: config.username.clone(),
             email: None,
@@ -490,7 +444,6 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<Bootstrapped>, AdminEr
         }
         Err(e) => return Err(e.into()),
     };
-    let actor = Actor::system();
     crate::rbac::assign(
         state,
         &actor,
@@ -498,18 +451,18 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<Bootstrapped>, AdminEr
         crate::rbac::ADMIN_ROLE,
     )
     .await?;
+    let (target, details, now) = (
+        format!("user:{}", user.id),
+        json!({ "username": user.username }),
+        state.clock.now(),
+    );
     state
         .db
-        .run(|conn| settings::get_or_insert(conn, BOOTSTRAP_MARK, "1").map(|_| ()))
+        .transaction(move |conn| {
+            settings::get_or_insert(conn, BOOTSTRAP_MARK, "1")?;
+            audit::record(conn, &actor, "admin.bootstrap", Some(&target), details, now)
+        })
         .await?;
-    audit::record_now(
-        state,
-        &actor,
-        "admin.bootstrap",
-        Some(format!("user:{}", user.id)),
-        json!({ "username": user.username }),
-    )
-    .await?;
     Ok(Some(Bootstrapped {
         username: user.username,
         generated_password: generated.then_some(password),
@@ -519,14 +472,6 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<Bootstrapped>, AdminEr
 /// Lifts a sign-in lockout or delay (NIST SP 800-63B §5.2.2: an administrator unlocks).
 pub async fn unlock_user(state: &AppState, who: &Principal, id: &str) -> Result<Value, AdminError> {
     let user = accounts::find(state, id).await?;
-    let lifted = crate::authn::login::unlock(state, &user.username).await?;
-    audit::record_now(
-        state,
-        &who.actor,
-        "user.unlock",
-        Some(format!("user:{}", user.id)),
-        json!({ "had_failures": lifted }),
-    )
-    .await?;
+    crate::authn::login::unlock(state, &who.actor, &user).await?;
     Ok(json!({ "id": user.id, "unlocked": true }))
 }

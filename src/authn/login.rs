@@ -270,10 +270,27 @@ async fn finish(state: &AppState, row: AttemptRow) -> Result<(), DbError> {
     state.db.transaction(move |conn| write_attempt(conn, &row)).await
 }
 
-/// Lifts a lockout and forgets the failures of `username` (admin unlock, password reset).
-pub async fn unlock(state: &AppState, username: &str) -> Result<bool, DbError> {
-    let key = risk::username_key(&state.login_key, username);
-    state.db.run(move |conn| logins::clear(conn, &key)).await
+/// Lifts a lockout and forgets the failures of `user` (NIST SP 800-63B §5.2.2: an
+/// administrator unlocks), audited in the same transaction. Returns whether there
+/// was anything to lift.
+pub async fn unlock(state: &AppState, actor: &Actor, user: &UserRow) -> Result<bool, DbError> {
+    let key = risk::username_key(&state.login_key, &user.username);
+    let (actor, id, now) = (actor.clone(), user.id.clone(), state.clock.now());
+    state
+        .db
+        .transaction(move |conn| {
+            let lifted = logins::clear(conn, &key)?;
+            audit::record(
+                conn,
+                &actor,
+                "user.unlock",
+                Some(&format!("user:{id}")),
+                json!({ "had_failures": lifted }),
+                now,
+            )?;
+            Ok(lifted)
+        })
+        .await
 }
 
 /// Re-hashes a password stored with a legacy scheme or old parameters. A failure

@@ -1,14 +1,17 @@
 //! Registered clients: the parsed `Client`, its administration (create, update,
 //! delete, rotate secret), and `ClientRegistry`, an in-memory cache that keeps
 //! the token endpoint off the database (entries live `tokens.client_cache_secs`,
-//! which bounds how long another instance's change takes to be seen).
+//! which bounds how long another instance's change takes to be seen). Every
+//! change is audited in the transaction that makes it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use crate::audit::{self, Actor};
 use crate::crypto;
 use crate::db::models::clients::{self, ClientRow};
 use crate::db::{Db, DbError};
@@ -373,7 +376,7 @@ pub struct Created {
     pub secret: Option<String>,
 }
 
-pub async fn create(state: &AppState, spec: ClientSpec) -> Result<Created, ClientError> {
+pub async fn create(state: &AppState, actor: &Actor, spec: ClientSpec) -> Result<Created, ClientError> {
     let now = state.clock.now();
     let id = match &spec.id {
         Some(id) => ClientId::parse(id).map_err(|e| invalid("id", e.to_string()))?,
@@ -413,7 +416,15 @@ pub async fn create(state: &AppState, spec: ClientSpec) -> Result<Created, Clien
         .then(crypto::random_token);
     row.secret_hash = secret.as_deref().map(crypto::sha256_hex);
     let client = Client::from_row(row.clone())?;
-    state.db.run(move |conn| clients::insert(conn, &row)).await?;
+    let actor = actor.clone();
+    state
+        .db
+        .transaction(move |conn| {
+            clients::insert(conn, &row)?;
+            let target = format!("client:{}", row.id);
+            audit::record(conn, &actor, "client.create", Some(&target), json!({}), now)
+        })
+        .await?;
     Ok(Created { client, secret })
 }
 
@@ -435,10 +446,15 @@ pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<Vec<Clien
 }
 
 /// Changes a client. Switching to a secret-based method issues a new secret.
-pub async fn update(state: &AppState, id: &str, spec: ClientSpec) -> Result<Created, ClientError> {
+pub async fn update(state: &AppState, actor: &Actor, id: &str, spec: ClientSpec) -> Result<Created, ClientError> {
     if spec.id.is_some() {
         return Err(invalid("id", "a client id cannot be changed"));
     }
+    // The audit event names the fields that were sent, never their values.
+    let fields: Vec<String> = match serde_json::to_value(&spec) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect(),
+        _ => Vec::new(),
+    };
     let key = id.to_owned();
     let stored = state
         .db
@@ -458,21 +474,43 @@ pub async fn update(state: &AppState, id: &str, spec: ClientSpec) -> Result<Crea
         row.secret_hash = None;
     }
     let client = Client::from_row(row.clone())?;
-    state.db.run(move |conn| clients::update(conn, &row)).await?;
+    let (actor, now, new_secret) = (actor.clone(), row.updated_at, secret.is_some());
+    state
+        .db
+        .transaction(move |conn| {
+            if !clients::update(conn, &row)? {
+                return Err(DbError::NotFound);
+            }
+            let target = format!("client:{}", row.id);
+            let details = json!({ "fields": fields, "new_secret": new_secret });
+            audit::record(conn, &actor, "client.update", Some(&target), details, now)
+        })
+        .await?;
     state.clients.forget(id);
     Ok(Created { client, secret })
 }
 
 /// Deleting a client removes its codes, grants, refresh tokens and consents (cascade).
-pub async fn delete(state: &AppState, id: &str) -> Result<(), ClientError> {
+pub async fn delete(state: &AppState, actor: &Actor, id: &str) -> Result<(), ClientError> {
     let key = id.to_owned();
-    let deleted = state.db.run(move |conn| clients::delete(conn, &key)).await?;
+    let (actor, now) = (actor.clone(), state.clock.now());
+    let deleted = state
+        .db
+        .transaction(move |conn| {
+            if !clients::delete(conn, &key)? {
+                return Ok(false);
+            }
+            let target = format!("client:{key}");
+            audit::record(conn, &actor, "client.delete", Some(&target), json!({}), now)?;
+            Ok(true)
+        })
+        .await?;
     state.clients.forget(id);
     if deleted { Ok(()) } else { Err(ClientError::NotFound) }
 }
 
 /// Issues a new secret; the old one stops working at once.
-pub async fn rotate_secret(state: &AppState, id: &str) -> Result<String, ClientError> {
+pub async fn rotate_secret(state: &AppState, actor: &Actor, id: &str) -> Result<String, ClientError> {
     let client = find(state, id).await?;
     if !client.auth_method.uses_secret() {
         return Err(invalid(
@@ -484,9 +522,16 @@ pub async fn rotate_secret(state: &AppState, id: &str) -> Result<String, ClientE
     let hash = crypto::sha256_hex(&secret);
     let now = state.clock.now();
     let key = id.to_owned();
+    let actor = actor.clone();
     state
         .db
-        .run(move |conn| clients::set_secret_hash(conn, &key, &hash, now))
+        .transaction(move |conn| {
+            if !clients::set_secret_hash(conn, &key, &hash, now)? {
+                return Err(DbError::NotFound);
+            }
+            let target = format!("client:{key}");
+            audit::record(conn, &actor, "client.rotate_secret", Some(&target), json!({}), now)
+        })
         .await?;
     state.clients.forget(id);
     Ok(secret)

@@ -207,7 +207,9 @@ async fn scope_and_subject_rules_at_userinfo() {
     assert_eq!(app.userinfo_status(cc["access_token"].as_str().unwrap()).await.0, 401);
     // A disabled user's token stops working.
     let tokens = user_tokens(&app, &client, "openid").await;
-    oxidp::accounts::set_disabled(&app.state, "alice", true).await.unwrap();
+    oxidp::accounts::set_disabled(&app.state, &oxidp::audit::Actor::system(), "alice", true)
+        .await
+        .unwrap();
     assert_eq!(
         app.userinfo_status(tokens["access_token"].as_str().unwrap()).await.0,
         401

@@ -154,6 +154,13 @@ async fn imported_legacy_hashes_are_upgraded_at_first_sign_in() {
             .contains("unsupported password hash")
     );
     assert_eq!(report["results"][3]["line"], 4);
+    // Each imported account is audited, in the transaction that created it.
+    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let imported: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "user.import" && e.actor == "cli")
+        .collect();
+    assert_eq!(imported.len(), 2);
 
     for (user, password, scheme) in [
         ("old-bcrypt", "legacy bcrypt secret 1", "bcrypt"),

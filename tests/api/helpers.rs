@@ -208,6 +208,7 @@ impl TestApp {
     pub async fn create_user(&self, username: &str, password: &str) -> UserRow {
         accounts::create(
             &self.state,
+            &oxidp::audit::Actor::system(),
             NewAccount {
                 username: username.to_owned(),
                 email: Some(format!("{username}@example.com")),
@@ -369,7 +370,7 @@ pub fn pkce_pair() -> (String, String) {
 
 impl TestApp {
     pub async fn create_client(&self, spec: oxidp::oauth::clients::ClientSpec) -> TestClient {
-        let created = oxidp::oauth::clients::create(&self.state, spec)
+        let created = oxidp::oauth::clients::create(&self.state, &oxidp::audit::Actor::system(), spec)
             .await
             .expect("create client");
         TestClient {

@@ -51,7 +51,9 @@ async fn unknown_user_wrong_password_and_disabled_account_look_identical() {
     let app = spawn_app().await;
     app.create_user("alice", PASSWORD).await;
     app.create_user("bob", PASSWORD).await;
-    oxidp::accounts::set_disabled(&app.state, "bob", true).await.unwrap();
+    oxidp::accounts::set_disabled(&app.state, &oxidp::audit::Actor::system(), "bob", true)
+        .await
+        .unwrap();
     let client = browser();
     let csrf = app.login_csrf(&client).await;
 

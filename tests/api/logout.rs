@@ -160,6 +160,7 @@ async fn signing_out_ends_session_bound_refresh_tokens_but_not_offline_ones() {
     let client = app.web_client().await;
     oxidp::oauth::clients::update(
         &app.state,
+        &oxidp::audit::Actor::system(),
         &client.id,
         oxidp::oauth::clients::ClientSpec {
             refresh_without_offline_access: Some(true),

@@ -493,6 +493,7 @@ async fn refresh_tokens_need_offline_access_unless_the_client_says_otherwise() {
 
     oxidp::oauth::clients::update(
         &app.state,
+        &oxidp::audit::Actor::system(),
         &client.id,
         oxidp::oauth::clients::ClientSpec {
             refresh_without_offline_access: Some(true),

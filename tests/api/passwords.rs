@@ -80,6 +80,18 @@ async fn password_change_enforces_policy_and_the_last_five() {
     let allowed = change(&app, &client, passwords[5], passwords[0]).await;
     assert_eq!(allowed.status(), 303);
 
+    // Each change is audited with the person as actor; refused attempts are not.
+    let alice = oxidp::accounts::find(&app.state, "alice").await.unwrap();
+    let events = oxidp::audit::query(&app.state, Default::default(), 500).await.unwrap();
+    let changes: Vec<_> = events.iter().filter(|e| e.action == "user.set_password").collect();
+    assert_eq!(changes.len(), 6);
+    assert!(changes.iter().all(|e| e.actor == format!("user:{}", alice.id)));
+    assert!(
+        changes
+            .iter()
+            .all(|e| e.target.as_deref() == Some(&*format!("user:{}", alice.id)))
+    );
+
     // The new password signs in; the old one does not.
     let fresh = crate::helpers::browser();
     assert_eq!(app.login(&fresh, "alice", passwords[0]).await.status(), 303);

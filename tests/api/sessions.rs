@@ -169,7 +169,9 @@ async fn disabling_a_user_ends_their_sessions() {
     let app = spawn_app().await;
     let client = app.signed_in("alice").await;
     assert_eq!(client.get(app.url("/account")).send().await.unwrap().status(), 200);
-    oxidp::accounts::set_disabled(&app.state, "alice", true).await.unwrap();
+    oxidp::accounts::set_disabled(&app.state, &oxidp::audit::Actor::system(), "alice", true)
+        .await
+        .unwrap();
     assert_eq!(client.get(app.url("/account")).send().await.unwrap().status(), 303);
 }
 

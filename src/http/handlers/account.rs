@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
 
 use crate::accounts::{self, AccountError};
+use crate::audit::Actor;
 use crate::authn::session::Authenticated;
 use crate::db::models::{consents, logins, sessions};
 use crate::domain::Password;
@@ -111,7 +112,11 @@ pub async fn change_password(
     }
     let current = Password::new(&form.current_password);
     let new = Password::new(&form.new_password);
-    match accounts::change_password(&state, &auth.user, &current, &new).await {
+    let actor = Actor::user(
+        &auth.user.id,
+        crate::http::extractors::client_ip(&req).map(|ip| ip.to_string()),
+    );
+    match accounts::change_password(&state, &actor, &auth.user, &current, &new).await {
         Ok(()) => {
             tracing::info!(user_id = %auth.user.id, "password changed");
             Ok(HttpResponse::SeeOther()
