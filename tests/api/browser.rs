@@ -19,6 +19,9 @@ pub struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ending the WebDriver session makes chromedriver quit Chromium; killing
+        // chromedriver alone would leave the browser processes running.
+        self.end_session();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -33,6 +36,24 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
+    /// `DELETE /session/{id}` over a plain blocking socket (usable from `Drop`).
+    fn end_session(&self) {
+        use std::io::{Read, Write};
+        let address = self.base.trim_start_matches("http://");
+        let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+            return;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(15)));
+        let request = format!(
+            "DELETE /session/{} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.session
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            let mut reply = Vec::new();
+            let _ = stream.read_to_end(&mut reply);
+        }
+    }
+
     /// Starts headless Chromium, or returns `None` (after saying so on stderr) when
     /// chromedriver is not installed and `OXIDP_REQUIRE_BROWSER` is unset, so a
     /// newcomer's `cargo test` passes before installing a browser. `.ci/run`
