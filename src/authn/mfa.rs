@@ -304,6 +304,8 @@ pub struct Factors {
     pub totp: bool,
     /// Number of security keys and passkeys.
     pub webauthn: i64,
+    /// Unused recovery codes (issued with the authenticator app).
+    pub recovery_codes: i64,
 }
 
 pub async fn factors(state: &AppState, user_id: &str) -> Result<Factors, DbError> {
@@ -314,6 +316,7 @@ pub async fn factors(state: &AppState, user_id: &str) -> Result<Factors, DbError
             Ok(Factors {
                 totp: mfa::find_totp(conn, &id)?.is_some_and(|r| r.confirmed_at.is_some()),
                 webauthn: crate::authn::webauthn::count(conn, &id)?,
+                recovery_codes: mfa::remaining_recovery_codes(conn, &id)?,
             })
         })
         .await

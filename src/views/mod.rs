@@ -333,6 +333,8 @@ pub struct MfaCodePage {
     /// Which second factors the person can use here.
     pub totp: bool,
     pub passkey: bool,
+    /// Unused recovery codes remain (offered beside a security key).
+    pub recovery: bool,
 }
 
 #[derive(Template)]

@@ -30,7 +30,7 @@ fn code_at(secret_b32: &str, unix: i64) -> String {
 }
 
 /// Sets up TOTP for a signed-in browser; returns (key, recovery codes).
-async fn enrol(app: &TestApp, b: &reqwest::Client) -> (String, Vec<String>) {
+pub(crate) async fn enrol(app: &TestApp, b: &reqwest::Client) -> (String, Vec<String>) {
     let page = b.get(app.url("/account/mfa/totp")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();

@@ -549,3 +549,52 @@ async fn options_requests_need_the_form_token_and_a_pending_sign_in() {
         "signed-in pages send people to the sign-in page"
     );
 }
+
+#[tokio::test]
+async fn the_second_step_offers_what_the_person_has_and_recovery_codes_only_while_they_exist() {
+    let app = spawn_app().await;
+    let (b, _soft) = registered(&app, "cleo", "Desk key").await;
+    let page = mfa_page(&app, "cleo").await;
+    assert!(page.contains("id=\"passkey-verify\""), "{page}");
+    assert!(
+        !page.contains("Use a recovery code") && !page.contains("Recovery code"),
+        "a passkey-only account has no recovery codes to offer: {page}"
+    );
+
+    // An authenticator app brings recovery codes: both steps are offered.
+    crate::mfa::enrol(&app, &b).await;
+    let page = mfa_page(&app, "cleo").await;
+    assert!(
+        page.contains("id=\"passkey-verify\"") && page.contains("Verification code"),
+        "{page}"
+    );
+
+    // Turning the app off ends its recovery codes, and the page stops offering them.
+    let confirm = b
+        .get(app.url("/account/mfa/disable"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let off = b
+        .post(app.url("/account/mfa/disable"))
+        .form(&[("csrf_token", csrf_of(&confirm).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.headers()["location"], "/account?done=mfa-off");
+    let page = mfa_page(&app, "cleo").await;
+    assert!(page.contains("id=\"passkey-verify\""));
+    assert!(
+        !page.contains("Verification code") && !page.contains("Recovery code"),
+        "{page}"
+    );
+}
+
+/// The second-step page after the password, as HTML.
+async fn mfa_page(app: &TestApp, username: &str) -> String {
+    let b = password_step(app, username).await;
+    b.get(app.url("/login/mfa")).send().await.unwrap().text().await.unwrap()
+}

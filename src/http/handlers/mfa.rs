@@ -79,6 +79,7 @@ pub async fn code_page(
         error,
         totp: factors.totp,
         passkey: factors.webauthn > 0,
+        recovery: factors.recovery_codes > 0,
     })?;
     *response.status_mut() = status;
     csrf.apply(state, &mut response);
