@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks oxidp's hot paths: a release server pinned to CPU 0, the load
-# generator (examples/loadgen.rs) pinned to CPU 1. Prints a Markdown table.
+# generator (examples/loadgen.rs) pinned to CPU 1. Prints a Markdown table,
+# then the openssl ES256 signing rate on CPU 0 as a yardstick for the VM.
 #   bench/run.sh [seconds-per-scenario] [concurrency]
 # Uses a fresh SQLite database in a temporary directory (OXIDP_BENCH_DATABASE_URL
 # selects another, e.g. a PostgreSQL URL).
@@ -31,3 +32,12 @@ for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2
 taskset -c 1 target/release/examples/loadgen --url "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" \
   --client-secret "$CLIENT_SECRET" --username bench --password "$PASSWORD" \
   --seconds "$SECONDS_PER" --concurrency "$CONCURRENCY"
+
+# The VM's speed varies from day to day: the bare ES256 signature rate on the
+# server's core is the yardstick to compare runs by.
+kill "$SERVER" 2>/dev/null || true
+wait "$SERVER" 2>/dev/null || true
+if command -v openssl >/dev/null 2>&1; then
+  echo
+  echo "yardstick (openssl speed, CPU 0): $(taskset -c 0 openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/nistp256/ {print $(NF-1) " ES256 signatures/s"}')"
+fi
