@@ -192,16 +192,11 @@ pub async fn set_disabled(
         .db
         .transaction(move |conn| {
             users::set_disabled(conn, &id, disabled, now)?;
-            let ended = if disabled {
-                sessions::delete_for_user(conn, &id)?
+            let (action, details) = if disabled {
+                let ended = sessions::delete_for_user(conn, &id)?;
+                ("user.disable", json!({ "sessions_ended": ended }))
             } else {
-                0
-            };
-            let action = if disabled { "user.disable" } else { "user.enable" };
-            let details = if disabled {
-                json!({ "sessions_ended": ended })
-            } else {
-                json!({})
+                ("user.enable", json!({}))
             };
             audit::record(conn, &actor, action, Some(&format!("user:{id}")), details, now)
         })

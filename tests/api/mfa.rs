@@ -63,6 +63,27 @@ pub(crate) async fn enrol(app: &TestApp, b: &reqwest::Client) -> (String, Vec<St
     (secret, codes)
 }
 
+/// Turns the authenticator app off from a recently signed-in browser, through
+/// the confirm page; returns that page's HTML.
+pub(crate) async fn turn_off(app: &TestApp, b: &reqwest::Client) -> String {
+    let confirm = b
+        .get(app.url("/account/mfa/disable"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let off = b
+        .post(app.url("/account/mfa/disable"))
+        .form(&[("csrf_token", csrf_of(&confirm).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.headers()["location"], "/account?done=mfa-off");
+    confirm
+}
+
 /// Password step; returns the browser parked at /login/mfa.
 async fn password_step(app: &TestApp, username: &str) -> reqwest::Client {
     let b = browser();
@@ -304,22 +325,8 @@ async fn turning_off_or_new_codes_need_a_recent_sign_in_then_continue() {
         "old codes stopped working"
     );
     // Turning it off (still recent): sign-in needs only the password again.
-    let confirm = b
-        .get(app.url("/account/mfa/disable"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let confirm = turn_off(&app, &b).await;
     assert!(confirm.contains("only need your password"), "{confirm}");
-    let off = b
-        .post(app.url("/account/mfa/disable"))
-        .form(&[("csrf_token", csrf_of(&confirm).as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(off.headers()["location"], "/account?done=mfa-off");
     assert_eq!(
         app.login(&browser(), "rui", PASSWORD).await.headers()["location"],
         "/account"

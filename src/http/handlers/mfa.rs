@@ -291,6 +291,8 @@ struct Sensitive {
     path: &'static str,
     heading: &'static str,
     message: &'static str,
+    /// Said instead of `message` when the person has security keys or passkeys.
+    message_with_keys: Option<&'static str>,
     button: &'static str,
 }
 
@@ -298,6 +300,7 @@ const REGENERATE: Sensitive = Sensitive {
     path: "/account/mfa/recovery",
     heading: "New recovery codes",
     message: "Your current recovery codes will stop working and ten new ones will be shown once.",
+    message_with_keys: None,
     button: "Generate new codes",
 };
 
@@ -305,6 +308,11 @@ const DISABLE: Sensitive = Sensitive {
     path: "/account/mfa/disable",
     heading: "Turn off two-step verification?",
     message: "Signing in will then only need your password, and your authenticator app and recovery codes stop working.",
+    // Registered security keys stay a second step: say so rather than promise password-only.
+    message_with_keys: Some(
+        "Your authenticator app and recovery codes stop working. Signing in will still ask for one of your \
+         security keys or passkeys.",
+    ),
     button: "Turn it off",
 };
 
@@ -317,18 +325,15 @@ async fn confirm_page(
     if mfa::require_recent(state, auth.session.auth_time).is_err() {
         return Ok(reauthenticate(what.path));
     }
-    let mut message = what.message.to_owned();
-    if what.path == DISABLE.path && mfa::factors(state, &auth.user.id).await?.webauthn > 0 {
-        // Registered security keys stay a second step; say so rather than promise password-only.
-        message = "Your authenticator app and recovery codes stop working. Signing in will still ask for one of \
-                   your security keys or passkeys."
-            .to_owned();
-    }
+    let message = match what.message_with_keys {
+        Some(with_keys) if mfa::factors(state, &auth.user.id).await?.webauthn > 0 => with_keys,
+        _ => what.message,
+    };
     let mut response = page(&ConfirmPage {
         layout: signed_in_layout(state, what.heading, auth, csrf, what.path),
         csrf: csrf.token.clone(),
         heading: what.heading.to_owned(),
-        message,
+        message: message.to_owned(),
         action: what.path.to_owned(),
         button: what.button.to_owned(),
     })?;
