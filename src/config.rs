@@ -35,6 +35,21 @@ pub struct Config {
     pub admin: AdminConfig,
     pub login: LoginConfig,
     pub webauthn: WebauthnConfig,
+    pub audit: AuditConfig,
+}
+
+/// How long the audit log is kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Events older than this many days are deleted by the background task; 0 keeps them forever.
+    pub retention_days: i64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// WebAuthn relying party. By default the RP id is the issuer's host and the
@@ -79,6 +94,8 @@ pub struct LoginConfig {
     pub trusted_proxies: Vec<String>,
     /// Lifetime of the known-device cookie, in days.
     pub device_cookie_days: i64,
+    /// Sign-in history (risk signals, the account page) is kept this many days.
+    pub attempts_retention_days: i64,
 }
 
 impl Default for LoginConfig {
@@ -97,6 +114,7 @@ impl Default for LoginConfig {
             deny_score: 60,
             trusted_proxies: Vec::new(),
             device_cookie_days: 365,
+            attempts_retention_days: 90,
         }
     }
 }
@@ -183,6 +201,14 @@ pub struct DatabaseConfig {
     pub connect_timeout_secs: u64,
     /// SQLite only: how long a write waits for another writer before answering 503.
     pub busy_timeout_ms: u64,
+    /// SQLite only: how often the background task resets the write-ahead log
+    /// (`wal_checkpoint(TRUNCATE)`); 0 leaves it to SQLite's automatic checkpoints.
+    pub wal_checkpoint_secs: u64,
+    /// SQLite only: page cache per pooled connection, in KiB (memory use is up to
+    /// `pool_size` × this).
+    pub sqlite_cache_kib: u32,
+    /// How often the background task deletes expired rows (in small batches).
+    pub purge_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +272,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             login: LoginConfig::default(),
             webauthn: WebauthnConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -256,6 +283,9 @@ impl Default for DatabaseConfig {
             pool_size: 16,
             connect_timeout_secs: 3,
             busy_timeout_ms: 5000,
+            wal_checkpoint_secs: 30,
+            sqlite_cache_kib: 2048,
+            purge_interval_secs: 60,
         }
     }
 }
@@ -346,6 +376,18 @@ const KEYS: &[(&str, Setter)] = &[
     ("database.busy_timeout_ms", |c, v| {
         parse_into(&mut c.database.busy_timeout_ms, v)
     }),
+    ("database.wal_checkpoint_secs", |c, v| {
+        parse_into(&mut c.database.wal_checkpoint_secs, v)
+    }),
+    ("database.sqlite_cache_kib", |c, v| {
+        parse_into(&mut c.database.sqlite_cache_kib, v)
+    }),
+    ("database.purge_interval_secs", |c, v| {
+        parse_into(&mut c.database.purge_interval_secs, v)
+    }),
+    ("audit.retention_days", |c, v| {
+        parse_into(&mut c.audit.retention_days, v)
+    }),
     ("session.idle_timeout_secs", |c, v| {
         parse_into(&mut c.session.idle_timeout_secs, v)
     }),
@@ -435,6 +477,9 @@ const KEYS: &[(&str, Setter)] = &[
     }),
     ("login.device_cookie_days", |c, v| {
         parse_into(&mut c.login.device_cookie_days, v)
+    }),
+    ("login.attempts_retention_days", |c, v| {
+        parse_into(&mut c.login.attempts_retention_days, v)
     }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
@@ -603,10 +648,17 @@ impl Config {
             ("login.stuffing_usernames", l.stuffing_usernames),
             ("login.deny_score", l.deny_score),
             ("login.device_cookie_days", l.device_cookie_days),
+            ("login.attempts_retention_days", l.attempts_retention_days),
         ] {
             if value < 1 {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
+        }
+        if self.audit.retention_days < 0 {
+            return Err(ConfigError::new("audit.retention_days", "must be 0 (keep) or more"));
+        }
+        if self.database.purge_interval_secs < 1 {
+            return Err(ConfigError::new("database.purge_interval_secs", "must be at least 1"));
         }
         if l.lockout_after > 100 {
             return Err(ConfigError::new(

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod housekeeping;
 pub mod http;
 pub mod metrics;
 pub mod oauth;

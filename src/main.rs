@@ -28,6 +28,9 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   database.pool_size            OXIDP_DATABASE__POOL_SIZE (16)
   database.connect_timeout_secs OXIDP_DATABASE__CONNECT_TIMEOUT_SECS (3)
   database.busy_timeout_ms      OXIDP_DATABASE__BUSY_TIMEOUT_MS (5000, SQLite only)
+  database.wal_checkpoint_secs  OXIDP_DATABASE__WAL_CHECKPOINT_SECS (30, SQLite only; 0 = SQLite's own)
+  database.sqlite_cache_kib     OXIDP_DATABASE__SQLITE_CACHE_KIB (2048 per pooled connection)
+  database.purge_interval_secs  OXIDP_DATABASE__PURGE_INTERVAL_SECS (60)
   session.idle_timeout_secs     OXIDP_SESSION__IDLE_TIMEOUT_SECS (1800)
   session.absolute_timeout_secs OXIDP_SESSION__ABSOLUTE_TIMEOUT_SECS (43200)
   session.warn_before_secs      OXIDP_SESSION__WARN_BEFORE_SECS (300)
@@ -63,9 +66,11 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   login.deny_score              OXIDP_LOGIN__DENY_SCORE (60)
   login.trusted_proxies         OXIDP_LOGIN__TRUSTED_PROXIES (comma-separated IPs/CIDRs; none)
   login.device_cookie_days      OXIDP_LOGIN__DEVICE_COOKIE_DAYS (365)
+  login.attempts_retention_days OXIDP_LOGIN__ATTEMPTS_RETENTION_DAYS (90)
   webauthn.rp_id                OXIDP_WEBAUTHN__RP_ID (the issuer's host)
   webauthn.origin               OXIDP_WEBAUTHN__ORIGIN (the issuer's origin)
   webauthn.rp_name              OXIDP_WEBAUTHN__RP_NAME (the issuer's host)
+  audit.retention_days          OXIDP_AUDIT__RETENTION_DAYS (90, 0 = forever)
   log.format                    OXIDP_LOG__FORMAT (text | json)
   log.level                     OXIDP_LOG__LEVEL (info)";
 

@@ -13,6 +13,12 @@ pub struct Metrics {
     pub logins_refused: AtomicU64,
     pub logins_rate_limited: AtomicU64,
     pub client_auth_slowed: AtomicU64,
+    /// SQLite `wal_checkpoint(TRUNCATE)` runs by result.
+    pub wal_checkpoints_done: AtomicU64,
+    pub wal_checkpoints_busy: AtomicU64,
+    pub wal_checkpoints_failed: AtomicU64,
+    /// Expired rows deleted by the retention jobs.
+    pub rows_purged: AtomicU64,
 }
 
 impl Metrics {
@@ -51,5 +57,25 @@ pub fn render(state: &AppState) -> String {
         "Client authentications answered slow_down after too many failures.",
         &[("", get(&m.client_auth_slowed))],
     );
+    counter(
+        "oxidp_purged_rows_total",
+        "Expired rows deleted by the retention jobs (codes, grants, audit events, sign-in attempts ...).",
+        &[("", get(&m.rows_purged))],
+    );
+    if let Some(path) = state.db.sqlite_path() {
+        counter(
+            "oxidp_sqlite_wal_checkpoints_total",
+            "Periodic wal_checkpoint(TRUNCATE) runs by result (busy: readers or a writer held on; retried next run).",
+            &[
+                ("{result=\"done\"}", get(&m.wal_checkpoints_done)),
+                ("{result=\"busy\"}", get(&m.wal_checkpoints_busy)),
+                ("{result=\"failed\"}", get(&m.wal_checkpoints_failed)),
+            ],
+        );
+        let wal = crate::db::maintenance::wal_bytes(path);
+        out.push_str(&format!(
+            "# HELP oxidp_sqlite_wal_bytes Size of the SQLite write-ahead log.\n# TYPE oxidp_sqlite_wal_bytes gauge\noxidp_sqlite_wal_bytes {wal}\n"
+        ));
+    }
     out
 }

@@ -71,8 +71,11 @@ impl Application {
 /// Background jobs. Every instance runs them; each is idempotent.
 /// - key refresh: picks up keys created or rotated by other instances or the CLI;
 /// - automatic key rotation (`keys.rotation_days`);
-/// - purge of expired sessions, requests, codes, grants, revocations, assertion ids,
-///   sign-in attempts older than 90 days; idle limiter state is dropped.
+/// - retention (`housekeeping::purge_once`, every `database.purge_interval_secs`):
+///   expired sessions, requests, codes, grants, revocations, assertion ids, audit
+///   events and sign-in attempts past their retention, in small batches; idle
+///   limiter state is dropped;
+/// - SQLite: `wal_checkpoint(TRUNCATE)` every `database.wal_checkpoint_secs`.
 fn spawn_housekeeping(state: web::Data<AppState>) {
     let keys_state = state.clone();
     tokio::spawn(async move {
@@ -102,28 +105,52 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             }
         }
     });
+    let wal_state = state.clone();
+    let checkpoint_every = state.config.database.wal_checkpoint_secs;
+    if checkpoint_every > 0 && state.db.sqlite_path().is_some() {
+        tokio::spawn(async move {
+            let s = &wal_state;
+            let normal = Duration::from_millis(s.config.database.busy_timeout_ms);
+            let mut interval = tokio::time::interval(Duration::from_secs(checkpoint_every));
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                match crate::housekeeping::checkpoint_once(&s.db, &s.metrics, normal).await {
+                    Ok(Some(c)) if c.busy => tracing::debug!("WAL checkpoint busy; retried next run"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_secs(600));
+        let mut interval = tokio::time::interval(Duration::from_secs(state.config.database.purge_interval_secs));
+        let retention = crate::housekeeping::Retention {
+            audit_days: state.config.audit.retention_days,
+            attempts_days: state.config.login.attempts_retention_days,
+        };
         loop {
             interval.tick().await;
             state.limiters.shrink();
             let now = state.clock.now();
-            let purged = state
-                .db
-                .run(move |conn| {
-                    Ok(crate::db::models::codes::purge(conn, now)?
-                        + crate::db::models::grants::purge(conn, now)?
-                        + crate::db::models::clients::purge_assertions(conn, now)?
-                        // Sign-in history (risk signals, the account page) is kept 90 days.
-                        + crate::db::models::logins::purge_attempts(conn, now - 90 * 86_400)?
-                        + crate::db::models::mfa::purge(conn, now)?
-                        + crate::db::models::webauthn::purge(conn, now)?)
-                })
-                .await;
+            let purged = crate::housekeeping::purge_once(&state.db, now, retention).await;
             match (crate::authn::session::purge_expired(&state).await, purged) {
-                (Ok(a), Ok(b)) if a + b > 0 => tracing::debug!(removed = a + b, "expired rows purged"),
+                (Ok(a), Ok(b)) => {
+                    let removed = a + b.rows;
+                    state
+                        .metrics
+                        .rows_purged
+                        .fetch_add(removed as u64, std::sync::atomic::Ordering::Relaxed);
+                    if removed > 0 {
+                        tracing::debug!(
+                            removed,
+                            batches = b.batches,
+                            longest_batch_ms = b.longest_batch.as_millis() as u64,
+                            "expired rows purged"
+                        );
+                    }
+                }
                 (Err(error), _) | (_, Err(error)) => tracing::warn!(%error, "purge failed"),
-                _ => {}
             }
         }
     });

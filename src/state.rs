@@ -51,6 +51,7 @@ impl AppState {
                 max_size: config.database.pool_size,
                 connect_timeout: std::time::Duration::from_secs(config.database.connect_timeout_secs),
                 busy_timeout: std::time::Duration::from_millis(config.database.busy_timeout_ms),
+                sqlite_cache_kib: config.database.sqlite_cache_kib,
             },
         )?;
         let applied = db

@@ -31,7 +31,12 @@ pub struct AnyManager {
     /// For SQLite a file path, for PostgreSQL the libpq URL.
     target: String,
     busy_timeout: Duration,
+    cache_kib: u32,
 }
+
+/// SQLite: the write-ahead log is truncated to this size after a checkpoint
+/// resets it (the periodic `wal_checkpoint(TRUNCATE)` keeps it near zero).
+pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 impl AnyManager {
     pub fn new(url: &str, busy_timeout: Duration) -> anyhow::Result<Self> {
@@ -40,6 +45,7 @@ impl AnyManager {
                 backend: Backend::Postgres,
                 target: url.to_owned(),
                 busy_timeout,
+                cache_kib: 0,
             });
         }
         if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
@@ -54,6 +60,7 @@ impl AnyManager {
                 backend: Backend::Sqlite,
                 target: path.to_owned(),
                 busy_timeout,
+                cache_kib: 2048,
             });
         }
         anyhow::bail!("database_url: expected `sqlite://PATH` or `postgres://…`, got a URL with another scheme")
@@ -61,6 +68,16 @@ impl AnyManager {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// SQLite page cache per connection (`PRAGMA cache_size`), in KiB.
+    pub fn with_cache_kib(mut self, kib: u32) -> Self {
+        self.cache_kib = kib;
+        self
+    }
+
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        (self.backend == Backend::Sqlite).then(|| Path::new(&self.target))
     }
 }
 
@@ -78,12 +95,18 @@ impl r2d2::ManageConnection for AnyManager {
                     diesel::SqliteConnection::establish(&self.target).map_err(diesel::r2d2::Error::ConnectionError)?;
                 // WAL lets readers proceed during a write; busy_timeout waits for the
                 // writer lock instead of failing at once; foreign keys are off by default.
+                // The page cache is bounded per connection (memory = pool size × this);
+                // journal_size_limit truncates the WAL after each reset.
                 let busy = format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis());
+                let cache = format!("PRAGMA cache_size = -{}", self.cache_kib.max(64));
+                let wal_limit = format!("PRAGMA journal_size_limit = {SQLITE_JOURNAL_SIZE_LIMIT}");
                 for pragma in [
                     busy.as_str(),
                     "PRAGMA journal_mode = WAL",
                     "PRAGMA synchronous = NORMAL",
                     "PRAGMA foreign_keys = ON",
+                    cache.as_str(),
+                    wal_limit.as_str(),
                 ] {
                     diesel::sql_query(pragma)
                         .execute(&mut conn)

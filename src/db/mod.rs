@@ -4,6 +4,7 @@
 //! and runs every query on tokio's blocking pool so async executor threads never
 //! wait on the database.
 
+pub mod maintenance;
 pub mod models;
 pub mod schema;
 
@@ -100,6 +101,8 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// SQLite: how long a write waits for another writer's lock.
     pub busy_timeout: Duration,
+    /// SQLite page cache per connection, in KiB.
+    pub sqlite_cache_kib: u32,
 }
 
 /// A handle on the connection pool. Cheap to clone.
@@ -107,6 +110,7 @@ pub struct PoolSettings {
 pub struct Db {
     pool: Pool,
     backend: Backend,
+    sqlite_path: Option<std::path::PathBuf>,
 }
 
 impl Db {
@@ -118,8 +122,9 @@ impl Db {
         // cleanup: at process exit that cleanup would free TLS state while a pool
         // thread may still be closing a connection (seen as a double free at exit).
         openssl::init();
-        let manager = AnyManager::new(url, settings.busy_timeout)?;
+        let manager = AnyManager::new(url, settings.busy_timeout)?.with_cache_kib(settings.sqlite_cache_kib);
         let backend = manager.backend();
+        let sqlite_path = manager.sqlite_path().map(std::path::Path::to_path_buf);
         let pool = r2d2::Pool::builder()
             .max_size(settings.max_size)
             .min_idle(Some(0))
@@ -128,11 +133,20 @@ impl Db {
             .idle_timeout(Some(Duration::from_secs(300)))
             .error_handler(Box::new(manager::QuietErrorHandler))
             .build_unchecked(manager);
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_path,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database file, if this is SQLite (its `-wal` file sits beside it).
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.sqlite_path.as_deref()
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool.

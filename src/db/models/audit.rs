@@ -20,6 +20,23 @@ pub struct AuditRow {
     pub ip: Option<String>,
 }
 
+/// Retention: deletes at most `limit` events older than `before` (oldest first).
+pub fn purge_batch(
+    conn: &mut AnyConnection,
+    before: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let oldest = audit_events::table
+        .filter(audit_events::at.lt(before))
+        .order(audit_events::at)
+        .select(audit_events::id)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, oldest, |conn, ids| {
+        Ok(diesel::delete(audit_events::table.filter(audit_events::id.eq_any(ids))).execute(conn)?)
+    })
+}
+
 pub fn insert(conn: &mut AnyConnection, row: &AuditRow) -> Result<(), DbError> {
     diesel::insert_into(audit_events::table).values(row).execute(conn)?;
     Ok(())

@@ -86,11 +86,52 @@ pub fn use_code(conn: &mut AnyConnection, code_hash: &str, now: i64) -> Result<b
         == 1)
 }
 
-/// Housekeeping: expired requests, and codes past any use (kept a day for reuse detection).
-pub fn purge(conn: &mut AnyConnection, now: i64) -> Result<usize, DbError> {
-    let a = diesel::delete(authorization_requests::table.filter(authorization_requests::expires_at.lt(now)))
-        .execute(conn)?;
-    let b = diesel::delete(authorization_codes::table.filter(authorization_codes::expires_at.lt(now - 86400)))
-        .execute(conn)?;
-    Ok(a + b)
+/// How long a redeemed code is remembered past its expiry, so that a replay
+/// still finds it and revokes what the first redemption got (RFC 6749 §4.1.2).
+/// Unused codes go at expiry: a replay of those is refused as unknown anyway.
+pub const USED_CODE_RETENTION_SECS: i64 = 600;
+
+/// Housekeeping: at most `limit` expired pending authorization requests.
+pub fn purge_requests_batch(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let expired = authorization_requests::table
+        .filter(authorization_requests::expires_at.lt(now))
+        .select(authorization_requests::id)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, expired, |conn, ids| {
+        Ok(
+            diesel::delete(authorization_requests::table.filter(authorization_requests::id.eq_any(ids)))
+                .execute(conn)?,
+        )
+    })
+}
+
+/// Housekeeping: at most `limit` codes past any use — unused ones at expiry, used
+/// ones `USED_CODE_RETENTION_SECS` later.
+pub fn purge_codes_batch(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let expired = authorization_codes::table
+        .filter(
+            authorization_codes::expires_at
+                .lt(now - USED_CODE_RETENTION_SECS)
+                .or(authorization_codes::used_at
+                    .is_null()
+                    .and(authorization_codes::expires_at.lt(now))),
+        )
+        .select(authorization_codes::code_hash)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, expired, |conn, ids| {
+        Ok(
+            diesel::delete(authorization_codes::table.filter(authorization_codes::code_hash.eq_any(ids)))
+                .execute(conn)?,
+        )
+    })
 }

@@ -156,9 +156,39 @@ pub fn is_token_revoked(conn: &mut AnyConnection, jti: &str) -> Result<bool, DbE
     Ok(count > 0)
 }
 
-/// Housekeeping: forget revocations of tokens that have expired anyway, and dead grants.
-pub fn purge(conn: &mut AnyConnection, now: i64) -> Result<usize, DbError> {
-    let a = diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(now))).execute(conn)?;
-    let b = diesel::delete(grants::table.filter(grants::expires_at.lt(now - 86400))).execute(conn)?;
-    Ok(a + b)
+/// How long a grant (and its rotated-out refresh tokens, kept for replay
+/// detection) is remembered after its absolute expiry.
+pub const EXPIRED_GRANT_RETENTION_SECS: i64 = 86_400;
+
+/// Housekeeping: at most `limit` revocations of access tokens that have expired anyway.
+pub fn purge_revocations_batch(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let expired = revoked_tokens::table
+        .filter(revoked_tokens::expires_at.lt(now))
+        .select(revoked_tokens::jti)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, expired, |conn, ids| {
+        Ok(diesel::delete(revoked_tokens::table.filter(revoked_tokens::jti.eq_any(ids))).execute(conn)?)
+    })
+}
+
+/// Housekeeping: at most `limit` grants a day past their absolute expiry, with their
+/// refresh tokens (ON DELETE CASCADE).
+pub fn purge_grants_batch(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let dead = grants::table
+        .filter(grants::expires_at.lt(now - EXPIRED_GRANT_RETENTION_SECS))
+        .select(grants::id)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, dead, |conn, ids| {
+        Ok(diesel::delete(grants::table.filter(grants::id.eq_any(ids))).execute(conn)?)
+    })
 }

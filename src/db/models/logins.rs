@@ -162,8 +162,21 @@ pub fn recent_for_user(conn: &mut AnyConnection, user_id: &str, limit: i64) -> R
         .load(conn)?)
 }
 
-pub fn purge_attempts(conn: &mut AnyConnection, before: i64) -> Result<usize, DbError> {
-    Ok(diesel::delete(login_attempts::table.filter(login_attempts::at.lt(before))).execute(conn)?)
+/// Retention: deletes at most `limit` sign-in attempts older than `before` (oldest first).
+pub fn purge_attempts_batch(
+    conn: &mut AnyConnection,
+    before: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let oldest = login_attempts::table
+        .filter(login_attempts::at.lt(before))
+        .order(login_attempts::at)
+        .select(login_attempts::id)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, oldest, |conn, ids| {
+        Ok(diesel::delete(login_attempts::table.filter(login_attempts::id.eq_any(ids))).execute(conn)?)
+    })
 }
 
 pub fn is_known_device(conn: &mut AnyConnection, device_id: &str, user_id: &str) -> Result<bool, DbError> {

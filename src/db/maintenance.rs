@@ -1,0 +1,130 @@
+//! Database upkeep run by the background task: resetting SQLite's write-ahead log,
+//! and deleting expired rows in small batches so no single statement holds the
+//! write lock for long. Pure database work: no actix, no `AppState`.
+
+use std::time::{Duration, Instant};
+
+use diesel::RunQueryDsl;
+use diesel::sql_types::BigInt;
+
+use super::{AnyConnection, DbError};
+
+/// Rows deleted per statement by the batched purges. Small enough that one batch
+/// holds SQLite's write lock for a few milliseconds.
+pub const PURGE_BATCH: i64 = 250;
+
+/// SQLite's answer to `PRAGMA wal_checkpoint(TRUNCATE)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The checkpoint could not finish (a reader or writer held on past the busy timeout).
+    pub busy: bool,
+    /// Frames in the WAL before the checkpoint, and frames copied into the database.
+    pub log_frames: i64,
+    pub checkpointed_frames: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct CheckpointRow {
+    #[diesel(sql_type = BigInt)]
+    busy: i64,
+    #[diesel(sql_type = BigInt)]
+    log: i64,
+    #[diesel(sql_type = BigInt)]
+    checkpointed: i64,
+}
+
+/// Copies the WAL into the database and truncates it to zero bytes, waiting at most
+/// `wait` for readers and the writer (then it answers `busy` and the next run tries
+/// again). Restores the connection's normal busy timeout afterwards. SQLite only:
+/// PostgreSQL answers `None`.
+pub fn wal_checkpoint(
+    conn: &mut AnyConnection,
+    wait: Duration,
+    normal_busy_timeout: Duration,
+) -> Result<Option<Checkpoint>, DbError> {
+    let AnyConnection::Sqlite(conn) = conn else {
+        return Ok(None);
+    };
+    diesel::sql_query(format!("PRAGMA busy_timeout = {}", wait.as_millis())).execute(conn)?;
+    let result = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<CheckpointRow>(conn);
+    diesel::sql_query(format!("PRAGMA busy_timeout = {}", normal_busy_timeout.as_millis())).execute(conn)?;
+    let row = result?;
+    Ok(Some(Checkpoint {
+        busy: row.busy != 0,
+        log_frames: row.log,
+        checkpointed_frames: row.checkpointed,
+    }))
+}
+
+/// The size of the SQLite write-ahead log next to `db_path` (0 when absent).
+pub fn wal_bytes(db_path: &std::path::Path) -> u64 {
+    let mut wal = db_path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+}
+
+/// What one batched purge did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeStats {
+    pub rows: usize,
+    pub batches: usize,
+    /// The longest single DELETE: how long one batch held the write lock.
+    pub longest_batch: Duration,
+}
+
+impl PurgeStats {
+    pub fn add(&mut self, other: PurgeStats) {
+        self.rows += other.rows;
+        self.batches += other.batches;
+        self.longest_batch = self.longest_batch.max(other.longest_batch);
+    }
+}
+
+/// One batch of a purge: rows deleted, and how long the DELETE took — the time it
+/// held the write lock (the SELECT of the ids before it is a plain read).
+#[derive(Debug, Clone, Copy)]
+pub struct Batch {
+    pub deleted: usize,
+    pub write_time: Duration,
+}
+
+/// Deletes the rows `ids` names with `delete`, timing the statement.
+pub fn delete_timed(
+    conn: &mut AnyConnection,
+    ids: Vec<String>,
+    delete: impl FnOnce(&mut AnyConnection, &[String]) -> Result<usize, DbError>,
+) -> Result<Batch, DbError> {
+    if ids.is_empty() {
+        return Ok(Batch {
+            deleted: 0,
+            write_time: Duration::ZERO,
+        });
+    }
+    let started = Instant::now();
+    let deleted = delete(conn, &ids)?;
+    Ok(Batch {
+        deleted,
+        write_time: started.elapsed(),
+    })
+}
+
+/// Runs `batch` (which deletes at most `PURGE_BATCH` rows and says how many), each
+/// call in its own short statement, until a batch comes back short; between full
+/// batches it sleeps briefly so sign-ins and token requests take the write lock.
+pub async fn purge_in_batches<F>(db: &super::Db, batch: F) -> Result<PurgeStats, DbError>
+where
+    F: Fn(&mut AnyConnection, i64) -> Result<Batch, DbError> + Clone + Send + 'static,
+{
+    let mut stats = PurgeStats::default();
+    loop {
+        let run = batch.clone();
+        let Batch { deleted, write_time } = db.run(move |conn| run(conn, PURGE_BATCH)).await?;
+        stats.longest_batch = stats.longest_batch.max(write_time);
+        stats.batches += 1;
+        stats.rows += deleted;
+        if (deleted as i64) < PURGE_BATCH {
+            return Ok(stats);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,72 @@
+//! Background upkeep every instance runs (each job is idempotent, so several
+//! instances may run it at once): retention — expired rows deleted in small
+//! batches — and, on SQLite, resetting the write-ahead log so it stays bounded.
+//! `purge_once` and `checkpoint_once` are public so tests drive them with the
+//! injected clock.
+
+use std::time::Duration;
+
+use crate::db::maintenance::{self, Checkpoint, PurgeStats};
+use crate::db::models::{audit, clients, codes, grants, logins, mfa, webauthn};
+use crate::db::{Db, DbError};
+use crate::metrics::Metrics;
+
+/// How long the automatic checkpoint waits for readers and the writer before it
+/// gives up until the next run.
+pub const CHECKPOINT_WAIT: Duration = Duration::from_millis(200);
+
+/// What the retention jobs keep, from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Audit events older than this many days are deleted; 0 keeps them.
+    pub audit_days: i64,
+    /// Sign-in attempts older than this many days are deleted.
+    pub attempts_days: i64,
+}
+
+/// Deletes every expired row once: pending requests, codes, grants (with their
+/// refresh tokens), access-token revocations, client assertion ids, second-step
+/// challenges, WebAuthn ceremonies, and audit events and sign-in attempts past
+/// their retention. Each table in batches of `maintenance::PURGE_BATCH`.
+pub async fn purge_once(db: &Db, now: i64, retention: Retention) -> Result<PurgeStats, DbError> {
+    let mut stats = PurgeStats::default();
+    stats.add(maintenance::purge_in_batches(db, move |c, n| codes::purge_requests_batch(c, now, n)).await?);
+    stats.add(maintenance::purge_in_batches(db, move |c, n| codes::purge_codes_batch(c, now, n)).await?);
+    stats.add(maintenance::purge_in_batches(db, move |c, n| grants::purge_grants_batch(c, now, n)).await?);
+    stats.add(maintenance::purge_in_batches(db, move |c, n| grants::purge_revocations_batch(c, now, n)).await?);
+    if retention.audit_days > 0 {
+        let before = now - retention.audit_days * 86_400;
+        stats.add(maintenance::purge_in_batches(db, move |c, n| audit::purge_batch(c, before, n)).await?);
+    }
+    let before = now - retention.attempts_days * 86_400;
+    stats.add(maintenance::purge_in_batches(db, move |c, n| logins::purge_attempts_batch(c, before, n)).await?);
+    // Small tables: one statement each.
+    let rows = db
+        .run(move |conn| {
+            Ok(clients::purge_assertions(conn, now)? + mfa::purge(conn, now)? + webauthn::purge(conn, now)?)
+        })
+        .await?;
+    stats.rows += rows;
+    Ok(stats)
+}
+
+/// SQLite: `wal_checkpoint(TRUNCATE)` with a short wait, counted in the metrics.
+/// `None` on PostgreSQL.
+pub async fn checkpoint_once(
+    db: &Db,
+    metrics: &Metrics,
+    normal_busy_timeout: Duration,
+) -> Result<Option<Checkpoint>, DbError> {
+    if db.sqlite_path().is_none() {
+        return Ok(None);
+    }
+    let result = db
+        .run(move |conn| maintenance::wal_checkpoint(conn, CHECKPOINT_WAIT, normal_busy_timeout))
+        .await;
+    match &result {
+        Ok(Some(c)) if c.busy => Metrics::inc(&metrics.wal_checkpoints_busy),
+        Ok(_) => Metrics::inc(&metrics.wal_checkpoints_done),
+        Err(_) => Metrics::inc(&metrics.wal_checkpoints_failed),
+    }
+    result
+}

@@ -1,0 +1,350 @@
+//! Retention and WAL upkeep (issue 17): expired rows go exactly when documented,
+//! nothing younger is touched, a large cleanup holds the write lock only briefly,
+//! and SQLite's write-ahead log is reset by the periodic checkpoint.
+
+use std::time::Duration;
+
+use diesel::RunQueryDsl;
+use diesel::sql_types::BigInt;
+use oxidp::clock::Clock;
+use oxidp::db::models::audit::{self, AuditRow};
+use oxidp::db::models::logins::{self, AttemptRow};
+use oxidp::housekeeping::{self, Retention};
+
+use crate::helpers::*;
+
+const DAY: i64 = 86_400;
+
+fn audit_row(at: i64) -> AuditRow {
+    AuditRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        at,
+        actor: "system".into(),
+        action: "test.event".into(),
+        target: None,
+        details: "{}".into(),
+        ip: None,
+    }
+}
+
+fn attempt_row(at: i64) -> AttemptRow {
+    AttemptRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        at,
+        ip: Some("192.0.2.1".into()),
+        ip_net: "192.0.2.0/24".into(),
+        username_key: "k".into(),
+        user_id: None,
+        known_device: false,
+        user_agent: None,
+        outcome: "failure".into(),
+        risk: 0,
+        reasons: String::new(),
+    }
+}
+
+/// Multi-row INSERTs, 1000 rows a statement (diesel's batch insert does not
+/// serve both backends through one connection type). Test data only: no quoting needed.
+fn insert_many(conn: &mut oxidp::db::AnyConnection, rows: &[AuditRow]) -> Result<(), oxidp::db::DbError> {
+    for chunk in rows.chunks(1000) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|r| format!("('{}', {}, 'system', 'test.event', NULL, '{{}}', NULL)", r.id, r.at))
+            .collect();
+        diesel::sql_query(format!(
+            "INSERT INTO audit_events (id, at, actor, action, target, details, ip) VALUES {}",
+            values.join(", ")
+        ))
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    app.state
+        .db
+        .run(move |conn| Ok(diesel::sql_query(sql).get_result::<Count>(conn)?.n))
+        .await
+        .unwrap()
+}
+
+async fn audit_ats(app: &TestApp) -> Vec<i64> {
+    let mut ats: Vec<i64> = app
+        .state
+        .db
+        .run(|conn| {
+            Ok(audit::list(conn, &Default::default(), 10_000)?
+                .into_iter()
+                .filter(|r| r.action == "test.event")
+                .map(|r| r.at)
+                .collect())
+        })
+        .await
+        .unwrap();
+    ats.sort_unstable();
+    ats
+}
+
+fn retention(app: &TestApp) -> Retention {
+    Retention {
+        audit_days: app.config.audit.retention_days,
+        attempts_days: app.config.login.attempts_retention_days,
+    }
+}
+
+#[tokio::test]
+async fn audit_events_and_sign_in_attempts_expire_exactly_at_their_retention() {
+    let app = spawn_app_with(|c| {
+        c.audit.retention_days = 90;
+        c.login.attempts_retention_days = 30;
+    })
+    .await;
+    let now = app.clock.now();
+    let audit_times = [now - 91 * DAY, now - 90 * DAY - 1, now - 90 * DAY, now - 89 * DAY, now];
+    let attempt_times = [now - 31 * DAY, now - 30 * DAY - 1, now - 30 * DAY, now - DAY];
+    app.state
+        .db
+        .run(move |conn| {
+            for at in audit_times {
+                audit::insert(conn, &audit_row(at))?;
+            }
+            for at in attempt_times {
+                logins::insert_attempt(conn, &attempt_row(at))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    housekeeping::purge_once(&app.state.db, now, retention(&app))
+        .await
+        .unwrap();
+    // "Older than N days": the event exactly N days old stays, one second older goes.
+    assert_eq!(audit_ats(&app).await, vec![now - 90 * DAY, now - 89 * DAY, now]);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM login_attempts").await, 2);
+
+    app.clock.advance(1);
+    housekeeping::purge_once(&app.state.db, app.clock.now(), retention(&app))
+        .await
+        .unwrap();
+    assert_eq!(audit_ats(&app).await, vec![now - 89 * DAY, now]);
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM login_attempts").await, 1);
+}
+
+#[tokio::test]
+async fn retention_zero_keeps_the_audit_log_forever() {
+    let app = spawn_app_with(|c| c.audit.retention_days = 0).await;
+    let now = app.clock.now();
+    app.state
+        .db
+        .run(move |conn| audit::insert(conn, &audit_row(now - 3650 * DAY)))
+        .await
+        .unwrap();
+    housekeeping::purge_once(&app.state.db, now, retention(&app))
+        .await
+        .unwrap();
+    assert_eq!(audit_ats(&app).await, vec![now - 3650 * DAY]);
+}
+
+#[tokio::test]
+async fn codes_are_kept_only_as_long_as_replay_detection_needs_them() {
+    let app = spawn_app().await;
+    let client = app.web_client().await;
+    let browser = app.signed_in("alice").await;
+    let (used, verifier) = app.code_for(&client, &browser, "alice", "openid").await;
+    assert_eq!(app.redeem(&client, &used, &verifier).await.status(), 200);
+    let (_unused, _) = app.code_for(&client, &browser, "alice", "openid").await;
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM authorization_codes").await, 2);
+
+    // Just past the 60 s lifetime: the unused code goes, the used one stays so a
+    // replay still revokes what it got.
+    app.clock.advance(app.config.tokens.code_ttl_secs + 1);
+    housekeeping::purge_once(&app.state.db, app.clock.now(), retention(&app))
+        .await
+        .unwrap();
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM authorization_codes").await, 1);
+    let replay = app.redeem(&client, &used, &verifier).await;
+    assert_eq!(replay.status(), 400);
+
+    // USED_CODE_RETENTION_SECS after expiry it goes too (we are 1 s past expiry).
+    app.clock
+        .advance(oxidp::db::models::codes::USED_CODE_RETENTION_SECS - 1);
+    housekeeping::purge_once(&app.state.db, app.clock.now(), retention(&app))
+        .await
+        .unwrap();
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM authorization_codes").await, 1);
+    app.clock.advance(1);
+    housekeeping::purge_once(&app.state.db, app.clock.now(), retention(&app))
+        .await
+        .unwrap();
+    assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM authorization_codes").await, 0);
+}
+
+#[tokio::test]
+async fn cleaning_up_100000_expired_rows_holds_the_write_lock_only_briefly() {
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    let now = app.clock.now();
+    let old = now - 400 * DAY;
+    app.state
+        .db
+        .transaction(move |conn| {
+            let rows: Vec<AuditRow> = (0..100_000).map(|i| audit_row(old + i % 1000)).collect();
+            insert_many(conn, &rows)?;
+            // One young event that must survive.
+            audit::insert(conn, &audit_row(now - DAY))?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    // Sign-ins keep going while the cleanup runs.
+    let signing_in = {
+        let address = app.address.clone();
+        tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for _ in 0..10 {
+                let browser = browser();
+                let page = browser
+                    .get(format!("{address}/login"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                let response = browser
+                    .post(format!("{address}/login"))
+                    .form(&[
+                        ("csrf_token", csrf_of(&page).as_str()),
+                        ("username", "alice"),
+                        ("password", PASSWORD),
+                    ])
+                    .send()
+                    .await
+                    .unwrap();
+                outcomes.push(response.status().as_u16());
+            }
+            outcomes
+        })
+    };
+    let stats = housekeeping::purge_once(&app.state.db, now, retention(&app))
+        .await
+        .unwrap();
+    let outcomes = signing_in.await.unwrap();
+
+    println!("cleanup of 100,000 rows: {stats:?}");
+    assert!(stats.rows >= 100_000, "{stats:?}");
+    assert_eq!(audit_ats(&app).await, vec![now - DAY]);
+    assert!(
+        stats.batches >= 400,
+        "deleted in batches of {}: {stats:?}",
+        oxidp::db::maintenance::PURGE_BATCH
+    );
+    // On SQLite a DELETE holds the database's one write lock; on PostgreSQL it locks
+    // only the (old) rows it deletes, so sign-ins never wait for it.
+    if postgres_url().is_none() {
+        assert!(
+            stats.longest_batch < Duration::from_millis(100),
+            "one batch held the write lock for {:?}",
+            stats.longest_batch
+        );
+    }
+    assert!(
+        outcomes.iter().all(|s| *s == 303),
+        "sign-ins during the cleanup: {outcomes:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_connections_bound_the_wal_and_the_page_cache() {
+    if postgres_url().is_some() {
+        println!("SKIPPED sqlite_connections_bound_the_wal_and_the_page_cache: SQLite only");
+        return;
+    }
+    let app = spawn_app().await;
+    #[derive(diesel::QueryableByName)]
+    struct Limit {
+        #[diesel(sql_type = BigInt)]
+        journal_size_limit: i64,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Cache {
+        #[diesel(sql_type = BigInt)]
+        cache_size: i64,
+    }
+    let (limit, cache) = app
+        .state
+        .db
+        .run(|conn| {
+            let limit = diesel::sql_query("PRAGMA journal_size_limit").get_result::<Limit>(conn)?;
+            let cache = diesel::sql_query("PRAGMA cache_size").get_result::<Cache>(conn)?;
+            Ok((limit.journal_size_limit, cache.cache_size))
+        })
+        .await
+        .unwrap();
+    assert_eq!(limit, 64 * 1024 * 1024);
+    assert_eq!(cache, -i64::from(app.config.database.sqlite_cache_kib));
+}
+
+#[tokio::test]
+async fn the_periodic_checkpoint_resets_the_sqlite_wal() {
+    if postgres_url().is_some() {
+        println!("SKIPPED the_periodic_checkpoint_resets_the_sqlite_wal: SQLite only");
+        return;
+    }
+    let app = spawn_app().await;
+    let now = app.clock.now();
+    app.state
+        .db
+        .transaction(move |conn| {
+            let rows: Vec<AuditRow> = (0..5000).map(|_| audit_row(now)).collect();
+            insert_many(conn, &rows)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let path = app.state.db.sqlite_path().expect("SQLite").to_path_buf();
+    let before = oxidp::db::maintenance::wal_bytes(&path);
+    assert!(before > 0, "writes went to the WAL");
+
+    let normal = Duration::from_millis(app.config.database.busy_timeout_ms);
+    let checkpoint = housekeeping::checkpoint_once(&app.state.db, &app.state.metrics, normal)
+        .await
+        .unwrap()
+        .expect("SQLite answers");
+    assert!(!checkpoint.busy, "{checkpoint:?}");
+    assert_eq!(oxidp::db::maintenance::wal_bytes(&path), 0, "TRUNCATE empties the WAL");
+
+    let metrics = oxidp::metrics::render(&app.state);
+    assert!(
+        metrics.contains("oxidp_sqlite_wal_checkpoints_total{result=\"done\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("oxidp_sqlite_wal_bytes 0"), "{metrics}");
+    // The connection's own busy timeout is back to normal afterwards.
+    #[derive(diesel::QueryableByName)]
+    struct Busy {
+        #[diesel(sql_type = BigInt)]
+        timeout: i64,
+    }
+    for _ in 0..4 {
+        let busy = app
+            .state
+            .db
+            .run(|conn| {
+                Ok(diesel::sql_query("PRAGMA busy_timeout")
+                    .get_result::<Busy>(conn)?
+                    .timeout)
+            })
+            .await
+            .unwrap();
+        assert_eq!(busy, app.config.database.busy_timeout_ms as i64);
+    }
+}
