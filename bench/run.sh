@@ -3,20 +3,20 @@
 # generator (examples/loadgen.rs) pinned to CPU 1. Prints a Markdown table,
 # then the openssl ES256 signing rate on CPU 0 as a yardstick for the VM.
 #   bench/run.sh [seconds-per-scenario] [concurrency]
-# Uses a fresh SQLite database in a temporary directory (OXIDP_BENCH_DATABASE_URL
+# Uses a fresh SQLite database in a temporary directory (BENCH_DATABASE_URL
 # selects another, e.g. a PostgreSQL URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-10}
 CONCURRENCY=${2:-64}
-PORT=${OXIDP_BENCH_PORT:-18080}
+PORT=${BENCH_PORT:-18080}
 WORK=$(mktemp -d)
 trap 'kill "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 cargo build --release --bin oxidp --example loadgen
 BIN=target/release/oxidp
 export OXIDP_DATA_DIR="$WORK" OXIDP_BIND="127.0.0.1:$PORT" OXIDP_ISSUER="http://localhost:$PORT" OXIDP_LOG__LEVEL=warn
-[ -n "${OXIDP_BENCH_DATABASE_URL:-}" ] && export OXIDP_DATABASE_URL="$OXIDP_BENCH_DATABASE_URL"
+[ -n "${BENCH_DATABASE_URL:-}" ] && export OXIDP_DATABASE_URL="$BENCH_DATABASE_URL"
 PASSWORD="bench pass phrase $(date +%s%N)"
 echo "$PASSWORD" | $BIN user create --username bench --email bench@example.com --password-stdin >/dev/null
 CLIENT=$($BIN client create --name Bench --redirect-uri https://bench.example/cb \

@@ -4,52 +4,60 @@
 //!
 //! Scenarios: client_credentials tokens, refresh-token rotations, complete
 //! authorization-code flows (authorize with PKCE for a signed-in user who has
-//! consented, then code → tokens), userinfo, introspection.
+//! consented, then code → tokens), userinfo, introspection — one after another,
+//! or all at once with `--mixed` (what `bench/soak.sh` runs, with `--report-every`
+//! printing a CSV line per scenario and interval). `--help` lists the flags.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use clap::Parser;
 use sha2::Digest;
 
+/// Load generator for oxidp (not a test): drives the hot paths of a running server.
+#[derive(Parser, Debug)]
+#[command(name = "loadgen")]
 struct Args {
+    /// Base URL of the server.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// A confidential client allowed authorization_code, refresh_token and client_credentials.
+    #[arg(long)]
     client_id: String,
+    #[arg(long)]
     client_secret: String,
+    /// A user who can sign in with a password (no second step).
+    #[arg(long, default_value = "bench")]
     username: String,
+    #[arg(long)]
     password: String,
+    /// One of the client's registered redirect URIs.
+    #[arg(long, default_value = "https://bench.example/cb")]
     redirect_uri: String,
+    /// How long each scenario runs (with --mixed: how long they all run together).
+    #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Concurrent requests per scenario (with --mixed: in all, shared by the five).
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Run all five scenarios at once instead of one after another.
+    #[arg(long)]
+    mixed: bool,
+    /// Print a CSV line per scenario every N seconds
+    /// (elapsed_s,scenario,requests,requests_per_s,p50_ms,p99_ms,errors).
+    #[arg(long)]
+    report_every: Option<u64>,
 }
 
-fn args() -> Args {
-    let mut a = Args {
-        url: "http://127.0.0.1:8080".into(),
-        client_id: String::new(),
-        client_secret: String::new(),
-        username: "bench".into(),
-        password: String::new(),
-        redirect_uri: "https://bench.example/cb".into(),
-        seconds: 10,
-        concurrency: 64,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_default();
-        match flag.as_str() {
-            "--url" => a.url = value,
-            "--client-id" => a.client_id = value,
-            "--client-secret" => a.client_secret = value,
-            "--username" => a.username = value,
-            "--password" => a.password = value,
-            "--redirect-uri" => a.redirect_uri = value,
-            "--seconds" => a.seconds = value.parse().expect("--seconds N"),
-            "--concurrency" => a.concurrency = value.parse().expect("--concurrency N"),
-            other => panic!("unknown flag {other}"),
-        }
-    }
-    a
+/// Latencies and errors since the last interval report, per scenario.
+#[derive(Default)]
+struct Interval {
+    latencies_us: Vec<u64>,
+    errors: u64,
 }
+
+type Live = Arc<Mutex<Interval>>;
 
 struct Outcome {
     name: &'static str,
@@ -66,26 +74,32 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
-/// Runs `op` from `concurrency` tasks for `seconds`; `op` returns true on success.
-async fn run<F, Fut>(name: &'static str, args: &Args, op: F) -> Outcome
+/// Runs `op` from `concurrency` tasks until `deadline`; `op` returns true on success.
+/// Every result also goes to `live` for the interval reports.
+async fn run<F, Fut>(name: &'static str, concurrency: usize, deadline: Instant, live: Live, op: F) -> Outcome
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for worker in 0..args.concurrency {
+    for worker in 0..concurrency {
         let op = op.clone();
+        let live = live.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             while Instant::now() < deadline {
                 let t = Instant::now();
-                if op(worker).await {
-                    latencies.push(t.elapsed().as_micros() as u64);
+                let ok = op(worker).await;
+                let micros = t.elapsed().as_micros() as u64;
+                let mut interval = live.lock().unwrap();
+                if ok {
+                    latencies.push(micros);
+                    interval.latencies_us.push(micros);
                 } else {
                     errors += 1;
+                    interval.errors += 1;
                 }
             }
             (latencies, errors)
@@ -104,6 +118,34 @@ where
         latencies_us,
         errors,
         elapsed: started.elapsed(),
+    }
+}
+
+/// Prints one CSV line per scenario every `every` seconds until `deadline`.
+async fn report(every: u64, deadline: Instant, scenarios: Vec<(&'static str, Live)>) {
+    let started = Instant::now();
+    println!("elapsed_s,scenario,requests,requests_per_s,p50_ms,p99_ms,errors");
+    let mut ticker = tokio::time::interval(Duration::from_secs(every));
+    ticker.tick().await;
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        for (name, live) in &scenarios {
+            let Interval {
+                mut latencies_us,
+                errors,
+            } = std::mem::take(&mut *live.lock().unwrap());
+            latencies_us.sort_unstable();
+            println!(
+                "{},{},{},{:.0},{:.2},{:.2},{}",
+                started.elapsed().as_secs(),
+                name,
+                latencies_us.len(),
+                latencies_us.len() as f64 / every as f64,
+                percentile(&latencies_us, 0.50),
+                percentile(&latencies_us, 0.99),
+                errors
+            );
+        }
     }
 }
 
@@ -227,19 +269,60 @@ async fn redeem(a: &Args, http: &reqwest::Client, code: &str, verifier: &str) ->
     r.json().await.ok()
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
-    let a = std::sync::Arc::new(args());
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
-    let browser = signed_in_browser(&a).await;
-    let mut outcomes = Vec::new();
+/// What each scenario needs, prepared before the clock starts.
+struct Prepared {
+    http: reqwest::Client,
+    browser: reqwest::Client,
+    access: String,
+    chains: Arc<Vec<Arc<tokio::sync::Mutex<String>>>>,
+}
 
-    // client_credentials
-    {
-        let (a2, h) = (a.clone(), http.clone());
-        outcomes.push(
-            run("client_credentials token", &a, move |_| {
-                let (a, h) = (a2.clone(), h.clone());
+async fn prepare(a: &Arc<Args>, http: &reqwest::Client, browser: &reqwest::Client, chains: usize) -> Prepared {
+    let (code, verifier) = authorize_code(a, browser, "openid profile email offline_access")
+        .await
+        .expect("code");
+    let tokens = redeem(a, http, &code, &verifier).await.expect("tokens");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    // refresh: one rotating chain per worker.
+    let mut list = Vec::new();
+    for _ in 0..chains {
+        let (code, verifier) = authorize_code(a, browser, "openid offline_access").await.expect("code");
+        let t = redeem(a, http, &code, &verifier).await.expect("tokens");
+        list.push(Arc::new(tokio::sync::Mutex::new(
+            t["refresh_token"].as_str().unwrap().to_owned(),
+        )));
+    }
+    Prepared {
+        http: http.clone(),
+        browser: browser.clone(),
+        access,
+        chains: Arc::new(list),
+    }
+}
+
+const SCENARIOS: [&str; 5] = [
+    "client_credentials token",
+    "userinfo",
+    "introspection",
+    "refresh_token rotation",
+    "authorization-code flow",
+];
+
+/// Runs scenario `index` with `concurrency` workers until `deadline`.
+async fn scenario(
+    index: usize,
+    a: Arc<Args>,
+    p: Arc<Prepared>,
+    concurrency: usize,
+    deadline: Instant,
+    live: Live,
+) -> Outcome {
+    let name = SCENARIOS[index];
+    let (http, browser) = (p.http.clone(), p.browser.clone());
+    match index {
+        0 => {
+            run(name, concurrency, deadline, live, move |_| {
+                let (a, h) = (a.clone(), http.clone());
                 async move {
                     h.post(format!("{}/token", a.url))
                         .basic_auth(&a.client_id, Some(&a.client_secret))
@@ -249,73 +332,40 @@ async fn main() {
                         .is_ok_and(|r| r.status() == 200)
                 }
             })
-            .await,
-        );
-    }
-
-    // Tokens for the user-facing scenarios.
-    let (code, verifier) = authorize_code(&a, &browser, "openid profile email offline_access")
-        .await
-        .expect("code");
-    let tokens = redeem(&a, &http, &code, &verifier).await.expect("tokens");
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
-
-    // userinfo
-    {
-        let (a2, h, at) = (a.clone(), http.clone(), access.clone());
-        outcomes.push(
-            run("userinfo", &a, move |_| {
-                let (a, h, at) = (a2.clone(), h.clone(), at.clone());
+            .await
+        }
+        1 => {
+            run(name, concurrency, deadline, live, move |_| {
+                let (a, h, p) = (a.clone(), http.clone(), p.clone());
                 async move {
                     h.get(format!("{}/userinfo", a.url))
-                        .bearer_auth(&at)
+                        .bearer_auth(&p.access)
                         .send()
                         .await
                         .is_ok_and(|r| r.status() == 200)
                 }
             })
-            .await,
-        );
-    }
-
-    // introspection
-    {
-        let (a2, h, at) = (a.clone(), http.clone(), access.clone());
-        outcomes.push(
-            run("introspection", &a, move |_| {
-                let (a, h, at) = (a2.clone(), h.clone(), at.clone());
+            .await
+        }
+        2 => {
+            run(name, concurrency, deadline, live, move |_| {
+                let (a, h, p) = (a.clone(), http.clone(), p.clone());
                 async move {
                     h.post(format!("{}/introspect", a.url))
                         .basic_auth(&a.client_id, Some(&a.client_secret))
-                        .form(&[("token", at.as_str())])
+                        .form(&[("token", p.access.as_str())])
                         .send()
                         .await
                         .is_ok_and(|r| r.status() == 200)
                 }
             })
-            .await,
-        );
-    }
-
-    // refresh: one rotating chain per worker.
-    {
-        let mut chains = Vec::new();
-        for _ in 0..a.concurrency {
-            let (code, verifier) = authorize_code(&a, &browser, "openid offline_access")
-                .await
-                .expect("code");
-            let t = redeem(&a, &http, &code, &verifier).await.expect("tokens");
-            chains.push(std::sync::Arc::new(tokio::sync::Mutex::new(
-                t["refresh_token"].as_str().unwrap().to_owned(),
-            )));
+            .await
         }
-        let chains = std::sync::Arc::new(chains);
-        let (a2, h) = (a.clone(), http.clone());
-        outcomes.push(
-            run("refresh_token rotation", &a, move |worker| {
-                let (a, h, chains) = (a2.clone(), h.clone(), chains.clone());
+        3 => {
+            run(name, concurrency, deadline, live, move |worker| {
+                let (a, h, p) = (a.clone(), http.clone(), p.clone());
                 async move {
-                    let mut current = chains[worker].lock().await;
+                    let mut current = p.chains[worker].lock().await;
                     let Ok(r) = h
                         .post(format!("{}/token", a.url))
                         .basic_auth(&a.client_id, Some(&a.client_secret))
@@ -338,16 +388,12 @@ async fn main() {
                     }
                 }
             })
-            .await,
-        );
-    }
-
-    // Complete authorization-code flows (signed-in, consented user): authorize → code → tokens.
-    {
-        let (a2, h, b) = (a.clone(), http.clone(), browser.clone());
-        outcomes.push(
-            run("authorization-code flow", &a, move |_| {
-                let (a, h, b) = (a2.clone(), h.clone(), b.clone());
+            .await
+        }
+        // Complete authorization-code flows (signed-in, consented user): authorize → code → tokens.
+        _ => {
+            run(name, concurrency, deadline, live, move |_| {
+                let (a, h, b) = (a.clone(), http.clone(), browser.clone());
                 async move {
                     match authorize_code(&a, &b, "openid profile").await {
                         Some((code, verifier)) => redeem(&a, &h, &code, &verifier).await.is_some(),
@@ -355,8 +401,68 @@ async fn main() {
                     }
                 }
             })
-            .await,
-        );
+            .await
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let a = Arc::new(Args::parse());
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
+    let browser = signed_in_browser(&a).await;
+    let per_scenario = if a.mixed {
+        (a.concurrency / SCENARIOS.len()).max(1)
+    } else {
+        a.concurrency
+    };
+    let prepared = Arc::new(prepare(&a, &http, &browser, per_scenario).await);
+    let lives: Vec<Live> = SCENARIOS.iter().map(|_| Live::default()).collect();
+    let mut outcomes = Vec::new();
+    if a.mixed {
+        let deadline = Instant::now() + Duration::from_secs(a.seconds);
+        let reporter = a.report_every.map(|every| {
+            let named = SCENARIOS.iter().copied().zip(lives.iter().cloned()).collect();
+            tokio::spawn(report(every, deadline, named))
+        });
+        let mut tasks = Vec::new();
+        for (index, live) in lives.iter().enumerate() {
+            tasks.push(tokio::spawn(scenario(
+                index,
+                a.clone(),
+                prepared.clone(),
+                per_scenario,
+                deadline,
+                live.clone(),
+            )));
+        }
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        if let Some(reporter) = reporter {
+            let _ = reporter.await;
+        }
+    } else {
+        for (index, live) in lives.iter().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(a.seconds);
+            let reporter = a
+                .report_every
+                .map(|every| tokio::spawn(report(every, deadline, vec![(SCENARIOS[index], live.clone())])));
+            outcomes.push(
+                scenario(
+                    index,
+                    a.clone(),
+                    prepared.clone(),
+                    per_scenario,
+                    deadline,
+                    live.clone(),
+                )
+                .await,
+            );
+            if let Some(reporter) = reporter {
+                let _ = reporter.await;
+            }
+        }
     }
 
     println!();

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Soak benchmark: all five load scenarios at once (client_credentials, userinfo,
+# introspection, refresh rotation, code flow) against one release server for a
+# long time, sampling every 10 s: requests/s and p99 per scenario, RSS, WAL size,
+# database size and rows per table. Prints a table, writes CSVs, ends with a
+# verdict line against issue 17's targets:
+#   WAL <= 64 MB at every sample; RSS at the end within 15 % of RSS at 5 min;
+#   p99 at the end within 25 % of p99 at 5 min; zero errors.
+#   bench/soak.sh [minutes] [database-url]
+# database-url: default a fresh SQLite file; a postgres:// URL must name an EMPTY
+# database the script may fill (e.g. `createdb oxidp_soak`).
+# Server on CPU 0 (one HTTP worker), load generator on CPU 1. Not part of `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MINUTES=${1:-30}
+DB_URL=${2:-}
+CONCURRENCY=${BENCH_CONCURRENCY:-60}
+PORT=${BENCH_PORT:-18090}
+OUT=${BENCH_OUT:-target/soak-$(date +%Y%m%d-%H%M%S)}
+WORK=$(mktemp -d)
+mkdir -p "$OUT"
+trap 'kill "${SERVER:-0}" "${LOADGEN:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+cargo build --release --bin oxidp --example loadgen
+BIN=target/release/oxidp
+export OXIDP_DATA_DIR="$WORK" OXIDP_BIND="127.0.0.1:$PORT" OXIDP_ISSUER="http://localhost:$PORT" OXIDP_LOG__LEVEL=warn
+# The load comes from one address and one user: sign-in limits would only measure themselves.
+export OXIDP_LOGIN__IP_PER_MINUTE=1000000 OXIDP_LOGIN__IP_BURST=1000000
+export OXIDP_LOGIN__ACCOUNT_PER_MINUTE=1000000 OXIDP_LOGIN__ACCOUNT_BURST=1000000
+if [ -n "$DB_URL" ]; then export OXIDP_DATABASE_URL="$DB_URL"; else DB_URL="sqlite://$WORK/oxidp.db"; fi
+PASSWORD="soak pass phrase $(date +%s%N)"
+echo "$PASSWORD" | $BIN user create --username bench --email bench@example.com --password-stdin >/dev/null
+CLIENT=$($BIN client create --name Soak --redirect-uri https://bench.example/cb \
+  --grant-type authorization_code --grant-type refresh_token --grant-type client_credentials \
+  --scopes "openid profile email offline_access" --json)
+CLIENT_ID=$(echo "$CLIENT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+CLIENT_SECRET=$(echo "$CLIENT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
+
+OXIDP_HTTP__WORKERS=1 taskset -c 0 $BIN serve &
+SERVER=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+taskset -c 1 target/release/examples/loadgen --url "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" \
+  --client-secret "$CLIENT_SECRET" --username bench --password "$PASSWORD" --mixed \
+  --seconds $((MINUTES * 60)) --concurrency "$CONCURRENCY" --report-every 10 >"$OUT/load.csv" &
+LOADGEN=$!
+
+# Resource samples every 10 s while the load runs.
+echo "elapsed_s,rss_kb,wal_bytes,db_bytes,rows" >"$OUT/samples.csv"
+START=$(date +%s)
+sample() {
+  local rss wal=0 db rows
+  rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
+  if [[ "$DB_URL" == sqlite://* ]]; then
+    local path=${DB_URL#sqlite://}
+    wal=$(stat -c %s "$path-wal" 2>/dev/null || echo 0)
+    db=$(stat -c %s "$path" 2>/dev/null || echo 0)
+    rows=$(python3 - "$path" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=5)
+tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE '%migrations%' AND name NOT LIKE 'sqlite_%'")]
+print(" ".join(f"{t}={c.execute(f'SELECT COUNT(*) FROM {t}').fetchone()[0]}" for t in sorted(tables)))
+PY
+)
+  else
+    db=$(psql -qtAX "$DB_URL" -c "SELECT pg_database_size(current_database())")
+    rows=$(psql -qtAX "$DB_URL" -c "SELECT string_agg(relname || '=' || n_live_tup, ' ' ORDER BY relname) FROM pg_stat_user_tables WHERE relname NOT LIKE '%migrations%'")
+  fi
+  echo "$(( $(date +%s) - START )),$rss,$wal,$db,\"$rows\"" >>"$OUT/samples.csv"
+}
+while kill -0 "$LOADGEN" 2>/dev/null; do
+  sample
+  sleep 10
+done
+wait "$LOADGEN" || true
+sample
+kill "$SERVER" 2>/dev/null || true
+wait "$SERVER" 2>/dev/null || true
+
+python3 - "$OUT" "$MINUTES" <<'PY'
+import csv, sys
+out, minutes = sys.argv[1], int(sys.argv[2])
+load = [r for r in csv.DictReader(l for l in open(f"{out}/load.csv") if l.count(",") == 6)]
+samples = list(csv.DictReader(open(f"{out}/samples.csv")))
+scenarios = sorted({r["scenario"] for r in load})
+by_t = {}
+for r in load:
+    by_t.setdefault(int(r["elapsed_s"]), {})[r["scenario"]] = r
+def nearest(rows, t, key="elapsed_s"):
+    return min(rows, key=lambda r: abs(int(r[key]) - t))
+print(f"\n| t (s) | " + " | ".join(f"{s} req/s (p99 ms)" for s in scenarios) + " | RSS MB | WAL MB | DB MB |")
+print("|---:|" + "---:|" * len(scenarios) + "---:|---:|---:|")
+for t in sorted(by_t)[::6] + [max(by_t)]:
+    s = nearest(samples, t)
+    cells = [f"{float(by_t[t][n]['requests_per_s']):.0f} ({by_t[t][n]['p99_ms']})" if n in by_t[t] else "-" for n in scenarios]
+    print(f"| {t} | " + " | ".join(cells) + f" | {int(s['rss_kb'])/1024:.1f} | {int(s['wal_bytes'])/2**20:.1f} | {int(s['db_bytes'])/2**20:.1f} |")
+errors = sum(int(r["errors"]) for r in load)
+ops = sum(int(r["requests"]) for r in load)
+wal_max = max(int(s["wal_bytes"]) for s in samples)
+t5, tend = min(300, max(by_t)), max(by_t)
+rss5, rss_end = int(nearest(samples, t5)["rss_kb"]), int(samples[-1]["rss_kb"])
+def p99_at(t):
+    # the worst scenario's p99 over the minute ending at t
+    window = [r for r in load if t - 60 < int(r["elapsed_s"]) <= t]
+    return {n: max(float(r["p99_ms"]) for r in window if r["scenario"] == n) for n in scenarios}
+p5, pend = p99_at(t5), p99_at(tend)
+db_growth = int(samples[-1]["db_bytes"]) - int(samples[0]["db_bytes"])
+checks = {
+    "WAL <= 64 MB at every sample": wal_max <= 64 * 2**20,
+    "RSS at end within 15 % of RSS at 5 min": rss_end <= rss5 * 1.15,
+    "p99 at end within 25 % of p99 at 5 min": all(pend[n] <= p5[n] * 1.25 for n in scenarios),
+    "zero errors": errors == 0,
+}
+print(f"\nrequests: {ops:,}  errors: {errors}  max WAL: {wal_max/2**20:.1f} MB  RSS at {t5} s: {rss5/1024:.1f} MB, at end: {rss_end/1024:.1f} MB")
+print("p99 at 5 min / at end (ms): " + ", ".join(f"{n} {p5[n]:.1f}/{pend[n]:.1f}" for n in scenarios))
+print(f"storage: {db_growth/2**20:.1f} MB for {ops:,} operations = {db_growth/max(ops,1)*1e6/2**20:.1f} MB per million operations")
+print(f"rows at end: {samples[-1]['rows']}")
+for name, ok in checks.items():
+    print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+print(f"verdict: {'PASS' if all(checks.values()) else 'FAIL'} ({minutes} min; CSVs in {out})")
+PY
+if command -v openssl >/dev/null 2>&1; then
+  echo "yardstick (openssl speed, CPU 0): $(taskset -c 0 openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/nistp256/ {print $(NF-1) " ES256 signatures/s"}')"
+fi
