@@ -157,11 +157,11 @@ async fn proceed(
     stored: Option<(String, i64)>,
     session_expired: bool,
 ) -> HttpResponse {
-    let first_pass = stored.is_none();
-    if first_pass {
+    if stored.is_none() {
         request.session_at_request = session.map(|s| s.session.id.clone());
     }
-    let step = match authorize::decide(state, &request, client, session, first_pass).await {
+    let stored_at = stored.as_ref().map(|(_, created_at)| *created_at);
+    let step = match authorize::decide(state, &request, client, session, stored_at).await {
         Ok(step) => step,
         Err(e) => return authorize_failure(AuthorizeError::Server(e)),
     };
@@ -277,9 +277,10 @@ pub async fn consent_submit(
     };
     match form.decision.as_str() {
         "allow" => {
-            if let Err(e) = authorize::record_consent(&state, &request, &auth.user.id).await {
-                return Ok(authorize_failure(AuthorizeError::Server(e)));
-            }
+            let request = match authorize::record_consent(&state, &form.request, request, &auth).await {
+                Ok(updated) => updated,
+                Err(e) => return Ok(authorize_failure(AuthorizeError::Server(e))),
+            };
             tracing::info!(user_id = %auth.user.id, client_id = %client.id, scope = %request.scope, "consent granted");
             Ok(proceed(
                 &state,
