@@ -25,5 +25,6 @@ mod rbac;
 mod reauthentication;
 mod sessions;
 mod soft_authenticator;
+mod startup;
 mod webauthn;
 mod webauthn_browser;
