@@ -155,6 +155,16 @@ pub async fn parse(
             .ok_or_else(|| {
                 AuthorizeError::Page("The application asked to send you to an address it has not registered.".into())
             })?,
+        // OIDC Core §3.1.2.1: an OpenID request must name its redirect_uri (an
+        // empty value counts as omitted, RFC 6749 §3.1).
+        None if params
+            .get("scope")
+            .is_some_and(|s| s.split(' ').any(|v| v == "openid")) =>
+        {
+            return Err(AuthorizeError::Page(
+                "The request does not say where to return (redirect_uri is required for OpenID Connect).".into(),
+            ));
+        }
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].as_str().to_owned(),
         None => {
             return Err(AuthorizeError::Page(
