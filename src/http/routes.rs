@@ -116,7 +116,20 @@ fn admin_api(limit: usize) -> actix_web::Scope {
         .app_data(
             web::JsonConfig::default()
                 .limit(limit)
-                .error_handler(move |err, _| bad(format!("malformed JSON body: {err}"))),
+                .error_handler(move |err, _| match err {
+                    // RFC 9457 problem+json with the status that says what is wrong.
+                    error::JsonPayloadError::Overflow { .. } | error::JsonPayloadError::OverflowKnownLength { .. } => {
+                        error::InternalError::from_response(
+                            err,
+                            problem(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                &format!("The JSON body is larger than {limit} bytes."),
+                            ),
+                        )
+                        .into()
+                    }
+                    err => bad(format!("malformed JSON body: {err}")),
+                }),
         )
         .app_data(web::QueryConfig::default().error_handler(move |err, _| bad(format!("malformed query: {err}"))))
         .app_data(web::PathConfig::default().error_handler(move |err, _| bad(format!("malformed path: {err}"))))

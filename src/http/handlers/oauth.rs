@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::authn::session::Authenticated;
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::{OAuthJsonError, PageError, html_error, no_store, urlencode};
-use crate::http::extractors::{MaybeSignedIn, SignedIn};
+use crate::http::extractors::{MaybeSignedIn, OAuthBody, SignedIn};
 use crate::http::handlers::page;
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, ClientResponse, ResponseMode, Step};
 use crate::oauth::client_auth::{self, ClientCredentials};
@@ -365,7 +365,7 @@ fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
 pub async fn token(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    OAuthBody(body): OAuthBody,
 ) -> Result<HttpResponse, OAuthJsonError> {
     let params = form_params(&req, &body)?;
     let client = authenticated_client(&req, &state, &params).await?;
@@ -378,7 +378,7 @@ pub async fn token(
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    OAuthBody(body): OAuthBody,
 ) -> Result<HttpResponse, OAuthJsonError> {
     let params = form_params(&req, &body)?;
     let client = authenticated_client(&req, &state, &params).await?;
@@ -390,7 +390,7 @@ pub async fn revoke(
 pub async fn introspect(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    OAuthBody(body): OAuthBody,
 ) -> Result<HttpResponse, OAuthJsonError> {
     let params = form_params(&req, &body)?;
     let client = authenticated_client(&req, &state, &params).await?;
