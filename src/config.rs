@@ -877,6 +877,12 @@ mod tests {
             ("OXIDP_ISSUER", "https://id.example.com"),
             ("OXIDP_WEBAUTHN__ENABLED", "false"),
         ]);
-        assert!(Config::load_from(None, off).unwrap().webauthn_relying_party().unwrap().is_none());
+        assert!(
+            Config::load_from(None, off)
+                .unwrap()
+                .webauthn_relying_party()
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -378,9 +378,7 @@ pub async fn finish_second_factor(
         .await;
         return Err(PasskeyError::UnknownCredential);
     };
-    match relying(state)?
-        .finish_passkey_authentication(&credential, &authentication)
-    {
+    match relying(state)?.finish_passkey_authentication(&credential, &authentication) {
         Ok(result) => record_use(state, stored, &result, SECOND_FACTOR, ip).await,
         Err(e) => {
             refused(state, Some(user_id), ip, SECOND_FACTOR, format!("{e:?}")).await;
@@ -505,9 +503,7 @@ pub async fn finish_passwordless(
         return Err(PasskeyError::UnknownCredential);
     };
     let passkey: Passkey = from_json(&stored.passkey)?;
-    match relying(state)?
-        .finish_discoverable_authentication_v2(&credential, authentication, &passkey)
-    {
+    match relying(state)?.finish_discoverable_authentication_v2(&credential, authentication, &passkey) {
         Ok(result) => {
             let user_id = stored.user_id.clone();
             let used = record_use(state, stored, &result, PASSWORDLESS, ip).await?;

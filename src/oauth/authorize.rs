@@ -157,10 +157,7 @@ pub async fn parse(
             })?,
         // OIDC Core §3.1.2.1: an OpenID request must name its redirect_uri (an
         // empty value counts as omitted, RFC 6749 §3.1).
-        None if params
-            .get("scope")
-            .is_some_and(|s| s.split(' ').any(|v| v == "openid")) =>
-        {
+        None if params.get("scope").is_some_and(|s| s.split(' ').any(|v| v == "openid")) => {
             return Err(AuthorizeError::Page(
                 "The request does not say where to return (redirect_uri is required for OpenID Connect).".into(),
             ));
@@ -365,8 +362,8 @@ pub async fn decide(
     let auth_time = auth.session.auth_time;
     // OIDC Core §3.1.2.1: `prompt=login` and `max_age` ask for an active
     // re-authentication; `max_age=0` is equivalent to `prompt=login`.
-    let wants_login = request.prompt.contains(&Prompt::Login)
-        || request.max_age.is_some_and(|max| max == 0 || now - auth_time > max);
+    let wants_login =
+        request.prompt.contains(&Prompt::Login) || request.max_age.is_some_and(|max| max == 0 || now - auth_time > max);
     // A sign-in made for this very request satisfies it, however long ago it was:
     // a session other than the one the request arrived with, authenticated after
     // the request was stored. Both facts are fixed once true, so this cannot loop.

@@ -302,7 +302,11 @@ async fn private_key_jwt_without_a_kid_match_is_accepted_when_the_key_is_unambig
 
     // One key without a kid; the assertion names one.
     let anonymous = client_with(vec![jwk_of(&k1, None)]).await;
-    assert_eq!(send(&anonymous, &k1, Some("laptop-2026")).await, 200, "kid, key without one");
+    assert_eq!(
+        send(&anonymous, &k1, Some("laptop-2026")).await,
+        200,
+        "kid, key without one"
+    );
     assert_eq!(send(&anonymous, &k1, None).await, 200);
     assert_eq!(send(&anonymous, &k2, Some("laptop-2026")).await, 401);
 

@@ -253,6 +253,9 @@ async fn an_id_token_from_an_earlier_session_asks_before_signing_out() {
         .await
         .unwrap();
     assert_eq!(confirmed.status(), 303);
-    assert_eq!(confirmed.headers()["location"], "https://client.example.com/bye?state=st");
+    assert_eq!(
+        confirmed.headers()["location"],
+        "https://client.example.com/bye?state=st"
+    );
     assert_eq!(person.get(app.url("/account")).send().await.unwrap().status(), 303);
 }

@@ -31,15 +31,30 @@ async fn drive(app: &TestApp, person: &reqwest::Client, start: &str, pause: i64)
     let mut response = person.get(start).send().await.unwrap();
     for _ in 0..30 {
         let status = response.status();
-        let Some(location) = response.headers().get("location").map(|l| l.to_str().unwrap().to_owned()) else {
+        let Some(location) = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned())
+        else {
             panic!("stuck at {status}: {}", response.text().await.unwrap());
         };
-        let location = if location.starts_with('/') { app.url(&location) } else { location };
+        let location = if location.starts_with('/') {
+            app.url(&location)
+        } else {
+            location
+        };
         let url = url::Url::parse(&location).unwrap();
         if !location.starts_with(&app.address) {
-            return Outcome { back: url, sign_ins, consents };
+            return Outcome {
+                back: url,
+                sign_ins,
+                consents,
+            };
         }
-        assert!(sign_ins < 8 && consents < 8, "loop: {sign_ins} sign-ins, {consents} consents");
+        assert!(
+            sign_ins < 8 && consents < 8,
+            "loop: {sign_ins} sign-ins, {consents} consents"
+        );
         response = match url.path() {
             "/login" => {
                 let page = person.get(&location).send().await.unwrap().text().await.unwrap();
@@ -150,7 +165,10 @@ async fn max_age_zero_forces_a_sign_in_even_in_the_same_second() {
     let first = person.get(&url).send().await.unwrap();
     assert_eq!(first.status(), 303);
     let location = first.headers()["location"].to_str().unwrap();
-    assert!(location.starts_with("/login?") && location.contains("prompt=login"), "{location}");
+    assert!(
+        location.starts_with("/login?") && location.contains("prompt=login"),
+        "{location}"
+    );
     // The person takes 2 s to sign in; that sign-in satisfies this request's max_age.
     let outcome = drive(&app, &person, &url, 2).await;
     assert_eq!((outcome.sign_ins, outcome.consents), (1, 0), "one sign-in, no loop");

@@ -32,7 +32,10 @@ async fn an_ip_issuer_starts_with_passkeys_off_and_says_so() {
             .unwrap();
         assert_eq!(discovery["issuer"], issuer);
         let page = reqwest::get(app.url("/login")).await.unwrap().text().await.unwrap();
-        assert!(page.contains(r#"id="webauthn-off""#), "the sign-in page says passkeys are off");
+        assert!(
+            page.contains(r#"id="webauthn-off""#),
+            "the sign-in page says passkeys are off"
+        );
         assert!(!page.contains("data-webauthn-form"), "and offers none");
         assert!(!page.contains("webauthn.js"));
         // Passwords work as ever; the passkey pages say they are off.
@@ -52,7 +55,10 @@ fn configuration_is_checked_before_the_database_or_secrets_are_written() {
     let dir = tempfile::tempdir().unwrap();
     let output = migrate(
         dir.path(),
-        &[("OXIDP_ISSUER", "http://127.0.0.1:8080"), ("OXIDP_WEBAUTHN__ENABLED", "true")],
+        &[
+            ("OXIDP_ISSUER", "http://127.0.0.1:8080"),
+            ("OXIDP_WEBAUTHN__ENABLED", "true"),
+        ],
     );
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -263,7 +263,8 @@ fn new_page(
     error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
     let mut response = page(&PasskeyNewPage {
-        layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH).with_webauthn_if(state.webauthn.is_some()),
+        layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH)
+            .with_webauthn_if(state.webauthn.is_some()),
         csrf: csrf.token.clone(),
         name: name.to_owned(),
         error,
