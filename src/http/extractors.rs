@@ -181,28 +181,6 @@ impl FromRequest for AdminCaller {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::safe_return_to;
-
-    #[test]
-    fn return_to_stays_on_site() {
-        assert_eq!(safe_return_to(Some("/account?tab=sessions")), "/account?tab=sessions");
-        for bad in [
-            "https://evil.example",
-            "//evil.example",
-            "/\\evil.example",
-            "/a\\b",
-            "/x\r\nSet-Cookie: a=b",
-            "javascript:alert(1)",
-            "",
-        ] {
-            assert_eq!(safe_return_to(Some(bad)), "/account", "{bad:?}");
-        }
-        assert_eq!(safe_return_to(None), "/account");
-    }
-}
-
 /// The raw body of an OAuth back-channel request (/token, /revoke, /introspect).
 /// A body over `http.max_body_bytes` is refused in the endpoint's own format:
 /// RFC 6749 §5.2 JSON `invalid_request` with 413, not actix's plain text.
@@ -227,5 +205,27 @@ impl FromRequest for OAuthBody {
                 }
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return_to;
+
+    #[test]
+    fn return_to_stays_on_site() {
+        assert_eq!(safe_return_to(Some("/account?tab=sessions")), "/account?tab=sessions");
+        for bad in [
+            "https://evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "/a\\b",
+            "/x\r\nSet-Cookie: a=b",
+            "javascript:alert(1)",
+            "",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), "/account", "{bad:?}");
+        }
+        assert_eq!(safe_return_to(None), "/account");
     }
 }

@@ -262,7 +262,7 @@ async fn private_key_jwt_without_a_kid_match_is_accepted_when_the_key_is_unambig
         payload.set_issuer(&client.id);
         payload.set_subject(&client.id);
         payload.set_audience(vec![token_endpoint.as_str()]);
-        payload.set_jwt_id(&format!("jti-{n}"));
+        payload.set_jwt_id(format!("jti-{n}"));
         payload
             .set_claim("exp", Some(serde_json::json!(app.clock.now() + 60)))
             .unwrap();
