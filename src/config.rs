@@ -57,6 +57,10 @@ impl Default for AuditConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebauthnConfig {
+    /// Security keys and passkeys. Unset: on, unless the origin's host is an IP
+    /// address (WebAuthn needs a domain as relying party id), then off. `true`
+    /// with an IP origin is a configuration error; `false` turns them off.
+    pub enabled: Option<bool>,
     /// The relying party id: the issuer's host or a registrable suffix of it.
     pub rp_id: Option<String>,
     /// The name authenticators show; defaults to the issuer's host.
@@ -435,6 +439,12 @@ const KEYS: &[(&str, Setter)] = &[
         c.admin.initial_password = Some(SecretString::from(v.to_owned()));
         Ok(())
     }),
+    ("webauthn.enabled", |c, v| {
+        let mut enabled = true;
+        parse_into(&mut enabled, v)?;
+        c.webauthn.enabled = Some(enabled);
+        Ok(())
+    }),
     ("webauthn.rp_id", |c, v| {
         c.webauthn.rp_id = Some(v.to_owned());
         Ok(())
@@ -693,10 +703,15 @@ impl Config {
         Ok(())
     }
 
-    /// The WebAuthn relying party: (rp id, origin, display name). The origin's host
-    /// must be the rp id or one of its subdomains (WebAuthn §5.1.3 step 8).
-    pub fn webauthn_relying_party(&self) -> Result<(String, Url, String), ConfigError> {
+    /// The WebAuthn relying party: (rp id, origin, display name), or `None` when
+    /// security keys and passkeys are off (`webauthn.enabled = false`, or unset
+    /// with an IP-address origin). The origin's host must be a domain and the rp id
+    /// or one of its subdomains (WebAuthn §5.1.3 step 8).
+    pub fn webauthn_relying_party(&self) -> Result<Option<(String, Url, String)>, ConfigError> {
         let issuer = self.issuer_url()?;
+        if self.webauthn.enabled == Some(false) {
+            return Ok(None);
+        }
         let origin = match &self.webauthn.origin {
             Some(o) => Url::parse(o).map_err(|e| ConfigError::new("webauthn.origin", format!("not a URL: {e}")))?,
             None => Url::parse(&issuer.origin().ascii_serialization()).expect("an origin is a URL"),
@@ -705,6 +720,15 @@ impl Config {
             .host_str()
             .ok_or_else(|| ConfigError::new("webauthn.origin", "must have a host"))?
             .to_owned();
+        if origin.domain().is_none() {
+            if self.webauthn.enabled == Some(true) {
+                return Err(ConfigError::new(
+                    "webauthn.enabled",
+                    format!("WebAuthn needs a domain name, but the origin's host {host} is an IP address"),
+                ));
+            }
+            return Ok(None);
+        }
         let rp_id = self.webauthn.rp_id.clone().unwrap_or_else(|| host.clone());
         if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
             return Err(ConfigError::new(
@@ -713,7 +737,7 @@ impl Config {
             ));
         }
         let name = self.webauthn.rp_name.clone().unwrap_or_else(|| host.clone());
-        Ok((rp_id, origin, name))
+        Ok(Some((rp_id, origin, name)))
     }
 
     pub fn issuer_url(&self) -> Result<Url, ConfigError> {
@@ -862,7 +886,7 @@ mod tests {
     #[test]
     fn the_webauthn_relying_party_follows_the_issuer_unless_set() {
         let config = Config::load_from(None, env(&[("OXIDP_ISSUER", "https://id.example.com/tenant")])).unwrap();
-        let (rp_id, origin, name) = config.webauthn_relying_party().unwrap();
+        let (rp_id, origin, name) = config.webauthn_relying_party().unwrap().unwrap();
         assert_eq!(
             (rp_id.as_str(), origin.as_str()),
             ("id.example.com", "https://id.example.com/")
@@ -877,6 +901,7 @@ mod tests {
                 .unwrap()
                 .webauthn_relying_party()
                 .unwrap()
+                .unwrap()
                 .0,
             "example.com"
         );
@@ -890,5 +915,26 @@ mod tests {
             ("OXIDP_WEBAUTHN__RP_ID", "example.com"),
         ]);
         assert_eq!(Config::load_from(None, suffix_trick).unwrap_err().key, "webauthn.rp_id");
+    }
+
+    #[test]
+    fn an_ip_issuer_turns_webauthn_off_unless_it_is_demanded() {
+        for issuer in ["http://127.0.0.1:8080", "http://[::1]:8080"] {
+            let config = Config::load_from(None, env(&[("OXIDP_ISSUER", issuer)])).unwrap();
+            assert!(config.webauthn_relying_party().unwrap().is_none(), "{issuer}");
+            let demanded = env(&[("OXIDP_ISSUER", issuer), ("OXIDP_WEBAUTHN__ENABLED", "true")]);
+            assert_eq!(Config::load_from(None, demanded).unwrap_err().key, "webauthn.enabled");
+        }
+        let off = env(&[
+            ("OXIDP_ISSUER", "https://id.example.com"),
+            ("OXIDP_WEBAUTHN__ENABLED", "false"),
+        ]);
+        assert!(
+            Config::load_from(None, off)
+                .unwrap()
+                .webauthn_relying_party()
+                .unwrap()
+                .is_none()
+        );
     }
 }

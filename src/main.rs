@@ -67,6 +67,7 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   login.trusted_proxies         OXIDP_LOGIN__TRUSTED_PROXIES (comma-separated IPs/CIDRs; none)
   login.device_cookie_days      OXIDP_LOGIN__DEVICE_COOKIE_DAYS (365)
   login.attempts_retention_days OXIDP_LOGIN__ATTEMPTS_RETENTION_DAYS (90)
+  webauthn.enabled              OXIDP_WEBAUTHN__ENABLED (on unless the issuer is an IP address)
   webauthn.rp_id                OXIDP_WEBAUTHN__RP_ID (the issuer's host)
   webauthn.origin               OXIDP_WEBAUTHN__ORIGIN (the issuer's origin)
   webauthn.rp_name              OXIDP_WEBAUTHN__RP_NAME (the issuer's host)

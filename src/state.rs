@@ -36,14 +36,24 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// client_credentials issuances waiting to be audited.
     pub issuance: crate::audit::IssuanceCounter,
-    /// The WebAuthn relying party (`[webauthn]`).
-    pub webauthn: Arc<webauthn_rs::Webauthn>,
+    /// The WebAuthn relying party (`[webauthn]`); `None` when security keys and
+    /// passkeys are off.
+    pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
 }
 
 impl AppState {
     /// Connects to the database, applies migrations, loads (or generates) secrets
     /// and checks them against the ones the database was set up with.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // What the configuration alone decides is settled before the database is
+        // touched or secrets are written.
+        let webauthn = crate::authn::webauthn::relying_party(&config)?.map(Arc::new);
+        if webauthn.is_none() {
+            tracing::warn!(
+                issuer = %config.issuer(),
+                "security keys and passkeys are turned off (webauthn.enabled = false, or the origin is an IP address)"
+            );
+        }
         let url = config.database_url();
         let db = Db::connect(
             &url,
@@ -67,7 +77,6 @@ impl AppState {
         let csrf_key = secrets.derive_key("csrf");
         let login_key = secrets.derive_key("login");
         let limiters = Limiters::new(&config.login);
-        let webauthn = Arc::new(crate::authn::webauthn::relying_party(&config)?);
         let trusted_proxies = config
             .login
             .trusted_proxies

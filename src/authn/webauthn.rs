@@ -37,6 +37,8 @@ const PASSWORDLESS: &str = "passwordless";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasskeyError {
+    #[error("security keys and passkeys are turned off on this server")]
+    Disabled,
     #[error("this request has expired or was already used; please try again")]
     CeremonyExpired,
     #[error("the security key or passkey could not be verified")]
@@ -59,17 +61,22 @@ pub enum PasskeyError {
     Internal(#[from] anyhow::Error),
 }
 
-/// The relying party from `[webauthn]` (defaults: the issuer's host and origin).
-pub fn relying_party(config: &Config) -> anyhow::Result<Webauthn> {
-    let (rp_id, origin, name) = config
+/// The relying party from `[webauthn]` (defaults: the issuer's host and origin);
+/// `None` when security keys and passkeys are off (see `Config::webauthn_relying_party`).
+pub fn relying_party(config: &Config) -> anyhow::Result<Option<Webauthn>> {
+    let Some((rp_id, origin, name)) = config
         .webauthn_relying_party()
-        .map_err(|e| anyhow::anyhow!("configuration key `{}`: {}", e.key, e.message))?;
+        .map_err(|e| anyhow::anyhow!("configuration key `{}`: {}", e.key, e.message))?
+    else {
+        return Ok(None);
+    };
     WebauthnBuilder::new(&rp_id, &origin)
         .and_then(|b| {
             b.rp_name(&name)
                 .timeout(std::time::Duration::from_secs(CEREMONY_TTL_SECS as u64))
                 .build()
         })
+        .map(Some)
         .map_err(|e| anyhow::anyhow!("configuration key `webauthn.rp_id`: {e}"))
 }
 
@@ -143,6 +150,11 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, PasskeyErr
     serde_json::from_str(text).map_err(|e| PasskeyError::Internal(e.into()))
 }
 
+/// The relying party, or `Disabled` when security keys and passkeys are off.
+fn relying(state: &AppState) -> Result<&Webauthn, PasskeyError> {
+    state.webauthn.as_deref().ok_or(PasskeyError::Disabled)
+}
+
 /// Audits a refused ceremony (the reason is webauthn-rs's error kind, never key material).
 async fn refused(state: &AppState, user_id: Option<&str>, ip: Option<String>, purpose: &str, reason: String) {
     let actor = match user_id {
@@ -190,8 +202,7 @@ pub async fn start_registration(state: &AppState, user: &UserRow, auth_time: i64
         .map(|p| p.cred_id().clone())
         .collect::<Vec<_>>();
     let display = user.name.clone().unwrap_or_else(|| user.username.clone());
-    let (options, registration) = state
-        .webauthn
+    let (options, registration) = relying(state)?
         .start_passkey_registration(handle, &user.username, &display, Some(exclude))
         .map_err(|e| PasskeyError::Internal(anyhow::anyhow!("starting a registration: {e}")))?;
     let mut options = serde_json::to_value(&options).map_err(|e| PasskeyError::Internal(e.into()))?;
@@ -244,7 +255,7 @@ pub async fn finish_registration(
             return Err(PasskeyError::Rejected);
         }
     };
-    let passkey = match state.webauthn.finish_passkey_registration(&credential, &registration) {
+    let passkey = match relying(state)?.finish_passkey_registration(&credential, &registration) {
         Ok(p) => p,
         Err(e) => {
             refused(state, Some(&user.id), ip, REGISTER, format!("{e:?}")).await;
@@ -315,8 +326,7 @@ pub async fn start_second_factor(state: &AppState, user_id: &str) -> Result<Star
     if passkeys.is_empty() {
         return Err(PasskeyError::NoCredentials);
     }
-    let (options, authentication) = state
-        .webauthn
+    let (options, authentication) = relying(state)?
         .start_passkey_authentication(&passkeys)
         .map_err(|e| PasskeyError::Internal(anyhow::anyhow!("starting an authentication: {e}")))?;
     open(
@@ -368,10 +378,7 @@ pub async fn finish_second_factor(
         .await;
         return Err(PasskeyError::UnknownCredential);
     };
-    match state
-        .webauthn
-        .finish_passkey_authentication(&credential, &authentication)
-    {
+    match relying(state)?.finish_passkey_authentication(&credential, &authentication) {
         Ok(result) => record_use(state, stored, &result, SECOND_FACTOR, ip).await,
         Err(e) => {
             refused(state, Some(user_id), ip, SECOND_FACTOR, format!("{e:?}")).await;
@@ -443,8 +450,7 @@ fn result_counter(passkey_json: &str) -> u64 {
 
 /// Starts a passwordless sign-in: the browser lets the person pick a passkey.
 pub async fn start_passwordless(state: &AppState) -> Result<Started, PasskeyError> {
-    let (mut options, authentication) = state
-        .webauthn
+    let (mut options, authentication) = relying(state)?
         .start_discoverable_authentication()
         .map_err(|e| PasskeyError::Internal(anyhow::anyhow!("starting a discoverable authentication: {e}")))?;
     // A button press asks with the browser's own dialog, not autofill (conditional) mediation.
@@ -475,7 +481,7 @@ pub async fn finish_passwordless(
             return Err(PasskeyError::Rejected);
         }
     };
-    let (handle, raw_id) = match state.webauthn.identify_discoverable_authentication(&credential) {
+    let (handle, raw_id) = match relying(state)?.identify_discoverable_authentication(&credential) {
         Ok(found) => found,
         Err(e) => {
             refused(state, None, ip, PASSWORDLESS, format!("{e:?}")).await;
@@ -497,10 +503,7 @@ pub async fn finish_passwordless(
         return Err(PasskeyError::UnknownCredential);
     };
     let passkey: Passkey = from_json(&stored.passkey)?;
-    match state
-        .webauthn
-        .finish_discoverable_authentication_v2(&credential, authentication, &passkey)
-    {
+    match relying(state)?.finish_discoverable_authentication_v2(&credential, authentication, &passkey) {
         Ok(result) => {
             let user_id = stored.user_id.clone();
             let used = record_use(state, stored, &result, PASSWORDLESS, ip).await?;
@@ -575,5 +578,5 @@ pub async fn delete(
 
 /// The allowed origin, for tests and diagnostics.
 pub fn origin(state: &AppState) -> Option<Url> {
-    state.webauthn.get_allowed_origins().first().cloned()
+    state.webauthn.as_ref()?.get_allowed_origins().first().cloned()
 }

@@ -84,12 +84,15 @@ impl RedirectUri {
     }
 }
 
-/// `:8080/cb` → `/cb`, `/cb` → `/cb`; `None` if what follows the host is neither.
+/// `:8080/cb` → `/cb`, `/cb` → `/cb`; `None` if what follows the host is neither,
+/// or the port is outside 1–65535 or not written canonically.
 fn strip_port(rest: &str) -> Option<&str> {
     match rest.strip_prefix(':') {
         Some(after) => {
             let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            if digits == 0 || digits > 5 {
+            // A port in 1–65535 written canonically: no leading zero (`:0080`), not 0.
+            let port = after[..digits].parse::<u16>().ok().filter(|p| *p != 0);
+            if port.is_none() || after.starts_with('0') {
                 return None;
             }
             let rest = &after[digits..];

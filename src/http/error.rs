@@ -251,6 +251,7 @@ impl ResponseError for OAuthJsonError {
         use crate::oauth::error::OAuthError as E;
         match self.0 {
             E::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            E::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             E::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
             E::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             E::ServerError => StatusCode::INTERNAL_SERVER_ERROR,

@@ -181,6 +181,33 @@ impl FromRequest for AdminCaller {
     }
 }
 
+/// The raw body of an OAuth back-channel request (/token, /revoke, /introspect).
+/// A body over `http.max_body_bytes` is refused in the endpoint's own format:
+/// RFC 6749 §5.2 JSON `invalid_request` with 413, not actix's plain text.
+pub struct OAuthBody(pub web::Bytes);
+
+impl FromRequest for OAuthBody {
+    type Error = crate::http::error::OAuthJsonError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let limit = req
+            .app_data::<web::Data<AppState>>()
+            .map(|s| s.config.http.max_body_bytes)
+            .unwrap_or(64 * 1024);
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            body.await.map(OAuthBody).map_err(|error| {
+                use crate::oauth::error::OAuthError;
+                match error.as_error::<actix_web::error::PayloadError>() {
+                    Some(actix_web::error::PayloadError::Overflow) => OAuthError::RequestTooLarge { limit }.into(),
+                    _ => OAuthError::InvalidRequest("the request body could not be read".into()).into(),
+                }
+            })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::safe_return_to;

@@ -113,11 +113,22 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
 fn admin_api(limit: usize) -> actix_web::Scope {
     let bad = |detail: String| -> actix_web::Error { AdminHttpError(AdminError::BadRequest(detail)).into() };
     web::scope("/admin/v1")
-        .app_data(
-            web::JsonConfig::default()
-                .limit(limit)
-                .error_handler(move |err, _| bad(format!("malformed JSON body: {err}"))),
-        )
+        .app_data(web::JsonConfig::default().limit(limit).error_handler(move |err, _| {
+            match err {
+                // RFC 9457 problem+json with the status that says what is wrong.
+                error::JsonPayloadError::Overflow { .. } | error::JsonPayloadError::OverflowKnownLength { .. } => {
+                    error::InternalError::from_response(
+                        err,
+                        problem(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &format!("The JSON body is larger than {limit} bytes."),
+                        ),
+                    )
+                    .into()
+                }
+                err => bad(format!("malformed JSON body: {err}")),
+            }
+        }))
         .app_data(web::QueryConfig::default().error_handler(move |err, _| bad(format!("malformed query: {err}"))))
         .app_data(web::PathConfig::default().error_handler(move |err, _| bad(format!("malformed path: {err}"))))
         .route("/users", web::get().to(admin::list_users))

@@ -56,6 +56,11 @@ pub struct AuthorizationRequest {
     /// sign-in starts a new one.
     #[serde(default)]
     pub session_at_request: Option<String>,
+    /// The session whose person answered this request's consent page. Recorded on
+    /// the stored request with the consent, so `prompt=consent` is asked once per
+    /// request (OIDC Core §3.1.2.1), not again after it was just given.
+    #[serde(default)]
+    pub consent_given_by: Option<String>,
 }
 
 /// Where and how to answer the client.
@@ -150,6 +155,13 @@ pub async fn parse(
             .ok_or_else(|| {
                 AuthorizeError::Page("The application asked to send you to an address it has not registered.".into())
             })?,
+        // OIDC Core §3.1.2.1: an OpenID request must name its redirect_uri (an
+        // empty value counts as omitted, RFC 6749 §3.1).
+        None if params.get("scope").is_some_and(|s| s.split(' ').any(|v| v == "openid")) => {
+            return Err(AuthorizeError::Page(
+                "The request does not say where to return (redirect_uri is required for OpenID Connect).".into(),
+            ));
+        }
         None if client.redirect_uris.len() == 1 => client.redirect_uris[0].as_str().to_owned(),
         None => {
             return Err(AuthorizeError::Page(
@@ -310,6 +322,7 @@ pub async fn parse(
         id_token_hint_sub,
         resource,
         session_at_request: None,
+        consent_given_by: None,
     };
     Ok((request, client))
 }
@@ -328,14 +341,14 @@ pub enum Step {
     StepUp,
 }
 
-/// Decides the next step. `first_pass` is true when the request has just arrived
-/// (not yet stored while the person signs in).
+/// Decides the next step. `stored_at` is when the request was stored to wait for
+/// sign-in or consent (`None` when it has just arrived).
 pub async fn decide(
     state: &AppState,
     request: &AuthorizationRequest,
     client: &Client,
     session: Option<&Authenticated>,
-    first_pass: bool,
+    stored_at: Option<i64>,
 ) -> Result<Step, OAuthError> {
     let none = request.prompt.contains(&Prompt::None);
     let Some(auth) = session else {
@@ -347,15 +360,21 @@ pub async fn decide(
     };
     let now = state.clock.now();
     let auth_time = auth.session.auth_time;
-    let signed_in_since_request =
-        !first_pass && request.session_at_request.as_deref() != Some(auth.session.id.as_str());
-    let stale_for_prompt = request.prompt.contains(&Prompt::Login) && !signed_in_since_request;
-    let stale_for_max_age = request.max_age.is_some_and(|max| now - auth_time > max);
+    // OIDC Core §3.1.2.1: `prompt=login` and `max_age` ask for an active
+    // re-authentication; `max_age=0` is equivalent to `prompt=login`.
+    let wants_login =
+        request.prompt.contains(&Prompt::Login) || request.max_age.is_some_and(|max| max == 0 || now - auth_time > max);
+    // A sign-in made for this very request satisfies it, however long ago it was:
+    // a session other than the one the request arrived with, authenticated after
+    // the request was stored. Both facts are fixed once true, so this cannot loop.
+    let signed_in_for_request = stored_at.is_some_and(|stored_at| {
+        request.session_at_request.as_deref() != Some(auth.session.id.as_str()) && auth_time >= stored_at
+    });
     let other_user = request
         .id_token_hint_sub
         .as_ref()
         .is_some_and(|sub| *sub != auth.user.id);
-    if stale_for_prompt || stale_for_max_age || other_user {
+    if (wants_login && !signed_in_for_request) || other_user {
         return Ok(if none {
             Step::Fail(OAuthError::LoginRequired)
         } else {
@@ -377,7 +396,9 @@ pub async fn decide(
         });
     }
     if client.require_consent {
-        let consent_asked = request.prompt.contains(&Prompt::Consent);
+        // `prompt=consent` is answered once per request, by this session.
+        let consent_asked = request.prompt.contains(&Prompt::Consent)
+            && request.consent_given_by.as_deref() != Some(auth.session.id.as_str());
         let (user_id, client_id) = (auth.user.id.clone(), client.id.to_string());
         let granted = state
             .db
@@ -419,20 +440,35 @@ pub async fn load(state: &AppState, id: &str) -> Result<Option<(AuthorizationReq
     Ok(row.and_then(|r| serde_json::from_str(&r.params).ok().map(|req| (req, r.created_at))))
 }
 
-/// Records consent to the request's scopes (merged with earlier consent).
-pub async fn record_consent(state: &AppState, request: &AuthorizationRequest, user_id: &str) -> Result<(), OAuthError> {
+/// Records consent to the request's scopes (merged with earlier consent) and, on
+/// the stored request `request_id`, that this session answered its consent page.
+/// Returns the request as updated.
+pub async fn record_consent(
+    state: &AppState,
+    request_id: &str,
+    mut request: AuthorizationRequest,
+    auth: &Authenticated,
+) -> Result<AuthorizationRequest, OAuthError> {
     let now = state.clock.now();
-    let (user_id, client_id, scope) = (user_id.to_owned(), request.client_id.clone(), request.scope.clone());
+    request.consent_given_by = Some(auth.session.id.clone());
+    let params = serde_json::to_string(&request).map_err(anyhow::Error::from)?;
+    let (request_id, user_id, client_id, scope) = (
+        request_id.to_owned(),
+        auth.user.id.clone(),
+        request.client_id.clone(),
+        request.scope.clone(),
+    );
     state
         .db
         .transaction(move |conn| {
             let earlier = consents::find(conn, &user_id, &client_id)?
                 .map(|c| Scopes::parse(&c.scope).unwrap_or_default())
                 .unwrap_or_default();
-            consents::save(conn, &user_id, &client_id, &earlier.union(&scope).to_string(), now)
+            consents::save(conn, &user_id, &client_id, &earlier.union(&scope).to_string(), now)?;
+            codes::update_request_params(conn, &request_id, &params)
         })
         .await?;
-    Ok(())
+    Ok(request)
 }
 
 /// Issues the code (single use, `tokens.code_ttl_secs`) and consumes the stored

@@ -173,26 +173,45 @@ fn check_secret(client: &Client, secret: &str, used: AuthMethod) -> Result<(), O
     }
 }
 
+/// A verifier for `jwk` under `alg`. The key is chosen by `select_key`, so the
+/// verifier itself does not compare `kid` (josekit would refuse an assertion
+/// without one whenever the registered key has one).
 fn verifier_for(alg: &str, jwk: &Jwk) -> Option<Box<dyn JwsVerifier>> {
+    macro_rules! without_kid {
+        ($verifier:expr) => {
+            $verifier.ok().map(|mut v| {
+                v.remove_key_id();
+                Box::new(v) as Box<dyn JwsVerifier>
+            })
+        };
+    }
     match alg {
-        "RS256" => RS256
-            .verifier_from_jwk(jwk)
-            .ok()
-            .map(|v| Box::new(v) as Box<dyn JwsVerifier>),
-        "PS256" => PS256
-            .verifier_from_jwk(jwk)
-            .ok()
-            .map(|v| Box::new(v) as Box<dyn JwsVerifier>),
-        "ES256" => ES256
-            .verifier_from_jwk(jwk)
-            .ok()
-            .map(|v| Box::new(v) as Box<dyn JwsVerifier>),
-        "EdDSA" => EdDSA
-            .verifier_from_jwk(jwk)
-            .ok()
-            .map(|v| Box::new(v) as Box<dyn JwsVerifier>),
+        "RS256" => without_kid!(RS256.verifier_from_jwk(jwk)),
+        "PS256" => without_kid!(PS256.verifier_from_jwk(jwk)),
+        "ES256" => without_kid!(ES256.verifier_from_jwk(jwk)),
+        "EdDSA" => without_kid!(EdDSA.verifier_from_jwk(jwk)),
         _ => None,
     }
+}
+
+/// Picks the client's key for an assertion. RFC 7515 §4.1.4 makes `kid`
+/// optional; OIDC Core §10.1 requires it only when the JWK Set holds several
+/// keys. So: the key named by `kid`; else, when exactly one registered key is
+/// usable for `alg`, that one (whether the assertion or the key lacks a `kid`,
+/// or the key has none to compare). `None` when the choice is ambiguous or empty.
+fn select_key(alg: &str, kid: Option<&str>, keys: &[&Jwk]) -> Option<Box<dyn JwsVerifier>> {
+    if let Some(kid) = kid
+        && let Some(named) = keys.iter().find(|k| k.key_id() == Some(kid))
+    {
+        return verifier_for(alg, named);
+    }
+    let mut usable = keys
+        .iter()
+        // A key that names itself differently from the assertion's `kid` is not this one.
+        .filter(|k| kid.is_none() || k.key_id().is_none())
+        .filter_map(|k| verifier_for(alg, k));
+    let only = usable.next()?;
+    usable.next().is_none().then_some(only)
 }
 
 /// RFC 7523 §3: iss = sub = client_id, aud names us, unexpired, short-lived, `jti` unique.
@@ -229,17 +248,8 @@ async fn authenticate_assertion(
         return Err(OAuthError::InvalidClient("this client does not use private_key_jwt"));
     }
     let jwks = client.jwks.as_ref().ok_or(BAD)?;
-    let candidates: Vec<&Jwk> = jwks
-        .keys()
-        .into_iter()
-        .filter(|k| kid.as_deref().is_none_or(|kid| k.key_id() == Some(kid)))
-        .collect();
-    let payload = candidates
-        .iter()
-        .filter_map(|jwk| verifier_for(&alg, jwk))
-        .find_map(|verifier| josekit::jwt::decode_with_verifier(assertion, verifier.as_ref()).ok())
-        .map(|(payload, _)| payload)
-        .ok_or(BAD)?;
+    let verifier = select_key(&alg, kid.as_deref(), &jwks.keys()).ok_or(BAD)?;
+    let (payload, _) = josekit::jwt::decode_with_verifier(assertion, verifier.as_ref()).map_err(|_| BAD)?;
     let claims = payload.claims_set();
     let now = state.clock.now();
     let str_claim = |name: &str| claims.get(name).and_then(|v| v.as_str());

@@ -7,6 +7,10 @@ pub enum OAuthError {
     /// RFC 6749 §4.1.2.1 / §5.2: a parameter is missing, repeated, malformed or unsupported.
     #[error("invalid_request: {0}")]
     InvalidRequest(String),
+    /// RFC 6749 §5.2 `invalid_request`: the body is larger than `http.max_body_bytes`
+    /// (answered with 413, RFC 9110 §15.5.14).
+    #[error("invalid_request: request body too large")]
+    RequestTooLarge { limit: usize },
     /// RFC 6749 §5.2: client authentication failed (answered with 401).
     #[error("invalid_client: {0}")]
     InvalidClient(&'static str),
@@ -64,7 +68,7 @@ pub enum OAuthError {
 impl OAuthError {
     pub fn code(&self) -> &'static str {
         match self {
-            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidRequest(_) | OAuthError::RequestTooLarge { .. } => "invalid_request",
             OAuthError::InvalidClient(_) => "invalid_client",
             OAuthError::InvalidGrant(_) => "invalid_grant",
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
@@ -93,6 +97,7 @@ impl OAuthError {
             | OAuthError::InvalidGrant(d)
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::AccessDenied(d) => (*d).to_owned(),
+            OAuthError::RequestTooLarge { limit } => format!("the request body is larger than {limit} bytes"),
             OAuthError::UnsupportedGrantType => "the grant type is not supported".to_owned(),
             OAuthError::UnsupportedResponseType => "only response_type=code is supported".to_owned(),
             OAuthError::UnsupportedTokenType => "this token type cannot be revoked".to_owned(),

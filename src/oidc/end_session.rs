@@ -1,5 +1,6 @@
 //! RP-Initiated Logout 1.0. `id_token_hint` proves which session the relying party
-//! means; without it the person is asked to confirm (so a third-party page cannot
+//! means (its `sub` and `sid` must both name the current session, §2/§4); without
+//! it, or with a hint from another session, the person is asked to confirm (so a third-party page cannot
 //! sign them out). `post_logout_redirect_uri` is followed only when it exactly
 //! matches one the client registered; otherwise the signed-out page is shown.
 
@@ -10,10 +11,20 @@ use crate::oauth::params::Params;
 use crate::oidc::id_token;
 use crate::state::AppState;
 
+impl LogoutRequest {
+    /// True when the ID token hint was issued in this very OP session (same
+    /// person, same `sid`); an older session's token does not qualify.
+    pub fn hint_names_session(&self, user_id: &str, session_id: &str) -> bool {
+        self.hint_sub.as_deref() == Some(user_id) && self.hint_sid.as_deref() == Some(session_id)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct LogoutRequest {
     /// `sub` of a valid ID token hint.
     pub hint_sub: Option<String>,
+    /// `sid` of a valid ID token hint: the OP session it was issued in.
+    pub hint_sid: Option<String>,
     pub client: Option<Arc<Client>>,
     /// Verified post-logout redirect, with `state` already appended.
     pub redirect: Option<String>,
@@ -66,8 +77,13 @@ pub async fn parse(state: &AppState, params: &Params) -> Result<LogoutRequest, S
         }
         _ => None,
     };
+    let (hint_sub, hint_sid) = match hint {
+        Some((sub, _, sid)) => (Some(sub), sid),
+        None => (None, None),
+    };
     Ok(LogoutRequest {
-        hint_sub: hint.map(|(sub, _, _)| sub),
+        hint_sub,
+        hint_sid,
         client,
         redirect,
         client_id,

@@ -54,6 +54,12 @@ impl Layout {
     }
 
     /// The page has security key or passkey buttons.
+    /// As `with_webauthn` when security keys and passkeys are on; otherwise the
+    /// page shows a note that they are turned off.
+    pub fn with_webauthn_if(self, enabled: bool) -> Self {
+        if enabled { self.with_webauthn() } else { self }
+    }
+
     pub fn with_webauthn(mut self) -> Self {
         self.webauthn = true;
         self

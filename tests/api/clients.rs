@@ -229,3 +229,93 @@ async fn client_secret_post_and_private_key_jwt_with_replay_protection() {
         .unwrap();
     assert_eq!(response.status(), 401);
 }
+
+/// RFC 7515 §4.1.4 / OIDC Core §10.1: `kid` is needed only to choose among keys.
+#[tokio::test]
+async fn private_key_jwt_without_a_kid_match_is_accepted_when_the_key_is_unambiguous() {
+    let app = spawn_app().await;
+    let jwk_of = |pair: &josekit::jwk::alg::ec::EcKeyPair, kid: Option<&str>| {
+        let mut public = pair.to_jwk_public_key();
+        if let Some(kid) = kid {
+            public.set_key_id(kid);
+        }
+        serde_json::Value::Object(public.as_ref().clone())
+    };
+    let client_with = |keys: Vec<serde_json::Value>| {
+        let app = &app;
+        async move {
+            app.create_client(oxidp::oauth::clients::ClientSpec {
+                auth_method: Some("private_key_jwt".into()),
+                jwks: Some(serde_json::json!({ "keys": keys })),
+                grant_types: Some(vec!["client_credentials".into()]),
+                scopes: Some("api:read".into()),
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let token_endpoint = format!("{}/token", app.config.issuer());
+    let mut n = 0;
+    let mut send = |client: &TestClient, pair: &josekit::jwk::alg::ec::EcKeyPair, kid: Option<&str>| {
+        n += 1;
+        let mut payload = JwtPayload::new();
+        payload.set_issuer(&client.id);
+        payload.set_subject(&client.id);
+        payload.set_audience(vec![token_endpoint.as_str()]);
+        payload.set_jwt_id(format!("jti-{n}"));
+        payload
+            .set_claim("exp", Some(serde_json::json!(app.clock.now() + 60)))
+            .unwrap();
+        let mut header = JwsHeader::new();
+        if let Some(kid) = kid {
+            header.set_key_id(kid);
+        }
+        let signer = ES256.signer_from_pem(pair.to_pem_private_key()).unwrap();
+        let assertion = josekit::jwt::encode_with_signer(&payload, &header, &signer).unwrap();
+        let app = &app;
+        async move {
+            reqwest::Client::new()
+                .post(app.url("/token"))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let (k1, k2) = (ES256.generate_key_pair().unwrap(), ES256.generate_key_pair().unwrap());
+
+    // One key with a kid; the assertion names none.
+    let named = client_with(vec![jwk_of(&k1, Some("k1"))]).await;
+    assert_eq!(send(&named, &k1, None).await, 200, "no kid, one registered key");
+    assert_eq!(send(&named, &k1, Some("k1")).await, 200);
+    assert_eq!(send(&named, &k1, Some("other")).await, 401, "a kid naming no key");
+    assert_eq!(send(&named, &k2, None).await, 401, "signed by another key");
+
+    // One key without a kid; the assertion names one.
+    let anonymous = client_with(vec![jwk_of(&k1, None)]).await;
+    assert_eq!(
+        send(&anonymous, &k1, Some("laptop-2026")).await,
+        200,
+        "kid, key without one"
+    );
+    assert_eq!(send(&anonymous, &k1, None).await, 200);
+    assert_eq!(send(&anonymous, &k2, Some("laptop-2026")).await, 401);
+
+    // Two keys: the kid chooses; without it the choice is ambiguous.
+    let two = client_with(vec![jwk_of(&k1, Some("k1")), jwk_of(&k2, Some("k2"))]).await;
+    assert_eq!(send(&two, &k2, Some("k2")).await, 200);
+    assert_eq!(send(&two, &k1, Some("k1")).await, 200);
+    assert_eq!(send(&two, &k2, None).await, 401, "ambiguous without kid");
+    let two_anonymous = client_with(vec![jwk_of(&k1, None), jwk_of(&k2, None)]).await;
+    assert_eq!(send(&two_anonymous, &k1, Some("k1")).await, 401, "ambiguous");
+    assert_eq!(send(&two_anonymous, &k1, None).await, 401, "ambiguous");
+}

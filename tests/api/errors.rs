@@ -77,3 +77,93 @@ async fn malformed_and_oversized_forms_get_an_error_page() {
     let query = client.get(app.url("/login?return_to=%ZZ")).send().await.unwrap();
     assert!(query.status() == 400 || query.status() == 200, "{}", query.status());
 }
+
+/// A body over `http.max_body_bytes` is answered in each endpoint's own format.
+#[tokio::test]
+async fn oversized_bodies_get_413_in_the_endpoint_format() {
+    let app = spawn_app().await;
+    let service = app.service_client("api:read", None).await;
+    let big = "a".repeat(app.config.http.max_body_bytes + 1);
+    for endpoint in ["/token", "/revoke", "/introspect"] {
+        let response = reqwest::Client::new()
+            .post(app.url(endpoint))
+            .basic_auth(&service.id, service.secret.as_deref())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("grant_type=client_credentials&token=x&padding={big}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413, "{endpoint}");
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json"),
+            "{endpoint}"
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{endpoint}");
+    }
+    let admin = app.admin_token().await;
+    let response = reqwest::Client::new()
+        .post(app.url("/admin/v1/users"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({ "username": "big", "padding": big }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], 413);
+}
+
+/// RFC 6749 Appendix B: malformed form encoding is `invalid_request`, not guessed at.
+#[tokio::test]
+async fn malformed_form_encoding_is_invalid_request() {
+    let app = spawn_app().await;
+    let service = app.service_client("api:read", None).await;
+    for body in [
+        "&&&==&grant_type=client_credentials&&",
+        "grant_type=client_credentials&scope=api%3Aread%zz",
+        "grant_type=client_credentials&scope=%4",
+        "grant_type=client_credentials&=x",
+        "grant_type=client_credentials&scope",
+        "grant_type=client_credentials&scope=%ff",
+    ] {
+        let response = reqwest::Client::new()
+            .post(app.url("/token"))
+            .basic_auth(&service.id, service.secret.as_deref())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_request", "{body}");
+    }
+    // The well-formed request still works, with `+` and escapes decoded.
+    let response = reqwest::Client::new()
+        .post(app.url("/token"))
+        .basic_auth(&service.id, service.secret.as_deref())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=api%3Aread")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The authorization endpoint shows a page for a malformed query.
+    let client = app.web_client().await;
+    let page = browser()
+        .get(format!(
+            "{}&&&scope=openid%zz",
+            app.authorize_url(&client, &[("state", "s")])
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 400);
+    assert!(page.headers().get("location").is_none());
+}

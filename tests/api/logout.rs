@@ -204,3 +204,58 @@ async fn signing_out_ends_session_bound_refresh_tokens_but_not_offline_ones() {
         .await;
     assert_eq!(r.status(), 200, "offline_access outlives the session");
 }
+
+#[tokio::test]
+async fn an_id_token_from_an_earlier_session_asks_before_signing_out() {
+    let app = spawn_app().await;
+    let (person, _, old_token) = signed_in_with_id_token(&app).await;
+    // The hint's own session ends at once.
+    let response = person
+        .get(logout_url(&app, &[("id_token_hint", &old_token)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.unwrap().contains("You are signed out"));
+    // Signed in again: a new OP session, same person.
+    assert_eq!(app.login(&person, "alice", PASSWORD).await.status(), 303);
+    let response = person
+        .get(logout_url(
+            &app,
+            &[
+                ("id_token_hint", &old_token),
+                ("post_logout_redirect_uri", "https://client.example.com/bye"),
+                ("state", "st"),
+            ],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "the person is asked, not signed out");
+    assert!(response.headers().get("location").is_none());
+    let page = response.text().await.unwrap();
+    assert!(page.contains(r#"name="csrf_token""#), "a confirmation form");
+    assert_eq!(
+        person.get(app.url("/account")).send().await.unwrap().status(),
+        200,
+        "the new session is still there"
+    );
+    // Confirming signs out and follows the verified redirect.
+    let confirmed = person
+        .post(app.url("/logout"))
+        .form(&[
+            ("csrf_token", csrf_of(&page).as_str()),
+            ("id_token_hint", old_token.as_str()),
+            ("post_logout_redirect_uri", "https://client.example.com/bye"),
+            ("state", "st"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), 303);
+    assert_eq!(
+        confirmed.headers()["location"],
+        "https://client.example.com/bye?state=st"
+    );
+    assert_eq!(person.get(app.url("/account")).send().await.unwrap().status(), 303);
+}

@@ -653,3 +653,76 @@ async fn token_endpoint_errors_follow_rfc6749() {
         "unauthorized_client"
     );
 }
+
+/// OIDC Core §3.1.2.1: an OpenID request must name its redirect_uri; an empty
+/// value is no value (RFC 6749 §3.1), so it is refused on a page, not defaulted.
+#[tokio::test]
+async fn an_empty_redirect_uri_in_an_openid_request_gets_an_error_page() {
+    let app = spawn_app().await;
+    let client = app.public_client().await;
+    let (_, challenge) = pkce_pair();
+    let person = app.signed_in("alice").await;
+    for redirect in [Some(""), None] {
+        let mut url = url::Url::parse(&app.url("/authorize")).unwrap();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("client_id", &client.id);
+            if let Some(r) = redirect {
+                q.append_pair("redirect_uri", r);
+            }
+            q.append_pair("response_type", "code");
+            q.append_pair("scope", "openid");
+            q.append_pair("code_challenge", &challenge);
+            q.append_pair("code_challenge_method", "S256");
+        }
+        let response = person.get(url.as_str()).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{redirect:?}");
+        assert!(response.headers().get("location").is_none(), "{redirect:?} redirected");
+        assert!(response.text().await.unwrap().contains("redirect_uri"));
+    }
+    // A plain OAuth request may still omit it when one URI is registered (RFC 6749 §3.1.2.3).
+    let url = format!(
+        "{}?client_id={}&response_type=code&scope=profile&code_challenge={challenge}&code_challenge_method=S256",
+        app.url("/authorize"),
+        client.id
+    );
+    let response = person.get(&url).send().await.unwrap();
+    assert_ne!(response.status(), 400);
+}
+
+/// RFC 8252 §7.3 lets loopback redirects choose the port, not an invalid one.
+#[tokio::test]
+async fn loopback_redirect_ports_must_be_valid_and_canonical() {
+    let app = spawn_app().await;
+    let client = app.web_client().await;
+    let (_, challenge) = pkce_pair();
+    let person = app.signed_in("alice").await;
+    for port in [":0", ":00", ":99999", ":65536", ":0080", ":08080", ":+80"] {
+        let mut attacker = client.clone();
+        attacker.redirect_uri = format!("http://127.0.0.1{port}/native-cb");
+        let url = app.authorize_url(
+            &attacker,
+            &[
+                ("scope", "openid"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        );
+        let response = person.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{port}");
+        assert!(response.headers().get("location").is_none(), "{port} redirected");
+    }
+    for port in [":1", ":80", ":65535"] {
+        let mut native = client.clone();
+        native.redirect_uri = format!("http://127.0.0.1{port}/native-cb");
+        let url = app.authorize_url(
+            &native,
+            &[
+                ("scope", "openid"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ],
+        );
+        assert_eq!(person.get(&url).send().await.unwrap().status(), 303, "{port}");
+    }
+}

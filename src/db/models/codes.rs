@@ -33,6 +33,14 @@ pub fn find_request(conn: &mut AnyConnection, id: &str, now: i64) -> Result<Opti
         .optional()?)
 }
 
+/// Rewrites a pending request's parameters (a step of it was completed).
+pub fn update_request_params(conn: &mut AnyConnection, id: &str, params: &str) -> Result<(), DbError> {
+    diesel::update(authorization_requests::table.find(id))
+        .set(authorization_requests::params.eq(params))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Deletes a pending request; false if another request already finished it.
 pub fn delete_request(conn: &mut AnyConnection, id: &str) -> Result<bool, DbError> {
     Ok(diesel::delete(authorization_requests::table.find(id)).execute(conn)? == 1)

@@ -44,7 +44,8 @@ pub async fn show(
     let expired = query.expired.is_some();
     let notice = expired.then(|| "For your security you were signed out after a period of inactivity.".to_owned());
     let mut response = page(&LoginPage {
-        layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" }).with_webauthn(),
+        layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" })
+            .with_webauthn_if(state.webauthn.is_some()),
         expired,
         csrf: csrf.token.clone(),
         username: query
@@ -105,7 +106,7 @@ pub async fn submit(
         Err(login::LoginError::RateLimited { retry_after }) => Err(PageError::TooManyRequests { retry_after }),
         Err(login::LoginError::InvalidCredentials { wait_secs }) => {
             let mut response = page(&LoginPage {
-                layout: Layout::anonymous("Sign in").with_webauthn(),
+                layout: Layout::anonymous("Sign in").with_webauthn_if(state.webauthn.is_some()),
                 expired: false,
                 csrf: csrf.token.clone(),
                 username: form.username.chars().take(64).collect(),

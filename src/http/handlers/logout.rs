@@ -1,5 +1,5 @@
 //! Signing out, including RP-Initiated Logout. A GET with a valid `id_token_hint`
-//! for the signed-in person signs out at once; anything else asks first, so a
+//! issued in the current session (same `sub` and `sid`) signs out at once; anything else asks first, so a
 //! link on another site cannot sign anyone out. The confirmation is a CSRF-checked POST.
 
 use actix_web::http::{StatusCode, header};
@@ -66,7 +66,7 @@ async fn handle(
         // Nobody to sign out: follow a verified redirect, else say so.
         return sign_out(req, state, &logout).await;
     };
-    if logout.hint_sub.as_deref() == Some(auth.user.id.as_str()) {
+    if logout.hint_names_session(&auth.user.id, &auth.session.id) {
         return sign_out(req, state, &logout).await;
     }
     let mut response = page(&LogoutPage {

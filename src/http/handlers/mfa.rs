@@ -73,7 +73,7 @@ pub async fn code_page(
 ) -> Result<HttpResponse, PageError> {
     let factors = mfa::factors(state, &user.id).await?;
     let mut response = page(&MfaCodePage {
-        layout: Layout::anonymous("Two-step verification").with_webauthn(),
+        layout: Layout::anonymous("Two-step verification").with_webauthn_if(state.webauthn.is_some()),
         csrf: csrf.token.clone(),
         username: user.username.clone(),
         error,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::authn::session::Authenticated;
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::{OAuthJsonError, PageError, html_error, no_store, urlencode};
-use crate::http::extractors::{MaybeSignedIn, SignedIn};
+use crate::http::extractors::{MaybeSignedIn, OAuthBody, SignedIn};
 use crate::http::handlers::page;
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, ClientResponse, ResponseMode, Step};
 use crate::oauth::client_auth::{self, ClientCredentials};
@@ -157,11 +157,11 @@ async fn proceed(
     stored: Option<(String, i64)>,
     session_expired: bool,
 ) -> HttpResponse {
-    let first_pass = stored.is_none();
-    if first_pass {
+    if stored.is_none() {
         request.session_at_request = session.map(|s| s.session.id.clone());
     }
-    let step = match authorize::decide(state, &request, client, session, first_pass).await {
+    let stored_at = stored.as_ref().map(|(_, created_at)| *created_at);
+    let step = match authorize::decide(state, &request, client, session, stored_at).await {
         Ok(step) => step,
         Err(e) => return authorize_failure(AuthorizeError::Server(e)),
     };
@@ -277,9 +277,10 @@ pub async fn consent_submit(
     };
     match form.decision.as_str() {
         "allow" => {
-            if let Err(e) = authorize::record_consent(&state, &request, &auth.user.id).await {
-                return Ok(authorize_failure(AuthorizeError::Server(e)));
-            }
+            let request = match authorize::record_consent(&state, &form.request, request, &auth).await {
+                Ok(updated) => updated,
+                Err(e) => return Ok(authorize_failure(AuthorizeError::Server(e))),
+            };
             tracing::info!(user_id = %auth.user.id, client_id = %client.id, scope = %request.scope, "consent granted");
             Ok(proceed(
                 &state,
@@ -364,7 +365,7 @@ fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
 pub async fn token(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    OAuthBody(body): OAuthBody,
 ) -> Result<HttpResponse, OAuthJsonError> {
     let params = form_params(&req, &body)?;
     let client = authenticated_client(&req, &state, &params).await?;
@@ -377,7 +378,7 @@ pub async fn token(
 pub async fn revoke(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    OAuthBody(body): OAuthBody,
 ) -> Result<HttpResponse, OAuthJsonError> {
     let params = form_params(&req, &body)?;
     let client = authenticated_client(&req, &state, &params).await?;
@@ -389,7 +390,7 @@ pub async fn revoke(
 pub async fn introspect(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    OAuthBody(body): OAuthBody,
 ) -> Result<HttpResponse, OAuthJsonError> {
     let params = form_params(&req, &body)?;
     let client = authenticated_client(&req, &state, &params).await?;

@@ -85,6 +85,7 @@ fn options_error(error: PasskeyError) -> HttpResponse {
             "Adding a security key needs a sign-in within the last 5 minutes: reload the page.",
         ),
         PasskeyError::NoCredentials => problem(StatusCode::CONFLICT, &error.to_string()),
+        PasskeyError::Disabled => problem(StatusCode::NOT_FOUND, &error.to_string()),
         PasskeyError::Db(db) if db.is_unavailable() => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "The service is unavailable; retry later.",
@@ -171,7 +172,7 @@ pub async fn passwordless(
                 _ => "That passkey could not be used to sign in. Use your password, or try another passkey.",
             };
             let mut response = page(&LoginPage {
-                layout: Layout::anonymous("Sign in").with_webauthn(),
+                layout: Layout::anonymous("Sign in").with_webauthn_if(state.webauthn.is_some()),
                 expired: false,
                 csrf: csrf.token.clone(),
                 username: String::new(),
@@ -262,7 +263,8 @@ fn new_page(
     error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
     let mut response = page(&PasskeyNewPage {
-        layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH).with_webauthn(),
+        layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH)
+            .with_webauthn_if(state.webauthn.is_some()),
         csrf: csrf.token.clone(),
         name: name.to_owned(),
         error,
