@@ -107,6 +107,10 @@ pub struct RefreshRow {
     pub grant_id: String,
     pub created_at: i64,
     pub used_at: Option<i64>,
+    /// Set by the rotation that used this token: the successor's hash, and the
+    /// successor sealed under the key-encryption secret (for the reuse grace window).
+    pub successor_hash: Option<String>,
+    pub successor_sealed: Option<String>,
 }
 
 pub fn insert_refresh(conn: &mut AnyConnection, row: &RefreshRow) -> Result<(), DbError> {
@@ -123,16 +127,37 @@ pub fn find_refresh(conn: &mut AnyConnection, token_hash: &str) -> Result<Option
         .optional()?)
 }
 
-/// Marks a refresh token used; false if it already was (a replay or a lost race).
-pub fn use_refresh(conn: &mut AnyConnection, token_hash: &str, now: i64) -> Result<bool, DbError> {
+/// Marks a refresh token used and records its successor; false if it already was
+/// used (a replay or a lost race). The conditional update is the claim: of
+/// concurrent rotations exactly one matches the row.
+pub fn use_refresh(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+    successor_hash: &str,
+    successor_sealed: &str,
+) -> Result<bool, DbError> {
     Ok(diesel::update(
         refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(token_hash))
             .filter(refresh_tokens::used_at.is_null()),
     )
-    .set(refresh_tokens::used_at.eq(now))
+    .set((
+        refresh_tokens::used_at.eq(now),
+        refresh_tokens::successor_hash.eq(successor_hash),
+        refresh_tokens::successor_sealed.eq(successor_sealed),
+    ))
     .execute(conn)?
         == 1)
+}
+
+/// One refresh token by hash (without its grant).
+pub fn find_refresh_row(conn: &mut AnyConnection, token_hash: &str) -> Result<Option<RefreshRow>, DbError> {
+    Ok(refresh_tokens::table
+        .find(token_hash)
+        .select(RefreshRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn revoke_token(conn: &mut AnyConnection, jti: &str, expires_at: i64) -> Result<(), DbError> {
@@ -160,5 +185,13 @@ pub fn is_token_revoked(conn: &mut AnyConnection, jti: &str) -> Result<bool, DbE
 pub fn purge(conn: &mut AnyConnection, now: i64) -> Result<usize, DbError> {
     let a = diesel::delete(revoked_tokens::table.filter(revoked_tokens::expires_at.lt(now))).execute(conn)?;
     let b = diesel::delete(grants::table.filter(grants::expires_at.lt(now - 86400))).execute(conn)?;
+    // Sealed successors serve only the short reuse grace window; do not keep them.
+    diesel::update(
+        refresh_tokens::table
+            .filter(refresh_tokens::successor_sealed.is_not_null())
+            .filter(refresh_tokens::used_at.lt(now - 3600)),
+    )
+    .set(refresh_tokens::successor_sealed.eq(None::<String>))
+    .execute(conn)?;
     Ok(a + b)
 }
