@@ -158,6 +158,10 @@ pub struct TokenConfig {
     pub request_ttl_secs: i64,
     /// Seconds a cached client stays valid before it is re-read (bounds staleness across instances).
     pub client_cache_secs: u64,
+    /// RFC 9700 §4.14.2 grace: for this long after a rotation, the same old refresh
+    /// token presented again by the same client gets the same successor (a lost
+    /// response is retried) instead of revoking the family. 0 disables it.
+    pub refresh_reuse_grace_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -182,6 +186,7 @@ impl Default for TokenConfig {
             // Longer than the idle timeout, so a flow interrupted by an expired session resumes.
             request_ttl_secs: 60 * 60,
             client_cache_secs: 5,
+            refresh_reuse_grace_secs: 10,
         }
     }
 }
@@ -427,6 +432,9 @@ const KEYS: &[(&str, Setter)] = &[
     ("tokens.client_cache_secs", |c, v| {
         parse_into(&mut c.tokens.client_cache_secs, v)
     }),
+    ("tokens.refresh_reuse_grace_secs", |c, v| {
+        parse_into(&mut c.tokens.refresh_reuse_grace_secs, v)
+    }),
     ("keys.rotation_days", |c, v| parse_into(&mut c.keys.rotation_days, v)),
     ("keys.publish_ahead_secs", |c, v| {
         parse_into(&mut c.keys.publish_ahead_secs, v)
@@ -622,10 +630,19 @@ impl Config {
             ("tokens.request_ttl_secs", t.request_ttl_secs, 60),
             ("keys.publish_ahead_secs", self.keys.publish_ahead_secs, 0),
             ("keys.rotation_days", self.keys.rotation_days, 0),
+            ("tokens.refresh_reuse_grace_secs", t.refresh_reuse_grace_secs, 0),
         ] {
             if value < min {
                 return Err(ConfigError::new(key, format!("must be at least {min}")));
             }
+        }
+        // A retry window, not a second lifetime: a leaked token replayed within it is
+        // answered with the successor instead of being detected.
+        if t.refresh_reuse_grace_secs > 120 {
+            return Err(ConfigError::new(
+                "tokens.refresh_reuse_grace_secs",
+                "must be at most 120 (a retry window, RFC 9700 §4.14.2)",
+            ));
         }
         if t.code_ttl_secs > 600 {
             return Err(ConfigError::new(

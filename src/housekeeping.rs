@@ -34,6 +34,7 @@ pub async fn purge_once(db: &Db, now: i64, retention: Retention) -> Result<Purge
     stats.add(maintenance::purge_in_batches(db, move |c, n| codes::purge_codes_batch(c, now, n)).await?);
     stats.add(maintenance::purge_in_batches(db, move |c, n| grants::purge_grants_batch(c, now, n)).await?);
     stats.add(maintenance::purge_in_batches(db, move |c, n| grants::purge_revocations_batch(c, now, n)).await?);
+    stats.add(maintenance::purge_in_batches(db, move |c, n| grants::forget_successors_batch(c, now, n)).await?);
     if retention.audit_days > 0 {
         let before = now - retention.audit_days * 86_400;
         stats.add(maintenance::purge_in_batches(db, move |c, n| audit::purge_batch(c, before, n)).await?);

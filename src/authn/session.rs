@@ -126,7 +126,7 @@ pub async fn resolve(state: &AppState, token: &SessionToken) -> Result<Lookup, D
     let absolute = state.config.session.absolute_timeout_secs;
     state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let Some((session, user)) = sessions::find_with_user(conn, &hash)? else {
                 return Ok(Lookup::None);
             };

@@ -11,6 +11,8 @@ pub mod schema;
 mod manager;
 mod migrations;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -55,15 +57,29 @@ impl From<DieselError> for DbError {
                 DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::ForeignKeyViolation,
                 info,
             ) => DbError::Conflict(info.constraint_name().unwrap_or(info.message()).to_owned()),
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                DbError::Unavailable(info.message().to_owned())
-            }
-            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-                if is_unavailable_message(info.message()) =>
-            {
+            // libpq: the connection was closed (`server closed the connection
+            // unexpectedly`, `terminating connection due to administrator command`),
+            // or a command could not even be sent on it (`no connection to the server`).
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => DbError::Unavailable(info.message().to_owned()),
+            DieselError::DatabaseError(_, ref info) if is_unavailable_message(info.message()) => {
                 DbError::Unavailable(info.message().to_owned())
             }
             DieselError::BrokenTransactionManager => DbError::Unavailable("broken transaction manager".to_owned()),
+            // COMMIT failed and so did the ROLLBACK after it: on a lost connection the
+            // outcome is unknown to us, which is what 503 (retry) says.
+            DieselError::RollbackErrorOnCommit {
+                rollback_error,
+                commit_error,
+            } => match DbError::from(*commit_error) {
+                DbError::Unavailable(cause) => DbError::Unavailable(cause),
+                _ => match DbError::from(*rollback_error) {
+                    DbError::Unavailable(cause) => DbError::Unavailable(cause),
+                    other => other,
+                },
+            },
             other => DbError::Query(other),
         }
     }
@@ -73,7 +89,7 @@ impl From<DieselError> for DbError {
 /// "this query is wrong": lost PostgreSQL connections, a locked, missing or
 /// unreadable SQLite file.
 fn is_unavailable_message(message: &str) -> bool {
-    const MARKERS: [&str; 9] = [
+    const MARKERS: [&str; 11] = [
         "server closed the connection",
         "terminating connection",
         "connection refused",
@@ -83,6 +99,8 @@ fn is_unavailable_message(message: &str) -> bool {
         "unable to open database",
         "file is not a database",
         "no connection to the server",
+        "could not receive data from server",
+        "could not send data to server",
     ];
     let message = message.to_ascii_lowercase();
     MARKERS.iter().any(|marker| message.contains(marker))
@@ -111,6 +129,30 @@ pub struct Db {
     pool: Pool,
     backend: Backend,
     sqlite_path: Option<std::path::PathBuf>,
+    /// Until when (Unix ms) pooled PostgreSQL connections are suspect: set when one
+    /// was found broken, as the server usually dropped its siblings too (restart,
+    /// failover, `pg_terminate_backend`). While suspect, each checkout is tested.
+    suspect_until_ms: Arc<AtomicI64>,
+}
+
+/// How long after a broken connection checkouts are tested before use.
+const SUSPECT_FOR: Duration = Duration::from_secs(10);
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Makes r2d2 discard `conn` instead of returning it to the pool: diesel's
+/// `is_broken` (r2d2's `has_broken`) only looks at the transaction manager, not at
+/// libpq's connection status, so a connection the server closed would otherwise be
+/// handed to the next request ("no connection to the server").
+fn mark_broken(conn: &mut AnyConnection) {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    if let AnyConnection::Postgresql(c) = conn {
+        AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
+    }
 }
 
 impl Db {
@@ -137,6 +179,7 @@ impl Db {
             pool,
             backend,
             sqlite_path,
+            suspect_until_ms: Arc::new(AtomicI64::new(0)),
         })
     }
 
@@ -149,19 +192,88 @@ impl Db {
         self.sqlite_path.as_deref()
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool.
+    /// Runs `f` with a pooled connection on the blocking thread pool. A connection
+    /// found broken is discarded, never returned to the pool. No retry: `f` may write.
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let db = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-            f(&mut conn)
+            let mut conn = db.checkout()?;
+            let result = f(&mut conn);
+            db.after(&mut conn, &result);
+            result
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// As `run`, for idempotent work (reads, cache reloads): when the connection
+    /// turns out to be broken, `f` runs once more on a fresh, tested connection.
+    /// SQLite's "unavailable" (a locked or unreadable file) is not retried: another
+    /// connection to the same file would not help.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let attempt = |db: &Db| {
+                let mut conn = db.checkout()?;
+                let result = f(&mut conn);
+                db.after(&mut conn, &result);
+                result
+            };
+            match attempt(&db) {
+                Err(error) if error.is_unavailable() && db.backend == Backend::Postgres => {
+                    tracing::warn!(%error, "database connection lost; retrying a read once");
+                    attempt(&db)
+                }
+                result => result,
+            }
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// A pooled connection. While the pool is suspect (a broken connection was seen
+    /// lately), each candidate is tested with a trivial query and dead ones are
+    /// dropped, up to the pool size, so a retry does not land on another dead one.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<AnyManager>, DbError> {
+        use diesel::RunQueryDsl;
+        let get = || self.pool.get().map_err(|e| DbError::Unavailable(e.to_string()));
+        let mut conn = get()?;
+        if self.suspect_until_ms.load(Ordering::Relaxed) <= unix_ms() {
+            return Ok(conn);
+        }
+        for _ in 0..=self.pool.max_size() {
+            match diesel::sql_query("SELECT 1").execute(&mut *conn) {
+                Ok(_) => return Ok(conn),
+                Err(error) => {
+                    tracing::debug!(%error, "discarding a dead pooled connection");
+                    mark_broken(&mut conn);
+                    drop(conn);
+                    conn = get()?;
+                }
+            }
+        }
+        Ok(conn)
+    }
+
+    /// After `f`: a PostgreSQL connection that failed as unavailable is discarded
+    /// and the pool becomes suspect for a while.
+    fn after<T>(&self, conn: &mut AnyConnection, result: &Result<T, DbError>) {
+        if let Err(error) = result
+            && error.is_unavailable()
+            && self.backend == Backend::Postgres
+        {
+            mark_broken(conn);
+            self.suspect_until_ms
+                .store(unix_ms() + SUSPECT_FOR.as_millis() as i64, Ordering::Relaxed);
+        }
     }
 
     /// Runs `f` inside one transaction: every write in it lands, or none does.
@@ -170,36 +282,32 @@ impl Db {
     /// lock up front: a deferred transaction that reads and then writes fails at
     /// once (SQLITE_BUSY) when another writer committed in between, instead of
     /// waiting `busy_timeout`. `f` must not open nested transactions.
+    ///
+    /// On PostgreSQL, when the connection turns out to be dead before `f` started
+    /// (BEGIN failed), nothing was sent, so the transaction is tried once more on a
+    /// fresh connection; once `f` has started, a lost connection is `Unavailable`.
     pub async fn transaction<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     {
-        use diesel::{Connection, RunQueryDsl};
-        self.run(move |conn| {
-            if matches!(conn, AnyConnection::Postgresql(_)) {
-                return conn.transaction(|conn| f(conn));
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut f = Some(f);
+            let mut conn = db.checkout()?;
+            let mut result = in_transaction(&mut conn, &mut f);
+            db.after(&mut conn, &result);
+            drop(conn);
+            if f.is_some() && db.backend == Backend::Postgres && result.as_ref().is_err_and(DbError::is_unavailable) {
+                tracing::warn!("database connection lost before BEGIN; retrying the transaction once");
+                let mut conn = db.checkout()?;
+                result = in_transaction(&mut conn, &mut f);
+                db.after(&mut conn, &result);
             }
-            diesel::sql_query("BEGIN IMMEDIATE").execute(conn)?;
-            let mut guard = RollbackGuard(Some(conn));
-            let conn = guard.0.as_deref_mut().expect("set above");
-            let result = f(conn);
-            let conn = guard.0.take().expect("set above");
-            match result {
-                Ok(value) => match diesel::sql_query("COMMIT").execute(conn) {
-                    Ok(_) => Ok(value),
-                    Err(error) => {
-                        let _ = diesel::sql_query("ROLLBACK").execute(conn);
-                        Err(error.into())
-                    }
-                },
-                Err(error) => {
-                    let _ = diesel::sql_query("ROLLBACK").execute(conn);
-                    Err(error)
-                }
-            }
+            result
         })
         .await
+        .map_err(|e| DbError::Task(e.to_string()))?
     }
 
     /// Answers whether the database can serve a sign-in. PostgreSQL: a trivial
@@ -207,7 +315,7 @@ impl Db {
     /// another process holds it, but every sign-in writes).
     pub async fn ping(&self) -> Result<(), DbError> {
         use diesel::RunQueryDsl;
-        self.run(|conn| {
+        self.read(|conn| {
             match conn {
                 AnyConnection::Postgresql(c) => {
                     diesel::sql_query("SELECT 1").execute(c)?;
@@ -229,6 +337,37 @@ impl Db {
             run_migrations(&mut conn)
         })
         .await?
+    }
+}
+
+/// One transaction attempt; `f` is taken only once the transaction has begun, so
+/// `Some` afterwards means it never ran.
+fn in_transaction<T, F>(conn: &mut AnyConnection, f: &mut Option<F>) -> Result<T, DbError>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, DbError>,
+{
+    use diesel::{Connection, RunQueryDsl};
+    if matches!(conn, AnyConnection::Postgresql(_)) {
+        return conn.transaction(|conn| (f.take().expect("runs once"))(conn));
+    }
+    diesel::sql_query("BEGIN IMMEDIATE").execute(conn)?;
+    let f = f.take().expect("runs once");
+    let mut guard = RollbackGuard(Some(conn));
+    let conn = guard.0.as_deref_mut().expect("set above");
+    let result = f(conn);
+    let conn = guard.0.take().expect("set above");
+    match result {
+        Ok(value) => match diesel::sql_query("COMMIT").execute(conn) {
+            Ok(_) => Ok(value),
+            Err(error) => {
+                let _ = diesel::sql_query("ROLLBACK").execute(conn);
+                Err(error.into())
+            }
+        },
+        Err(error) => {
+            let _ = diesel::sql_query("ROLLBACK").execute(conn);
+            Err(error)
+        }
     }
 }
 

@@ -151,6 +151,8 @@ diesel::table! {
         grant_id -> Text,
         created_at -> BigInt,
         used_at -> Nullable<BigInt>,
+        successor_hash -> Nullable<Text>,
+        successor_sealed -> Nullable<Text>,
     }
 }
 

@@ -190,7 +190,7 @@ impl ClientRegistry {
             return Ok(None);
         }
         let key = id.to_owned();
-        let row = db.run(move |conn| clients::find(conn, &key)).await?;
+        let row = db.read(move |conn| clients::find(conn, &key)).await?;
         let client = match row.map(Client::from_row).transpose() {
             Ok(client) => client.map(Arc::new),
             Err(error) => {
@@ -432,14 +432,14 @@ pub async fn find(state: &AppState, id: &str) -> Result<Client, ClientError> {
     let key = id.to_owned();
     let row = state
         .db
-        .run(move |conn| clients::find(conn, &key))
+        .read(move |conn| clients::find(conn, &key))
         .await?
         .ok_or(ClientError::NotFound)?;
     Ok(Client::from_row(row)?)
 }
 
 pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<Vec<Client>, ClientError> {
-    let rows = state.db.run(move |conn| clients::list(conn, limit, offset)).await?;
+    let rows = state.db.read(move |conn| clients::list(conn, limit, offset)).await?;
     rows.into_iter()
         .map(|r| Client::from_row(r).map_err(ClientError::from))
         .collect()

@@ -53,7 +53,7 @@ pub async fn introspect(state: &AppState, caller: &Client, params: &Params) -> R
     };
     let as_refresh = || async {
         let hash = crypto::sha256_hex(token);
-        let found = state.db.run(move |conn| grants::find_refresh(conn, &hash)).await?;
+        let found = state.db.read(move |conn| grants::find_refresh(conn, &hash)).await?;
         let now = state.clock.now();
         Ok::<_, OAuthError>(found.map(|(row, grant)| {
             let live = row.used_at.is_none() && grant.revoked_at.is_none() && grant.expires_at > now;

@@ -4,7 +4,11 @@
 //! - authorization_code: single use (a second redemption fails and revokes what the
 //!   first one received), ≤ `tokens.code_ttl_secs`, bound to client, redirect_uri
 //!   and PKCE verifier; a verifier without a stored challenge is a downgrade.
-//! - refresh_token: rotated on every use; presenting a used one revokes the family.
+//! - refresh_token: rotated on every use; presenting a used one revokes the family,
+//!   except within `tokens.refresh_reuse_grace_secs` of the rotation while the
+//!   successor is unused: then the same client gets the same successor again.
+//! - authorization_code and refresh_token read everything the response needs inside
+//!   the transaction; after the commit only signing happens.
 //! - client_credentials: no database write, client from the in-memory registry.
 
 use std::sync::Arc;
@@ -21,7 +25,7 @@ use crate::oauth::params::Params;
 use crate::oauth::pkce::{self, CodeChallenge};
 use crate::oauth::tokens::{self, AccessTokenRequest};
 use crate::oidc::id_token::{self, Authentication};
-use crate::rbac::claims as rbac_claims;
+use crate::rbac::claims::{self as rbac_claims, SubjectRef};
 use crate::state::AppState;
 
 /// A token request, parsed: one variant per grant type.
@@ -210,10 +214,7 @@ fn reused(
 }
 
 enum Redemption {
-    Issued {
-        grant: Box<grants::GrantRow>,
-        refresh_token: Option<String>,
-    },
+    Issued(Box<Issuance>),
     Refused(OAuthError),
 }
 
@@ -246,6 +247,10 @@ async fn authorization_code(
     let refresh_policy = client.refresh_without_offline_access;
     let refresh_ttl = client.refresh_token_ttl;
     let single_session = client.single_session;
+    // Read before the transaction (cached, idempotent): after the commit only signing is left.
+    let registered = rbac_claims::registered(state).await?;
+    let issuer = state.config.issuer_str().to_owned();
+    let client_audience = client.audience.clone();
     let outcome = state
         .db
         .transaction(move |conn| {
@@ -293,10 +298,10 @@ async fn authorization_code(
                 }
                 (None, None) => {}
             }
-            let user = users::find_by_id(conn, &row.user_id)?;
-            if user.is_none_or(|u| u.disabled) {
-                return Ok(Redemption::Refused(OAuthError::InvalidGrant("the user is disabled")));
-            }
+            let user = match users::find_by_id(conn, &row.user_id)? {
+                Some(user) if !user.disabled => user,
+                _ => return Ok(Redemption::Refused(OAuthError::InvalidGrant("the user is disabled"))),
+            };
             // Every check passed: claim the code. Of concurrent redemptions exactly one
             // gets here first; the others see it used and revoke what it received.
             if !codes::use_code(conn, &code_hash, now)? {
@@ -344,46 +349,70 @@ async fn authorization_code(
                         grant_id: grant.id.clone(),
                         created_at: now,
                         used_at: None,
+                        successor_hash: None,
+                        successor_sealed: None,
                     },
                 )?;
                 Some(token)
             } else {
                 None
             };
-            Ok(Redemption::Issued {
-                grant: Box::new(grant),
+            let key = permission_audience(&issuer, client_audience.as_deref(), grant.resource.as_deref());
+            let entitled = rbac_claims::effective_in(conn, SubjectRef::User(&user.id), key.as_deref())?;
+            Ok(Redemption::Issued(Box::new(Issuance {
+                grant,
+                user,
+                entitled,
                 refresh_token,
-            })
+            })))
         })
         .await?;
     match outcome {
         Redemption::Refused(error) => Err(error),
-        Redemption::Issued { grant, refresh_token } => respond(state, client, &grant, refresh_token, true, None).await,
+        Redemption::Issued(issuance) => respond(state, client, &issuance, &registered, true, None),
     }
 }
 
-/// Signs the access token (and the ID token when `openid` was granted).
-async fn respond(
+/// Everything a token response needs from the database, read in the same
+/// transaction that commits the grant change: after the commit nothing fallible
+/// touches the database, so a committed rotation is never answered with an error
+/// (issue: a 5xx after a committed rotation made the client's retry look like a replay).
+struct Issuance {
+    grant: grants::GrantRow,
+    user: users::UserRow,
+    /// The person's roles, and permissions for the token's audience, read at every
+    /// issuance so a change shows in the next token.
+    entitled: rbac_claims::Effective,
+    refresh_token: Option<String>,
+}
+
+/// The permission audience of a grant's tokens (see `audience` and
+/// `rbac_claims::audience_key`): `None` for oxidp's own issuer.
+fn permission_audience(issuer: &str, client_audience: Option<&str>, resource: Option<&str>) -> Option<String> {
+    let aud = resource.or(client_audience).unwrap_or(issuer);
+    (aud != issuer).then(|| aud.to_owned())
+}
+
+/// Signs the access token (and the ID token when `openid` was granted). No
+/// database work: everything was read before the commit.
+fn respond(
     state: &AppState,
     client: &Client,
-    grant: &grants::GrantRow,
-    refresh_token: Option<String>,
+    issuance: &Issuance,
+    registered: &std::collections::BTreeSet<String>,
     with_nonce: bool,
     narrowed: Option<Scopes>,
 ) -> Result<TokenResponse, OAuthError> {
+    let Issuance {
+        grant,
+        user,
+        entitled,
+        refresh_token,
+    } = issuance;
     let granted = Scopes::parse(&grant.scope).unwrap_or_default();
     let scope = narrowed.unwrap_or(granted);
     let aud = audience(state, client, grant.resource.as_deref())?;
-    // Roles are read at every issuance, so a change shows in the next token.
-    let entitled = rbac_claims::for_user(state, &grant.user_id, rbac_claims::audience_key(state, &aud[0])).await?;
-    let registered = rbac_claims::registered(state).await?;
-    let (scope, permissions) = rbac_claims::narrow(&scope, &entitled, &registered);
-    let user_id = grant.user_id.clone();
-    let user = state
-        .db
-        .run(move |conn| users::find_by_id(conn, &user_id))
-        .await?
-        .ok_or(OAuthError::InvalidGrant("the user no longer exists"))?;
+    let (scope, permissions) = rbac_claims::narrow(&scope, entitled, registered);
     let sign_error = |e: tokens::SignError| OAuthError::from(anyhow::Error::from(e));
     let issued = tokens::issue_access_token(
         state,
@@ -413,7 +442,7 @@ async fn respond(
             id_token::issue(
                 state,
                 client,
-                &user,
+                user,
                 &scope,
                 &Authentication {
                     auth_time: grant.auth_time,
@@ -435,17 +464,48 @@ async fn respond(
         token_type: "Bearer",
         expires_in: client.access_token_ttl,
         scope: scope.to_string(),
-        refresh_token,
+        refresh_token: refresh_token.clone(),
         id_token,
     })
 }
 
 enum Rotation {
-    Rotated {
-        grant: Box<grants::GrantRow>,
-        refresh_token: String,
-    },
+    Rotated(Box<Issuance>),
     Refused(OAuthError),
+}
+
+/// The purpose of the key that seals successors at rest (derived from the
+/// key-encryption secret); the old token's hash is the AEAD context, so a sealed
+/// successor cannot be moved to another row.
+const SUCCESSOR_KEY: &str = "refresh-successor";
+
+/// RFC 9700 §4.14.2 reuse grace: `row` was already used. Within
+/// `tokens.refresh_reuse_grace_secs` of that use, and while its successor is still
+/// unused, the same client gets the same successor again (its response was lost).
+/// `None` means a replay.
+fn grace_successor(
+    conn: &mut crate::db::AnyConnection,
+    row: &grants::RefreshRow,
+    now: i64,
+    grace: i64,
+    key: &[u8; 32],
+) -> Result<Option<String>, DbError> {
+    let (Some(used_at), Some(hash), Some(sealed)) = (row.used_at, &row.successor_hash, &row.successor_sealed) else {
+        return Ok(None);
+    };
+    if grace <= 0 || now >= used_at + grace {
+        return Ok(None);
+    }
+    // After the successor was used, the client has the response: the old token
+    // presented again is a replay.
+    if !grants::find_refresh_row(conn, hash)?.is_some_and(|s| s.used_at.is_none()) {
+        return Ok(None);
+    }
+    let Ok(token) = crypto::open(key, sealed, &row.token_hash).map(String::from_utf8) else {
+        tracing::error!("a sealed refresh successor cannot be opened; treated as a replay");
+        return Ok(None);
+    };
+    Ok(token.ok().filter(|t| crypto::sha256_hex(t) == *hash))
 }
 
 async fn refresh(
@@ -461,6 +521,12 @@ async fn refresh(
     let now = state.clock.now();
     let client_id = client.id.to_string();
     let requested = scope.clone();
+    let grace = state.config.tokens.refresh_reuse_grace_secs;
+    let key = state.secrets.derive_key(SUCCESSOR_KEY);
+    // Read before the transaction (cached, idempotent): after the commit only signing is left.
+    let registered = rbac_claims::registered(state).await?;
+    let issuer = state.config.issuer_str().to_owned();
+    let client_audience = client.audience.clone();
     let outcome = state
         .db
         .transaction(move |conn| -> Result<Rotation, DbError> {
@@ -490,14 +556,45 @@ async fn refresh(
                     "a refresh cannot widen the granted scope".into(),
                 )));
             }
-            if row.used_at.is_some() || !grants::use_refresh(conn, &token_hash, now)? {
+            let user = match users::find_by_id(conn, &grant.user_id)? {
+                Some(user) if !user.disabled => user,
+                _ => return Ok(Rotation::Refused(OAuthError::InvalidGrant("the user is disabled"))),
+            };
+            let audience = permission_audience(&issuer, client_audience.as_deref(), grant.resource.as_deref());
+            let entitled = rbac_claims::effective_in(conn, SubjectRef::User(&user.id), audience.as_deref())?;
+            let actor = crate::audit::Actor::client(&client_id, None);
+            let target = format!("user:{}", grant.user_id);
+            let next = crypto::random_token();
+            let next_hash = crypto::sha256_hex(&next);
+            let sealed = crypto::seal(&key, next.as_bytes(), &token_hash).map_err(|e| DbError::Task(e.to_string()))?;
+            let claimed = row.used_at.is_none() && grants::use_refresh(conn, &token_hash, now, &next_hash, &sealed)?;
+            if !claimed {
+                // Used already, or a concurrent rotation claimed it first (on PostgreSQL
+                // the update waited for that one to commit): read what it recorded.
+                let row = grants::find_refresh_row(conn, &token_hash)?.unwrap_or(row);
+                if let Some(successor) = grace_successor(conn, &row, now, grace, &key)? {
+                    crate::audit::record(
+                        conn,
+                        &actor,
+                        "token.refresh_retry",
+                        Some(&target),
+                        serde_json::json!({ "grant": grant.id }),
+                        now,
+                    )?;
+                    return Ok(Rotation::Rotated(Box::new(Issuance {
+                        grant,
+                        user,
+                        entitled,
+                        refresh_token: Some(successor),
+                    })));
+                }
                 // RFC 9700 §4.14.2: a rotated token presented again means it leaked; end the family.
                 grants::revoke(conn, &grant.id, now)?;
                 crate::audit::record(
                     conn,
-                    &crate::audit::Actor::client(&client_id, None),
+                    &actor,
                     "token.refresh_replay",
-                    Some(&format!("user:{}", grant.user_id)),
+                    Some(&target),
                     serde_json::json!({ "grant": grant.id, "revoked": "family" }),
                     now,
                 )?;
@@ -506,37 +603,35 @@ async fn refresh(
                     "the refresh token was already used",
                 )));
             }
-            if users::find_by_id(conn, &grant.user_id)?.is_none_or(|u| u.disabled) {
-                return Ok(Rotation::Refused(OAuthError::InvalidGrant("the user is disabled")));
-            }
             crate::audit::record(
                 conn,
-                &crate::audit::Actor::client(&client_id, None),
+                &actor,
                 "token.refresh",
-                Some(&format!("user:{}", grant.user_id)),
+                Some(&target),
                 serde_json::json!({ "grant": grant.id }),
                 now,
             )?;
-            let next = crypto::random_token();
             grants::insert_refresh(
                 conn,
                 &grants::RefreshRow {
-                    token_hash: crypto::sha256_hex(&next),
+                    token_hash: next_hash,
                     grant_id: grant.id.clone(),
                     created_at: now,
                     used_at: None,
+                    successor_hash: None,
+                    successor_sealed: None,
                 },
             )?;
-            Ok(Rotation::Rotated {
-                grant: Box::new(grant),
-                refresh_token: next,
-            })
+            Ok(Rotation::Rotated(Box::new(Issuance {
+                grant,
+                user,
+                entitled,
+                refresh_token: Some(next),
+            })))
         })
         .await?;
     match outcome {
         Rotation::Refused(error) => Err(error),
-        Rotation::Rotated { grant, refresh_token } => {
-            respond(state, client, &grant, Some(refresh_token), false, scope).await
-        }
+        Rotation::Rotated(issuance) => respond(state, client, &issuance, &registered, false, scope),
     }
 }

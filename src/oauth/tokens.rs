@@ -212,12 +212,12 @@ pub async fn is_active(state: &AppState, claims: &AccessClaims) -> Result<bool, 
     let now = state.clock.now();
     state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             if crate::db::models::grants::is_token_revoked(conn, &jti)? {
                 return Ok(false);
             }
-            match gid {
-                Some(gid) => crate::db::models::grants::is_live(conn, &gid, now),
+            match &gid {
+                Some(gid) => crate::db::models::grants::is_live(conn, gid, now),
                 None => Ok(true),
             }
         })

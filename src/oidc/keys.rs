@@ -170,7 +170,7 @@ impl KeyStore {
 
     /// Re-reads the key set from the database.
     pub async fn refresh(&self, db: &Db, secrets: &Arc<ServerSecrets>, now: i64) -> anyhow::Result<()> {
-        let rows = db.run(move |conn| keys::live(conn, now)).await?;
+        let rows = db.read(move |conn| keys::live(conn, now)).await?;
         let secrets = Arc::clone(secrets);
         let loaded = tokio::task::spawn_blocking(move || {
             rows.iter()
@@ -255,7 +255,7 @@ pub async fn rotate_due(
     if config.rotation_days == 0 {
         return Ok(0);
     }
-    let rows = db.run(move |conn| keys::live(conn, now)).await?;
+    let rows = db.read(move |conn| keys::live(conn, now)).await?;
     let mut rotated = 0;
     for alg in SigningAlg::ALL {
         let newest = rows.iter().filter(|r| r.alg == alg.name()).map(|r| r.created_at).max();

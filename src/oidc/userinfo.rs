@@ -60,7 +60,7 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<Map<String, Value
     let sub = claims.sub.clone();
     let user = state
         .db
-        .run(move |conn| users::find_by_id(conn, &sub))
+        .read(move |conn| users::find_by_id(conn, &sub))
         .await?
         .filter(|u| !u.disabled)
         .ok_or_else(|| BearerError::InvalidToken("the user no longer exists or is disabled".into()))?;

@@ -97,7 +97,7 @@ pub async fn registered(state: &AppState) -> Result<Arc<BTreeSet<String>>, DbErr
     {
         return Ok(names.clone());
     }
-    let names: Arc<BTreeSet<String>> = Arc::new(state.db.run(rbac::all_permission_names).await?.into_iter().collect());
+    let names: Arc<BTreeSet<String>> = Arc::new(state.db.read(rbac::all_permission_names).await?.into_iter().collect());
     *state.rbac.registered.write().unwrap_or_else(|e| e.into_inner()) = Some((names.clone(), Instant::now()));
     Ok(names)
 }
@@ -122,7 +122,7 @@ pub async fn for_client(
     let effective = Arc::new(
         state
             .db
-            .run(move |conn| effective_in(conn, SubjectRef::Client(&id), aud.as_deref()))
+            .read(move |conn| effective_in(conn, SubjectRef::Client(&id), aud.as_deref()))
             .await?,
     );
     let mut entries = state.rbac.entries.write().unwrap_or_else(|e| e.into_inner());
@@ -144,7 +144,7 @@ pub async fn for_user(state: &AppState, user_id: &str, audience: Option<String>)
     let id = user_id.to_owned();
     state
         .db
-        .run(move |conn| effective_in(conn, SubjectRef::User(&id), audience.as_deref()))
+        .read(move |conn| effective_in(conn, SubjectRef::User(&id), audience.as_deref()))
         .await
 }
 

@@ -107,6 +107,10 @@ pub struct RefreshRow {
     pub grant_id: String,
     pub created_at: i64,
     pub used_at: Option<i64>,
+    /// Set by the rotation that used this token: the successor's hash, and the
+    /// successor sealed under the key-encryption secret (for the reuse grace window).
+    pub successor_hash: Option<String>,
+    pub successor_sealed: Option<String>,
 }
 
 pub fn insert_refresh(conn: &mut AnyConnection, row: &RefreshRow) -> Result<(), DbError> {
@@ -123,16 +127,37 @@ pub fn find_refresh(conn: &mut AnyConnection, token_hash: &str) -> Result<Option
         .optional()?)
 }
 
-/// Marks a refresh token used; false if it already was (a replay or a lost race).
-pub fn use_refresh(conn: &mut AnyConnection, token_hash: &str, now: i64) -> Result<bool, DbError> {
+/// Marks a refresh token used and records its successor; false if it already was
+/// used (a replay or a lost race). The conditional update is the claim: of
+/// concurrent rotations exactly one matches the row.
+pub fn use_refresh(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    now: i64,
+    successor_hash: &str,
+    successor_sealed: &str,
+) -> Result<bool, DbError> {
     Ok(diesel::update(
         refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(token_hash))
             .filter(refresh_tokens::used_at.is_null()),
     )
-    .set(refresh_tokens::used_at.eq(now))
+    .set((
+        refresh_tokens::used_at.eq(now),
+        refresh_tokens::successor_hash.eq(successor_hash),
+        refresh_tokens::successor_sealed.eq(successor_sealed),
+    ))
     .execute(conn)?
         == 1)
+}
+
+/// One refresh token by hash (without its grant).
+pub fn find_refresh_row(conn: &mut AnyConnection, token_hash: &str) -> Result<Option<RefreshRow>, DbError> {
+    Ok(refresh_tokens::table
+        .find(token_hash)
+        .select(RefreshRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 pub fn revoke_token(conn: &mut AnyConnection, jti: &str, expires_at: i64) -> Result<(), DbError> {
@@ -190,5 +215,28 @@ pub fn purge_grants_batch(
         .load::<String>(conn)?;
     crate::db::maintenance::delete_timed(conn, dead, |conn, ids| {
         Ok(diesel::delete(grants::table.filter(grants::id.eq_any(ids))).execute(conn)?)
+    })
+}
+
+/// Housekeeping: at most `limit` sealed successors older than an hour are
+/// forgotten. They serve only the short reuse grace window; keeping them longer
+/// would keep live refresh tokens (sealed) at rest for nothing.
+pub fn forget_successors_batch(
+    conn: &mut AnyConnection,
+    now: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let old = refresh_tokens::table
+        .filter(refresh_tokens::successor_sealed.is_not_null())
+        .filter(refresh_tokens::used_at.lt(now - 3600))
+        .select(refresh_tokens::token_hash)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, old, |conn, ids| {
+        Ok(
+            diesel::update(refresh_tokens::table.filter(refresh_tokens::token_hash.eq_any(ids)))
+                .set(refresh_tokens::successor_sealed.eq(None::<String>))
+                .execute(conn)?,
+        )
     })
 }
