@@ -858,6 +858,10 @@ mod tests {
         assert_eq!(example.argon2.memory_kib, defaults.argon2.memory_kib);
         assert_eq!(example.database.busy_timeout_ms, defaults.database.busy_timeout_ms);
         assert_eq!(example.http.max_body_bytes, defaults.http.max_body_bytes);
+        assert_eq!(
+            example.tokens.refresh_reuse_grace_secs,
+            defaults.tokens.refresh_reuse_grace_secs
+        );
     }
 
     #[test]
@@ -898,6 +902,17 @@ mod tests {
         std::fs::write(&path, "[session]\nidle_timeout_minutes = 5\n").unwrap();
         let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
         assert!(err.to_string().contains("idle_timeout_minutes"), "{err}");
+    }
+
+    #[test]
+    fn the_refresh_reuse_grace_window_is_bounded() {
+        assert_eq!(Config::default().tokens.refresh_reuse_grace_secs, 10);
+        let off = Config::load_from(None, env(&[("OXIDP_TOKENS__REFRESH_REUSE_GRACE_SECS", "0")])).unwrap();
+        assert_eq!(off.tokens.refresh_reuse_grace_secs, 0);
+        for bad in ["-1", "121"] {
+            let err = Config::load_from(None, env(&[("OXIDP_TOKENS__REFRESH_REUSE_GRACE_SECS", bad)])).unwrap_err();
+            assert_eq!(err.key, "tokens.refresh_reuse_grace_secs");
+        }
     }
 
     #[test]

@@ -46,6 +46,7 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   tokens.code_ttl_secs          OXIDP_TOKENS__CODE_TTL_SECS (60)
   tokens.request_ttl_secs       OXIDP_TOKENS__REQUEST_TTL_SECS (3600)
   tokens.client_cache_secs      OXIDP_TOKENS__CLIENT_CACHE_SECS (5)
+  tokens.refresh_reuse_grace_secs OXIDP_TOKENS__REFRESH_REUSE_GRACE_SECS (10, 0 = off)
   keys.rotation_days            OXIDP_KEYS__ROTATION_DAYS (90, 0 = never)
   keys.publish_ahead_secs       OXIDP_KEYS__PUBLISH_AHEAD_SECS (3600)
   keys.retain_secs              OXIDP_KEYS__RETAIN_SECS (86400)

@@ -383,3 +383,58 @@ impl Drop for RollbackGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn lost_postgres_connections_are_unavailable_whatever_the_error_kind() {
+        for (kind, message) in [
+            (DatabaseErrorKind::UnableToSendCommand, "no connection to the server\n"),
+            (
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection unexpectedly",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command",
+            ),
+            (
+                DatabaseErrorKind::Unknown,
+                "could not receive data from server: Connection reset",
+            ),
+        ] {
+            assert!(
+                DbError::from(database_error(kind, message)).is_unavailable(),
+                "{message}"
+            );
+        }
+        let lost_commit = DieselError::RollbackErrorOnCommit {
+            rollback_error: Box::new(database_error(
+                DatabaseErrorKind::UnableToSendCommand,
+                "no connection to the server",
+            )),
+            commit_error: Box::new(database_error(
+                DatabaseErrorKind::Unknown,
+                "server closed the connection unexpectedly",
+            )),
+        };
+        assert!(DbError::from(lost_commit).is_unavailable());
+    }
+
+    #[test]
+    fn query_errors_stay_query_errors() {
+        let error = DbError::from(database_error(
+            DatabaseErrorKind::Unknown,
+            "syntax error at or near \"SELEC\"",
+        ));
+        assert!(matches!(error, DbError::Query(_)));
+        let error = DbError::from(database_error(DatabaseErrorKind::UniqueViolation, "duplicate key"));
+        assert!(matches!(error, DbError::Conflict(_)));
+    }
+}

@@ -498,7 +498,7 @@ fn grace_successor(
     }
     // After the successor was used, the client has the response: the old token
     // presented again is a replay.
-    if !grants::find_refresh_row(conn, hash)?.is_some_and(|s| s.used_at.is_none()) {
+    if grants::find_refresh_row(conn, hash)?.is_none_or(|s| s.used_at.is_some()) {
         return Ok(None);
     }
     let Ok(token) = crypto::open(key, sealed, &row.token_hash).map(String::from_utf8) else {

@@ -82,6 +82,10 @@ fn terminate(admin_url: &str, application_name: &str) -> i64 {
     .killed
 }
 
+/// Each of the 16 workers sends at least this many requests (a few hundred in
+/// all, whatever the machine's speed), and keeps going until the kills are over.
+const MIN_PER_WORKER: usize = 20;
+
 #[tokio::test]
 async fn killed_postgres_connections_under_load_give_503_never_500() {
     let Some(admin_url) = postgres_url() else {
@@ -130,7 +134,7 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
         workers.spawn(async move {
             let mut outcomes = Vec::new();
             let mut i = worker;
-            while !stop.load(Ordering::Relaxed) || outcomes.len() < 10 {
+            while !stop.load(Ordering::Relaxed) || outcomes.len() < MIN_PER_WORKER {
                 let http = reqwest::Client::new();
                 let outcome = match i % 4 {
                     0 => {
@@ -170,7 +174,7 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
         workers.spawn(async move {
             let mut outcomes = Vec::new();
             let mut current = token;
-            while !stop.load(Ordering::Relaxed) || outcomes.len() < 10 {
+            while !stop.load(Ordering::Relaxed) || outcomes.len() < MIN_PER_WORKER {
                 let r = post_token(
                     &app,
                     &web,
@@ -220,7 +224,6 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
         killed.iter().any(|k| *k > 0),
         "the test killed no connection: {killed:?}"
     );
-    assert!(outcomes.len() >= 200, "too little load: {}", outcomes.len());
     let bad: Vec<&Outcome> = outcomes
         .iter()
         .filter(|o| o.status != 200 && !o.is_well_formed_unavailable())
