@@ -255,3 +255,77 @@ async fn per_client_id_token_algorithms_verify_through_the_relying_party() {
         assert_eq!(claims.access_token_hash(), Some(&hash), "{alg} at_hash");
     }
 }
+
+/// OIDC Core §11: an RP asking for `offline_access` sends `prompt=consent`; with
+/// `max_age=0` as well, the person signs in once and consents once, in the same
+/// second as the earlier sign-in, and the RP gets its refresh token.
+#[tokio::test]
+async fn openidconnect_relying_party_with_offline_access_prompt_consent_and_max_age_zero() {
+    use openidconnect::core::CoreAuthPrompt;
+
+    let app = spawn_app().await;
+    app.create_user("alice", PASSWORD).await;
+    let registered = app.web_client().await;
+    let http = rp_http();
+    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(app.config.issuer()).unwrap(), &http)
+        .await
+        .expect("discovery");
+    let client = CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(registered.id.clone()),
+        Some(ClientSecret::new(registered.secret.clone().unwrap())),
+    )
+    .set_redirect_uri(RedirectUrl::new(registered.redirect_uri.clone()).unwrap());
+    let person = browser();
+    let local = |url: &url::Url| {
+        url.as_str()
+            .replace(&format!("http://localhost:{}", app.port), &app.address)
+    };
+    // A first sign-in and consent.
+    let (first_url, _, _) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("offline_access".into()))
+        .set_pkce_challenge(PkceCodeChallenge::new_random_sha256().0)
+        .url();
+    app.follow_to_client(&person, &local(&first_url), "alice", PASSWORD)
+        .await;
+    // The RP asks again, the way OIDC Core §11 tells it to.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, csrf_state, nonce) = client
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("offline_access".into()))
+        .add_prompt(CoreAuthPrompt::Consent)
+        .set_max_age(std::time::Duration::from_secs(0))
+        .set_pkce_challenge(challenge)
+        .url();
+    let back = app
+        .follow_to_client(&person, &local(&auth_url), "alice", PASSWORD)
+        .await;
+    let params: std::collections::HashMap<_, _> = back.query_pairs().into_owned().collect();
+    assert_eq!(params.get("state"), Some(csrf_state.secret()));
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(params["code"].clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("token exchange");
+    assert!(tokens.refresh_token().is_some(), "offline_access granted");
+    let id_verifier = client
+        .id_token_verifier()
+        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let claims = tokens
+        .id_token()
+        .expect("id_token")
+        .claims(&id_verifier, &nonce)
+        .expect("id_token verifies");
+    assert!(claims.auth_time().is_some(), "max_age asks for auth_time");
+}
