@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod oauth;
 pub mod oidc;
 pub mod rbac;
+pub mod resource_server;
 pub mod secrets;
 pub mod startup;
 pub mod state;
