@@ -7,6 +7,7 @@ pub mod admin;
 pub mod audit;
 pub mod authn;
 pub mod clock;
+pub mod commerce;
 pub mod config;
 pub mod crypto;
 pub mod db;
