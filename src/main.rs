@@ -121,6 +121,9 @@ enum CommerceCommand {
     Serve,
     /// Apply pending commerce database migrations and exit.
     Migrate,
+    /// Manage sellers (on the commerce database).
+    #[command(subcommand)]
+    Seller(cli::commerce::SellerCommand),
 }
 
 #[derive(Args)]
@@ -424,6 +427,7 @@ fn main() -> std::process::ExitCode {
                     println!("commerce database ({}) is up to date", db.backend().name());
                     Ok(())
                 }
+                CommerceCommand::Seller(command) => cli::commerce::run(&config, command).await,
             },
         }
     });

@@ -2,6 +2,7 @@
 //! tokens over HTTP, `oxidp commerce` (on port 0, fresh database) verifies them.
 
 mod catalog;
+mod cli;
 mod outage;
 mod tokens;
 
