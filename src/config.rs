@@ -951,6 +951,36 @@ mod tests {
     }
 
     #[test]
+    fn commerce_keys_have_defaults_and_errors_name_them() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.commerce.bind, "127.0.0.1:8081");
+        assert_eq!(config.commerce_database_url(), "sqlite://data/commerce.db");
+        assert_eq!(config.commerce_issuer(), "http://localhost:8080");
+        assert_eq!(config.commerce_audience(), "http://localhost:8081");
+        for (name, value, key) in [
+            ("OXIDP_COMMERCE__BIND", "nope", "commerce.bind"),
+            (
+                "OXIDP_COMMERCE__JWKS_MIN_REFETCH_SECS",
+                "0",
+                "commerce.jwks_min_refetch_secs",
+            ),
+            (
+                "OXIDP_COMMERCE__JWKS_MAX_STALE_SECS",
+                "10",
+                "commerce.jwks_max_stale_secs",
+            ),
+            ("OXIDP_COMMERCE__AUDIENCE", "not a url", "commerce.audience"),
+            ("OXIDP_COMMERCE__DATABASE_URL", "mysql://x", "commerce.database_url"),
+        ] {
+            assert_eq!(
+                Config::load_from(None, env(&[(name, value)])).unwrap_err().key,
+                key,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn the_webauthn_relying_party_follows_the_issuer_unless_set() {
         let config = Config::load_from(None, env(&[("OXIDP_ISSUER", "https://id.example.com/tenant")])).unwrap();
         let (rp_id, origin, name) = config.webauthn_relying_party().unwrap();

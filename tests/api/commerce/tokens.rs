@@ -219,3 +219,87 @@ async fn without_any_key_set_protected_routes_answer_503_and_the_public_catalog_
     assert_eq!(body["key_set"]["state"], "none");
     assert_eq!(commerce.get("/healthz", None).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_persons_token_from_the_code_flow_acts_as_that_person() {
+    let idp = spawn_app().await;
+    let commerce = spawn_commerce(&idp, |_| {}).await;
+    let actor = oxidp::audit::Actor::system();
+    let admin = token_of(
+        &idp,
+        &super::commerce_client(&idp, "commerce-admin", &["commerce:sellers:admin"]).await,
+    )
+    .await;
+    oxidp::rbac::create_role(&idp.state, &actor, "seller-staff", "")
+        .await
+        .unwrap();
+    oxidp::rbac::grant(
+        &idp.state,
+        &actor,
+        "seller-staff",
+        "commerce:products:write",
+        Some(AUDIENCE),
+    )
+    .await
+    .unwrap();
+    let carol = idp.create_user("carol", crate::helpers::PASSWORD).await;
+    oxidp::rbac::assign(
+        &idp.state,
+        &actor,
+        oxidp::rbac::Subject::User("carol".into()),
+        "seller-staff",
+    )
+    .await
+    .unwrap();
+    let app = idp
+        .create_client(oxidp::oauth::clients::ClientSpec {
+            name: Some("Seller portal".into()),
+            redirect_uris: Some(vec![crate::helpers::REDIRECT_URI.into()]),
+            grant_types: Some(vec!["authorization_code".into()]),
+            scopes: Some("openid".into()),
+            audience: Some(AUDIENCE.to_owned()),
+            require_consent: Some(false),
+            ..Default::default()
+        })
+        .await;
+    let (code, verifier) = idp.code_for(&app, &crate::helpers::browser(), "carol", "openid").await;
+    let tokens: Value = idp.redeem(&app, &code, &verifier).await.json().await.unwrap();
+    let token = tokens["access_token"].as_str().unwrap().to_owned();
+    let claims = jwt_claims(&token);
+    assert_eq!(claims["sub"], carol.id.as_str());
+    assert_ne!(claims["sub"], claims["client_id"], "a person, not a service account");
+
+    let seller: Value = commerce
+        .send(
+            reqwest::Method::POST,
+            "/v1/sellers",
+            &admin,
+            None,
+            json!({"name": "Carol's", "kind": "INTERNAL", "contact": {"email": "c@example.com"}}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let seller_id = seller["id"].as_str().unwrap();
+    let product = json!({"seller_id": seller_id, "name": "Mug", "category": "kitchen", "type": "REALTIME",
+                         "price": {"amount_minor": 900, "currency": "EUR"}});
+    let before = commerce
+        .send(reqwest::Method::POST, "/v1/products", &token, None, product.clone())
+        .await;
+    assert_eq!(before.status(), 403, "not a member yet");
+    let added = commerce
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/sellers/{seller_id}/members/{}", carol.id),
+            &admin,
+            None,
+            json!({}),
+        )
+        .await;
+    assert_eq!(added.status(), 200);
+    let created = commerce
+        .send(reqwest::Method::POST, "/v1/products", &token, None, product)
+        .await;
+    assert_eq!(created.status(), 201);
+}
