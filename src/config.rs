@@ -36,6 +36,7 @@ pub struct Config {
     pub login: LoginConfig,
     pub webauthn: WebauthnConfig,
     pub audit: AuditConfig,
+    pub commerce: CommerceConfig,
 }
 
 /// How long the audit log is kept.
@@ -49,6 +50,120 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self { retention_days: 90 }
+    }
+}
+
+/// `oxidp commerce`: the commerce resource server, its own process and database.
+/// It reaches the IdP only over HTTP (discovery, JWKS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommerceConfig {
+    /// Address and port the commerce API listens on.
+    pub bind: String,
+    /// Its public base URL (the default audience).
+    pub public_url: String,
+    /// `sqlite://PATH` or `postgres://…`; defaults to `sqlite://{data_dir}/commerce.db`.
+    pub database_url: Option<String>,
+    /// The token issuer (exact `iss`); its discovery document names the JWKS. Defaults to `issuer`.
+    pub issuer: Option<String>,
+    /// The audience tokens must carry; defaults to `public_url`.
+    pub audience: Option<String>,
+    /// Refresh the key set at least this often (sooner when `Cache-Control: max-age` says so).
+    pub jwks_refresh_secs: u64,
+    /// An unknown `kid` triggers at most one refetch per this many seconds, across all requests.
+    pub jwks_min_refetch_secs: i64,
+    /// How long the last good key set keeps serving while the IdP is unreachable.
+    pub jwks_max_stale_secs: i64,
+    /// Verified tokens kept (by SHA-256) so repeated requests skip signature checks.
+    pub token_cache_capacity: usize,
+}
+
+impl Default for CommerceConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8081".to_owned(),
+            public_url: "http://localhost:8081".to_owned(),
+            database_url: None,
+            issuer: None,
+            audience: None,
+            jwks_refresh_secs: 300,
+            jwks_min_refetch_secs: 10,
+            jwks_max_stale_secs: 24 * 3600,
+            token_cache_capacity: 100_000,
+        }
+    }
+}
+
+impl Config {
+    /// The commerce database: `commerce.database_url` or `sqlite://{data_dir}/commerce.db`.
+    pub fn commerce_database_url(&self) -> String {
+        self.commerce
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("commerce.db").display()))
+    }
+
+    /// The issuer whose tokens the commerce API accepts, without a trailing slash.
+    pub fn commerce_issuer(&self) -> String {
+        self.commerce
+            .issuer
+            .clone()
+            .unwrap_or_else(|| self.issuer.clone())
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The audience commerce tokens must name.
+    pub fn commerce_audience(&self) -> String {
+        self.commerce
+            .audience
+            .clone()
+            .unwrap_or_else(|| self.commerce.public_url.trim_end_matches('/').to_owned())
+    }
+
+    fn validate_commerce(&self) -> Result<(), ConfigError> {
+        let c = &self.commerce;
+        c.bind.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::new(
+                "commerce.bind",
+                format!("expected HOST:PORT such as 127.0.0.1:8081 ({e})"),
+            )
+        })?;
+        for (key, value) in [
+            ("commerce.public_url", Some(&c.public_url)),
+            ("commerce.issuer", c.issuer.as_ref()),
+            ("commerce.audience", c.audience.as_ref()),
+        ] {
+            if let Some(value) = value
+                && Url::parse(value).map(|u| u.host().is_none()).unwrap_or(true)
+            {
+                return Err(ConfigError::new(key, "must be an absolute URL with a host"));
+            }
+        }
+        if let Some(url) = &c.database_url
+            && !(url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new(
+                "commerce.database_url",
+                "expected sqlite://PATH or postgres://…",
+            ));
+        }
+        if c.jwks_refresh_secs < 1 {
+            return Err(ConfigError::new("commerce.jwks_refresh_secs", "must be at least 1"));
+        }
+        if c.jwks_min_refetch_secs < 1 {
+            return Err(ConfigError::new("commerce.jwks_min_refetch_secs", "must be at least 1"));
+        }
+        if c.jwks_max_stale_secs < c.jwks_refresh_secs as i64 {
+            return Err(ConfigError::new(
+                "commerce.jwks_max_stale_secs",
+                "must be at least commerce.jwks_refresh_secs",
+            ));
+        }
+        if c.token_cache_capacity < 1 {
+            return Err(ConfigError::new("commerce.token_cache_capacity", "must be at least 1"));
+        }
+        Ok(())
     }
 }
 
@@ -282,6 +397,7 @@ impl Default for Config {
             login: LoginConfig::default(),
             webauthn: WebauthnConfig::default(),
             audit: AuditConfig::default(),
+            commerce: CommerceConfig::default(),
         }
     }
 }
@@ -499,6 +615,32 @@ const KEYS: &[(&str, Setter)] = &[
     ("login.attempts_retention_days", |c, v| {
         parse_into(&mut c.login.attempts_retention_days, v)
     }),
+    ("commerce.bind", |c, v| set_string(&mut c.commerce.bind, v)),
+    ("commerce.public_url", |c, v| set_string(&mut c.commerce.public_url, v)),
+    ("commerce.database_url", |c, v| {
+        c.commerce.database_url = Some(v.to_owned());
+        Ok(())
+    }),
+    ("commerce.issuer", |c, v| {
+        c.commerce.issuer = Some(v.to_owned());
+        Ok(())
+    }),
+    ("commerce.audience", |c, v| {
+        c.commerce.audience = Some(v.to_owned());
+        Ok(())
+    }),
+    ("commerce.jwks_refresh_secs", |c, v| {
+        parse_into(&mut c.commerce.jwks_refresh_secs, v)
+    }),
+    ("commerce.jwks_min_refetch_secs", |c, v| {
+        parse_into(&mut c.commerce.jwks_min_refetch_secs, v)
+    }),
+    ("commerce.jwks_max_stale_secs", |c, v| {
+        parse_into(&mut c.commerce.jwks_max_stale_secs, v)
+    }),
+    ("commerce.token_cache_capacity", |c, v| {
+        parse_into(&mut c.commerce.token_cache_capacity, v)
+    }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
 ];
@@ -706,6 +848,7 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| ConfigError::new("log.level", e.to_string()))?;
+        self.validate_commerce()?;
         for (key, secret) in [
             ("pepper", &self.pepper),
             ("key_encryption_secret", &self.key_encryption_secret),
@@ -912,6 +1055,36 @@ mod tests {
         for bad in ["-1", "121"] {
             let err = Config::load_from(None, env(&[("OXIDP_TOKENS__REFRESH_REUSE_GRACE_SECS", bad)])).unwrap_err();
             assert_eq!(err.key, "tokens.refresh_reuse_grace_secs");
+        }
+    }
+
+    #[test]
+    fn commerce_keys_have_defaults_and_errors_name_them() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.commerce.bind, "127.0.0.1:8081");
+        assert_eq!(config.commerce_database_url(), "sqlite://data/commerce.db");
+        assert_eq!(config.commerce_issuer(), "http://localhost:8080");
+        assert_eq!(config.commerce_audience(), "http://localhost:8081");
+        for (name, value, key) in [
+            ("OXIDP_COMMERCE__BIND", "nope", "commerce.bind"),
+            (
+                "OXIDP_COMMERCE__JWKS_MIN_REFETCH_SECS",
+                "0",
+                "commerce.jwks_min_refetch_secs",
+            ),
+            (
+                "OXIDP_COMMERCE__JWKS_MAX_STALE_SECS",
+                "10",
+                "commerce.jwks_max_stale_secs",
+            ),
+            ("OXIDP_COMMERCE__AUDIENCE", "not a url", "commerce.audience"),
+            ("OXIDP_COMMERCE__DATABASE_URL", "mysql://x", "commerce.database_url"),
+        ] {
+            assert_eq!(
+                Config::load_from(None, env(&[(name, value)])).unwrap_err().key,
+                key,
+                "{name}"
+            );
         }
     }
 

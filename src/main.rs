@@ -74,7 +74,16 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   webauthn.rp_name              OXIDP_WEBAUTHN__RP_NAME (the issuer's host)
   audit.retention_days          OXIDP_AUDIT__RETENTION_DAYS (90, 0 = forever)
   log.format                    OXIDP_LOG__FORMAT (text | json)
-  log.level                     OXIDP_LOG__LEVEL (info)";
+  log.level                     OXIDP_LOG__LEVEL (info)
+  commerce.bind                 OXIDP_COMMERCE__BIND (127.0.0.1:8081)
+  commerce.public_url           OXIDP_COMMERCE__PUBLIC_URL (http://localhost:8081)
+  commerce.database_url         OXIDP_COMMERCE__DATABASE_URL (default sqlite://{data_dir}/commerce.db)
+  commerce.issuer               OXIDP_COMMERCE__ISSUER (default: issuer)
+  commerce.audience             OXIDP_COMMERCE__AUDIENCE (default: commerce.public_url)
+  commerce.jwks_refresh_secs    OXIDP_COMMERCE__JWKS_REFRESH_SECS (300)
+  commerce.jwks_min_refetch_secs OXIDP_COMMERCE__JWKS_MIN_REFETCH_SECS (10)
+  commerce.jwks_max_stale_secs  OXIDP_COMMERCE__JWKS_MAX_STALE_SECS (86400)
+  commerce.token_cache_capacity OXIDP_COMMERCE__TOKEN_CACHE_CAPACITY (100000)";
 
 #[derive(Parser)]
 #[command(name = "oxidp", version, about = "OAuth 2.0 / OpenID Connect identity provider", after_help = ENV_HELP)]
@@ -106,6 +115,22 @@ enum Command {
     Role(cli::role::RoleCommand),
     /// Query the audit log (sign-ins, lockouts, administrative changes).
     Audit(cli::audit::AuditArgs),
+    /// Run the commerce resource server (its own process and database), or migrate it.
+    Commerce {
+        #[command(subcommand)]
+        command: Option<CommerceCommand>,
+    },
+}
+
+#[derive(Subcommand)]
+enum CommerceCommand {
+    /// Serve the commerce API (the default).
+    Serve,
+    /// Apply pending commerce database migrations and exit.
+    Migrate,
+    /// Manage sellers (on the commerce database).
+    #[command(subcommand)]
+    Seller(cli::commerce::SellerCommand),
 }
 
 #[derive(Args)]
@@ -402,6 +427,15 @@ fn main() -> std::process::ExitCode {
                 let state = AppState::build(config, Arc::new(SystemClock)).await?;
                 cli::role::run(&state, command).await
             }
+            Command::Commerce { command } => match command.unwrap_or(CommerceCommand::Serve) {
+                CommerceCommand::Serve => serve_commerce(config).await,
+                CommerceCommand::Migrate => {
+                    let db = oxidp::commerce::open_database(&config).await?;
+                    println!("commerce database ({}) is up to date", db.backend().name());
+                    Ok(())
+                }
+                CommerceCommand::Seller(command) => cli::commerce::run(&config, command).await,
+            },
         }
     });
     match result {
@@ -411,6 +445,18 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn serve_commerce(config: Config) -> anyhow::Result<()> {
+    let app = oxidp::commerce::CommerceApp::build(&config, Arc::new(SystemClock)).await?;
+    tracing::info!(
+        bind = %config.commerce.bind,
+        issuer = %config.commerce_issuer(),
+        audience = %config.commerce_audience(),
+        "commerce API listening"
+    );
+    app.run_until_stopped().await?;
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

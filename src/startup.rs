@@ -53,6 +53,11 @@ impl Application {
         self.port
     }
 
+    /// Stops the server from elsewhere (tests stop the IdP to drill an outage).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }

@@ -31,6 +31,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pg_schema: Option<String>,
     proxy: Option<proxy::Proxy>,
+    /// Stops this server (outage drills).
+    pub server: actix_web::dev::ServerHandle,
 }
 
 /// The PostgreSQL server to test against, if any.
@@ -64,8 +66,13 @@ pub fn base_config(dir: &std::path::Path) -> Config {
 /// A second instance on the same database and secrets as `other` (a load
 /// balancer's second backend). Its clock is shared too.
 pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
+    spawn_app_sharing_on(other, TcpListener::bind("127.0.0.1:0").expect("bind")).await
+}
+
+/// As `spawn_app_sharing`, on a given listener (e.g. the stopped server's port:
+/// the IdP coming back after an outage).
+pub async fn spawn_app_sharing_on(other: &TestApp, listener: TcpListener) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().unwrap().port();
     let mut config = other.config.clone();
     config.data_dir = dir.path().to_path_buf();
@@ -75,8 +82,10 @@ pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
             .expect("app state"),
     );
     let app = Application::with_listener(state.clone(), listener).expect("server");
+    let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
+        server,
         address: format!("http://127.0.0.1:{port}"),
         port,
         clock: other.clock.clone(),
@@ -138,8 +147,10 @@ async fn spawn(customize: impl FnOnce(&mut Config), cuttable: bool) -> TestApp {
     let clock = ManualClock::starting_now();
     let state = web::Data::new(AppState::build(config.clone(), clock.clone()).await.expect("app state"));
     let app = Application::with_listener(state.clone(), listener).expect("server");
+    let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
+        server,
         address: format!("http://127.0.0.1:{port}"),
         port,
         clock,

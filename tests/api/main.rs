@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod clients;
 mod connection_loss;
+mod commerce;
 mod discovery;
 mod errors;
 mod headers;

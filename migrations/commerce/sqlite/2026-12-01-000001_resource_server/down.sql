@@ -1,0 +1,1 @@
+DROP TABLE rs_key_sets;

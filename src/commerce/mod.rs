@@ -1,0 +1,142 @@
+//! The commerce resource server (`oxidp commerce`): its own process, listener and
+//! database. Sellers, products, options and combinations, the product lifecycle.
+//! It trusts tokens through `crate::resource_server` only (discovery + JWKS over
+//! HTTP) and imports none of the IdP's internals.
+
+pub mod domain;
+pub mod http;
+pub mod storage;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{Db, PoolSettings};
+use crate::resource_server::{ResourceServer, Settings};
+
+/// What commerce handlers share: the commerce database and the clock.
+pub struct CommerceState {
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    /// The `realm` of bearer challenges.
+    pub realm: String,
+}
+
+/// Opens the commerce database and applies its migrations.
+pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(
+        &config.commerce_database_url(),
+        &PoolSettings {
+            max_size: config.database.pool_size,
+            connect_timeout: Duration::from_secs(config.database.connect_timeout_secs),
+            busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("commerce.{e}"))?;
+    storage::migrations::run(&db).await?;
+    Ok(db)
+}
+
+pub struct CommerceApp {
+    port: u16,
+    server: Server,
+    pub state: web::Data<CommerceState>,
+    pub resource_server: web::Data<ResourceServer>,
+    refresh: tokio::task::JoinHandle<()>,
+}
+
+impl CommerceApp {
+    pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(&config.commerce.bind).map_err(|e| {
+            anyhow::anyhow!(
+                "configuration key `commerce.bind`: cannot listen on {}: {e}",
+                config.commerce.bind
+            )
+        })?;
+        Self::with_listener(config, clock, listener).await
+    }
+
+    /// Opens the database, loads the persisted key set, fetches the current one
+    /// (an unreachable issuer is logged, not fatal), starts the background refresh
+    /// and the listener.
+    pub async fn with_listener(config: &Config, clock: Arc<dyn Clock>, listener: TcpListener) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let db = open_database(config).await?;
+        let audience = config.commerce_audience();
+        let settings = Settings {
+            issuer: config.commerce_issuer(),
+            realm: audience.clone(),
+            audience,
+            refresh_secs: config.commerce.jwks_refresh_secs,
+            min_refetch_secs: config.commerce.jwks_min_refetch_secs,
+            max_stale_secs: config.commerce.jwks_max_stale_secs,
+            token_cache_capacity: config.commerce.token_cache_capacity,
+        };
+        let resource_server = web::Data::new(ResourceServer::new(settings, db.clone(), clock.clone()).await?);
+        let first_wait = match resource_server.keys.refresh().await {
+            Ok(max_age) => max_age.unwrap_or(config.commerce.jwks_refresh_secs),
+            Err(_) => config.commerce.jwks_min_refetch_secs.max(1) as u64,
+        }
+        .clamp(1, config.commerce.jwks_refresh_secs);
+        let refresh = resource_server.keys.spawn_refresh(Duration::from_secs(first_wait));
+        let state = web::Data::new(CommerceState {
+            db,
+            clock,
+            realm: config.commerce_audience(),
+        });
+        let workers = match config.http.workers {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
+        };
+        let (app_state, app_rs) = (state.clone(), resource_server.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .app_data(app_rs.clone())
+                .configure(http::configure)
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Content-Type-Options", "nosniff"))
+                        .add(("Referrer-Policy", "no-referrer")),
+                )
+        })
+        .workers(workers)
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            state,
+            resource_server,
+            refresh,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from elsewhere (tests, signals).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The background key-set refresh; aborted when the server stops.
+    pub fn refresh_task(&self) -> tokio::task::AbortHandle {
+        self.refresh.abort_handle()
+    }
+
+    /// Serves until stopped (SIGINT/SIGTERM or `handle().stop`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.refresh.abort();
+        result
+    }
+}
