@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -35,6 +35,45 @@ pub struct Config {
     pub admin: AdminConfig,
     pub login: LoginConfig,
     pub webauthn: WebauthnConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Where `/metrics` is served. Never on the public listener without a token: the
+/// counters tell an observer how each sign-in attempt ended.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Its own listener, HOST:PORT (loopback by default); empty or `off` for none.
+    pub bind: String,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>` on every
+    /// listener, and is also served on the public one (for a scraper that can
+    /// only reach the instances through the load balancer).
+    pub token: Option<SecretString>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:9464".to_owned(),
+            token: None,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address of the metrics listener, or `None` when it is switched off.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let bind = self.bind.trim();
+        if bind.is_empty() || bind.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        bind.parse::<SocketAddr>().map(Some).map_err(|e| {
+            ConfigError::new(
+                "metrics.bind",
+                format!("expected HOST:PORT such as 127.0.0.1:9464, or `off` ({e})"),
+            )
+        })
+    }
 }
 
 /// WebAuthn relying party. By default the RP id is the issuer's host and the
@@ -246,6 +285,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             login: LoginConfig::default(),
             webauthn: WebauthnConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -436,6 +476,11 @@ const KEYS: &[(&str, Setter)] = &[
     ("login.device_cookie_days", |c, v| {
         parse_into(&mut c.login.device_cookie_days, v)
     }),
+    ("metrics.bind", |c, v| set_string(&mut c.metrics.bind, v)),
+    ("metrics.token", |c, v| {
+        c.metrics.token = Some(SecretString::from(v.to_owned()));
+        Ok(())
+    }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
 ];
@@ -516,6 +561,12 @@ impl Config {
         self.bind
             .parse::<SocketAddr>()
             .map_err(|e| ConfigError::new("bind", format!("expected HOST:PORT such as 127.0.0.1:8080 ({e})")))?;
+        self.metrics.listen_addr()?;
+        if let Some(token) = &self.metrics.token
+            && token.expose_secret().len() < 16
+        {
+            return Err(ConfigError::new("metrics.token", "must be at least 16 characters"));
+        }
         if let Some(url) = &self.database_url {
             let ok = url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://");
             if !ok {

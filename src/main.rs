@@ -415,7 +415,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(None) => {}
         Err(error) => anyhow::bail!("creating the first administrator: {error}"),
     }
-    tracing::info!(%issuer, %bind, port = app.port(), "oxidp is listening");
+    tracing::info!(%issuer, %bind, port = app.port(), metrics_port = app.metrics_port(), "oxidp is listening");
     app.run_until_stopped().await?;
     tracing::info!("oxidp stopped");
     Ok(())
