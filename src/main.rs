@@ -577,7 +577,7 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
         UserCommand::SetPassword { user, password, output } => {
             let user = accounts::find(state, &user).await?;
             let password = read_password(&password)?;
-            accounts::set_password(state, &Actor::cli(), &user, &password).await?;
+            accounts::set_password(state, &Actor::cli(), &user, &password, None).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "id": user.id, "password_changed": true }));
             } else {

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::accounts::{self, AccountError, Credential, NewAccount, Profile};
 use crate::audit::{self, Actor};
+use crate::authn::session;
 use crate::db::DbError;
 use crate::db::models::sessions;
 use crate::domain::Password;
@@ -305,7 +306,8 @@ pub async fn list_sessions(state: &AppState, user: &str) -> Result<Value, AdminE
     }))
 }
 
-/// Ends one session of a user, or all of them (`session` = None). Returns how many ended.
+/// Ends one session of a user, or all of them (`session` = None), each through
+/// `session::end_in` (with its refresh tokens). Returns how many ended.
 pub async fn end_sessions(
     state: &AppState,
     who: &Principal,
@@ -318,13 +320,13 @@ pub async fn end_sessions(
     let ended = state
         .db
         .transaction(move |conn| {
-            let ended = match &sid {
-                Some(sid) => {
-                    let owned = sessions::list_for_user(conn, &id)?.iter().any(|s| &s.id == sid);
-                    if owned && sessions::delete(conn, sid)? { 1 } else { 0 }
+            // The same path as sign-out: the sessions' refresh tokens end with them.
+            let mut ended = 0;
+            for s in sessions::list_for_user(conn, &id)? {
+                if sid.as_ref().is_none_or(|sid| *sid == s.id) && session::end_in(conn, &s.id, now)? {
+                    ended += 1;
                 }
-                None => sessions::delete_for_user(conn, &id)?,
-            };
+            }
             if sid.is_some() && ended == 0 {
                 return Ok(None);
             }

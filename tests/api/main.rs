@@ -22,6 +22,7 @@ mod oauth_attacks;
 mod oidc_rp;
 mod passwords;
 mod rbac;
+mod revocation;
 mod sessions;
 mod soft_authenticator;
 mod webauthn;
