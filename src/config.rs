@@ -841,6 +841,23 @@ mod tests {
     }
 
     #[test]
+    fn the_metrics_listener_is_loopback_by_default_and_can_be_switched_off() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(
+            config.metrics.listen_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        for off in ["off", "", "OFF"] {
+            let config = Config::load_from(None, env(&[("OXIDP_METRICS__BIND", off)])).unwrap();
+            assert_eq!(config.metrics.listen_addr().unwrap(), None);
+        }
+        let err = Config::load_from(None, env(&[("OXIDP_METRICS__BIND", "localhost")])).unwrap_err();
+        assert_eq!(err.key, "metrics.bind");
+        let err = Config::load_from(None, env(&[("OXIDP_METRICS__TOKEN", "short")])).unwrap_err();
+        assert_eq!(err.key, "metrics.token");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let err = Config::load_from(None, env(&[("OXIDP_SESSION__IDLE_TIMEOUT_SECS", "soon")])).unwrap_err();
         assert_eq!(err.key, "session.idle_timeout_secs");

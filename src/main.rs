@@ -67,7 +67,9 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   webauthn.origin               OXIDP_WEBAUTHN__ORIGIN (the issuer's origin)
   webauthn.rp_name              OXIDP_WEBAUTHN__RP_NAME (the issuer's host)
   log.format                    OXIDP_LOG__FORMAT (text | json)
-  log.level                     OXIDP_LOG__LEVEL (info)";
+  log.level                     OXIDP_LOG__LEVEL (info)
+  metrics.bind                  OXIDP_METRICS__BIND (127.0.0.1:9464; off = no metrics listener)
+  metrics.token                 OXIDP_METRICS__TOKEN (none; bearer token for /metrics, also on the public listener)";
 
 #[derive(Parser)]
 #[command(name = "oxidp", version, about = "OAuth 2.0 / OpenID Connect identity provider", after_help = ENV_HELP)]
