@@ -276,15 +276,26 @@ pub async fn create_user(state: &AppState, who: &Principal, body: NewUserBody) -
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub disabled: Option<bool>,
+    /// A password reset: checked against the policy and history; ends every
+    /// session of the person and revokes every refresh token of theirs.
+    pub password: Option<secrecy::SecretString>,
 }
 
 pub async fn patch_user(state: &AppState, who: &Principal, id: &str, patch: UserPatch) -> Result<Value, AdminError> {
-    let Some(disabled) = patch.disabled else {
+    if patch.disabled.is_none() && patch.password.is_none() {
         return Err(AdminError::BadRequest(
-            "nothing to change: send {\"disabled\": true|false}".into(),
+            "nothing to change: send {\"disabled\": true|false} and/or {\"password\": \"…\"}".into(),
         ));
-    };
-    let user = accounts::set_disabled(state, &who.actor, id, disabled).await?;
+    }
+    let mut user = accounts::find(state, id).await?;
+    if let Some(password) = &patch.password {
+        use secrecy::ExposeSecret;
+        let password = Password::new(password.expose_secret());
+        accounts::set_password(state, &who.actor, &user, &password, None).await?;
+    }
+    if let Some(disabled) = patch.disabled {
+        user = accounts::set_disabled(state, &who.actor, &user.id, disabled).await?;
+    }
     Ok(user_json(&user))
 }
 

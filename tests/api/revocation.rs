@@ -346,3 +346,43 @@ async fn userinfo_refuses_a_token_issued_for_another_resource() {
     );
     assert_eq!(app.userinfo_status(own_access).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_password_reset_through_the_admin_api_ends_every_session_and_every_refresh_token() {
+    let app = crate::helpers::spawn_app().await;
+    let s = two_browsers(&app).await;
+    let path = "/admin/v1/users/alice";
+    // A password the policy refuses changes nothing.
+    let weak = admin(
+        &app,
+        reqwest::Method::PATCH,
+        path,
+        Some(json!({"password": "password1234"})),
+    )
+    .await;
+    assert_eq!(weak, 400);
+    assert_eq!(signed_in_status(&app, &s.second).await, 200);
+    assert_eq!(refresh(&app, &s.rp, &s.offline).await.0, 200);
+
+    let reset = admin(
+        &app,
+        reqwest::Method::PATCH,
+        path,
+        Some(json!({"password": "amber canyon drift 72"})),
+    )
+    .await;
+    assert_eq!(reset, 200);
+    assert_eq!(signed_in_status(&app, &s.first).await, 303);
+    assert_eq!(signed_in_status(&app, &s.second).await, 303);
+    for t in [&s.first_tokens, &s.second_tokens] {
+        assert_eq!(refresh(&app, &s.rp, t).await.0, 400);
+    }
+    let event = last_event(&app, "user.set_password").await;
+    assert!(event["actor"].as_str().unwrap().starts_with("client:"), "{event}");
+    assert_eq!(event["details"]["sessions_ended"], 2, "{event}");
+    assert_eq!(event["details"]["grants_revoked"], 3, "{event}");
+    assert_eq!(
+        app.login(&browser(), "alice", "amber canyon drift 72").await.status(),
+        303
+    );
+}
