@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
@@ -37,6 +37,7 @@ pub struct Config {
     pub webauthn: WebauthnConfig,
     pub audit: AuditConfig,
     pub commerce: CommerceConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// How long the audit log is kept.
@@ -164,6 +165,44 @@ impl Config {
             return Err(ConfigError::new("commerce.token_cache_capacity", "must be at least 1"));
         }
         Ok(())
+    }
+}
+
+/// Where `/metrics` is served. Never on the public listener without a token: the
+/// counters tell an observer how each sign-in attempt ended.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Its own listener, HOST:PORT (loopback by default); empty or `off` for none.
+    pub bind: String,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>` on every
+    /// listener, and is also served on the public one (for a scraper that can
+    /// only reach the instances through the load balancer).
+    pub token: Option<SecretString>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:9464".to_owned(),
+            token: None,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// The address of the metrics listener, or `None` when it is switched off.
+    pub fn listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let bind = self.bind.trim();
+        if bind.is_empty() || bind.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        bind.parse::<SocketAddr>().map(Some).map_err(|e| {
+            ConfigError::new(
+                "metrics.bind",
+                format!("expected HOST:PORT such as 127.0.0.1:9464, or `off` ({e})"),
+            )
+        })
     }
 }
 
@@ -398,6 +437,7 @@ impl Default for Config {
             webauthn: WebauthnConfig::default(),
             audit: AuditConfig::default(),
             commerce: CommerceConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -641,6 +681,11 @@ const KEYS: &[(&str, Setter)] = &[
     ("commerce.token_cache_capacity", |c, v| {
         parse_into(&mut c.commerce.token_cache_capacity, v)
     }),
+    ("metrics.bind", |c, v| set_string(&mut c.metrics.bind, v)),
+    ("metrics.token", |c, v| {
+        c.metrics.token = Some(SecretString::from(v.to_owned()));
+        Ok(())
+    }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
 ];
@@ -721,6 +766,12 @@ impl Config {
         self.bind
             .parse::<SocketAddr>()
             .map_err(|e| ConfigError::new("bind", format!("expected HOST:PORT such as 127.0.0.1:8080 ({e})")))?;
+        self.metrics.listen_addr()?;
+        if let Some(token) = &self.metrics.token
+            && token.expose_secret().len() < 16
+        {
+            return Err(ConfigError::new("metrics.token", "must be at least 16 characters"));
+        }
         if let Some(url) = &self.database_url {
             let ok = url.starts_with("sqlite://") || url.starts_with("postgres://") || url.starts_with("postgresql://");
             if !ok {
@@ -1027,6 +1078,23 @@ mod tests {
         let config = Config::load_from(Some(&path), env(&[("OXIDP_SESSION__IDLE_TIMEOUT_SECS", "600")])).unwrap();
         assert_eq!(config.issuer, "https://id.example.com");
         assert_eq!(config.session.idle_timeout_secs, 600);
+    }
+
+    #[test]
+    fn the_metrics_listener_is_loopback_by_default_and_can_be_switched_off() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(
+            config.metrics.listen_addr().unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        for off in ["off", "", "OFF"] {
+            let config = Config::load_from(None, env(&[("OXIDP_METRICS__BIND", off)])).unwrap();
+            assert_eq!(config.metrics.listen_addr().unwrap(), None);
+        }
+        let err = Config::load_from(None, env(&[("OXIDP_METRICS__BIND", "localhost")])).unwrap_err();
+        assert_eq!(err.key, "metrics.bind");
+        let err = Config::load_from(None, env(&[("OXIDP_METRICS__TOKEN", "short")])).unwrap_err();
+        assert_eq!(err.key, "metrics.token");
     }
 
     #[test]

@@ -83,7 +83,9 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   commerce.jwks_refresh_secs    OXIDP_COMMERCE__JWKS_REFRESH_SECS (300)
   commerce.jwks_min_refetch_secs OXIDP_COMMERCE__JWKS_MIN_REFETCH_SECS (10)
   commerce.jwks_max_stale_secs  OXIDP_COMMERCE__JWKS_MAX_STALE_SECS (86400)
-  commerce.token_cache_capacity OXIDP_COMMERCE__TOKEN_CACHE_CAPACITY (100000)";
+  commerce.token_cache_capacity OXIDP_COMMERCE__TOKEN_CACHE_CAPACITY (100000)
+  metrics.bind                  OXIDP_METRICS__BIND (127.0.0.1:9464; off = no metrics listener)
+  metrics.token                 OXIDP_METRICS__TOKEN (none; bearer token for /metrics, also on the public listener)";
 
 #[derive(Parser)]
 #[command(name = "oxidp", version, about = "OAuth 2.0 / OpenID Connect identity provider", after_help = ENV_HELP)]
@@ -468,7 +470,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(None) => {}
         Err(error) => anyhow::bail!("creating the first administrator: {error}"),
     }
-    tracing::info!(%issuer, %bind, port = app.port(), "oxidp is listening");
+    tracing::info!(%issuer, %bind, port = app.port(), metrics_port = app.metrics_port(), "oxidp is listening");
     app.run_until_stopped().await?;
     tracing::info!("oxidp stopped");
     Ok(())
@@ -630,7 +632,7 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
         UserCommand::SetPassword { user, password, output } => {
             let user = accounts::find(state, &user).await?;
             let password = read_password(&password)?;
-            accounts::set_password(state, &Actor::cli(), &user, &password).await?;
+            accounts::set_password(state, &Actor::cli(), &user, &password, None).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "id": user.id, "password_changed": true }));
             } else {

@@ -16,6 +16,8 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener (`metrics.bind`), when it is on.
+    metrics: Option<(u16, Server)>,
     state: web::Data<AppState>,
 }
 
@@ -45,8 +47,35 @@ impl Application {
         .shutdown_timeout(30)
         .listen(listener)?
         .run();
+        let metrics = Self::metrics_server(&state)?;
         spawn_housekeeping(state.clone());
-        Ok(Self { port, server, state })
+        Ok(Self {
+            port,
+            server,
+            metrics,
+            state,
+        })
+    }
+
+    /// `/metrics` on its own listener (loopback by default), away from the public one.
+    fn metrics_server(state: &web::Data<AppState>) -> anyhow::Result<Option<(u16, Server)>> {
+        let Some(addr) = state.config.metrics.listen_addr()? else {
+            return Ok(None);
+        };
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("configuration key `metrics.bind`: cannot listen on {addr}: {e}"))?;
+        let port = listener.local_addr()?.port();
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .configure(http::routes::configure_metrics)
+        })
+        .workers(1)
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+        Ok(Some((port, server)))
     }
 
     pub fn port(&self) -> u16 {
@@ -58,13 +87,26 @@ impl Application {
         self.server.handle()
     }
 
+    /// The port of the metrics listener, if it is on.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(port, _)| *port)
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
 
     /// Serves until SIGINT/SIGTERM, then stops accepting and lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         self.server.await?;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         // The last minute's client_credentials issuances still go to the audit log.
         if let Err(error) = crate::audit::flush_issuance(&self.state, 60).await {
             tracing::warn!(%error, "writing the last client_credentials audit events failed");

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::audit::{self, Actor};
 use crate::authn::password::{self, Verification};
-use crate::db::models::{logins, sessions, users};
+use crate::authn::session;
+use crate::db::models::{logins, users};
 use crate::db::{DbError, models::users::UserRow};
 use crate::domain::{Email, Password, PasswordPolicyError, UserId, Username};
 use crate::state::AppState;
@@ -177,7 +178,9 @@ pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<Vec<UserR
     Ok(state.db.run(move |conn| users::list(conn, limit, offset)).await?)
 }
 
-/// Disabling also ends every browser session of the user.
+/// Disabling also ends every browser session of the user and revokes every grant
+/// (refresh tokens, `offline_access` included) for good: enabling the account
+/// again brings none of them back.
 pub async fn set_disabled(
     state: &AppState,
     actor: &Actor,
@@ -193,8 +196,11 @@ pub async fn set_disabled(
         .transaction(move |conn| {
             users::set_disabled(conn, &id, disabled, now)?;
             let (action, details) = if disabled {
-                let ended = sessions::delete_for_user(conn, &id)?;
-                ("user.disable", json!({ "sessions_ended": ended }))
+                let revoked = session::revoke_all_in(conn, &id, None, now)?;
+                (
+                    "user.disable",
+                    json!({ "sessions_ended": revoked.sessions_ended, "grants_revoked": revoked.grants_revoked }),
+                )
             } else {
                 ("user.enable", json!({}))
             };
@@ -206,8 +212,17 @@ pub async fn set_disabled(
 
 /// Sets a new password after checking the policy and the history of the last
 /// `PASSWORD_HISTORY` passwords. A new password also lifts a sign-in lockout
-/// (NIST SP 800-63B §5.2.2: reset or admin unlock), in the same transaction.
-pub async fn set_password(state: &AppState, actor: &Actor, user: &UserRow, new: &Password) -> Result<(), AccountError> {
+/// (NIST SP 800-63B §5.2.2: reset or admin unlock), ends every session of the
+/// person except `keep` (the browser of a self-service change; `None` for a reset
+/// by an operator or administrator) and revokes every refresh token of theirs
+/// (ASVS 5 V7.4), all in the same transaction as the change and its audit event.
+pub async fn set_password(
+    state: &AppState,
+    actor: &Actor,
+    user: &UserRow,
+    new: &Password,
+    keep: Option<&str>,
+) -> Result<(), AccountError> {
     let mut context = vec![user.username.as_str()];
     if let Some(email) = &user.email {
         context.push(email.as_str());
@@ -228,17 +243,23 @@ pub async fn set_password(state: &AppState, actor: &Actor, user: &UserRow, new: 
     let now = state.clock.now();
     let throttle_key = crate::authn::risk::username_key(&state.login_key, &user.username);
     let actor = actor.clone();
+    let keep = keep.map(str::to_owned);
     state
         .db
         .transaction(move |conn| {
             users::change_password(conn, &id, &hash, now, PASSWORD_HISTORY - 1)?;
             let unlocked = logins::clear(conn, &throttle_key)?;
+            let revoked = session::revoke_all_in(conn, &id, keep.as_deref(), now)?;
             audit::record(
                 conn,
                 &actor,
                 "user.set_password",
                 Some(&format!("user:{id}")),
-                json!({ "lockout_cleared": unlocked }),
+                json!({
+                    "lockout_cleared": unlocked,
+                    "sessions_ended": revoked.sessions_ended,
+                    "grants_revoked": revoked.grants_revoked,
+                }),
                 now,
             )
         })
@@ -246,16 +267,18 @@ pub async fn set_password(state: &AppState, actor: &Actor, user: &UserRow, new: 
     Ok(())
 }
 
-/// A signed-in person changing their own password: the current one is checked first.
+/// A signed-in person changing their own password: the current one is checked
+/// first; the session `current_session` stays signed in, every other one ends.
 pub async fn change_password(
     state: &AppState,
     actor: &Actor,
     user: &UserRow,
+    current_session: &str,
     current: &Password,
     new: &Password,
 ) -> Result<(), AccountError> {
     match state.hasher.verify(current, user.password_hash.clone()).await {
-        Verification::Valid { .. } => set_password(state, actor, user, new).await,
+        Verification::Valid { .. } => set_password(state, actor, user, new, Some(current_session)).await,
         Verification::Invalid => Err(AccountError::WrongPassword),
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::accounts::{self, AccountError, Credential, NewAccount, Profile};
 use crate::audit::{self, Actor};
+use crate::authn::session;
 use crate::db::DbError;
 use crate::db::models::sessions;
 use crate::domain::Password;
@@ -275,15 +276,26 @@ pub async fn create_user(state: &AppState, who: &Principal, body: NewUserBody) -
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     pub disabled: Option<bool>,
+    /// A password reset: checked against the policy and history; ends every
+    /// session of the person and revokes every refresh token of theirs.
+    pub password: Option<secrecy::SecretString>,
 }
 
 pub async fn patch_user(state: &AppState, who: &Principal, id: &str, patch: UserPatch) -> Result<Value, AdminError> {
-    let Some(disabled) = patch.disabled else {
+    if patch.disabled.is_none() && patch.password.is_none() {
         return Err(AdminError::BadRequest(
-            "nothing to change: send {\"disabled\": true|false}".into(),
+            "nothing to change: send {\"disabled\": true|false} and/or {\"password\": \"…\"}".into(),
         ));
-    };
-    let user = accounts::set_disabled(state, &who.actor, id, disabled).await?;
+    }
+    let mut user = accounts::find(state, id).await?;
+    if let Some(password) = &patch.password {
+        use secrecy::ExposeSecret;
+        let password = Password::new(password.expose_secret());
+        accounts::set_password(state, &who.actor, &user, &password, None).await?;
+    }
+    if let Some(disabled) = patch.disabled {
+        user = accounts::set_disabled(state, &who.actor, &user.id, disabled).await?;
+    }
     Ok(user_json(&user))
 }
 
@@ -305,7 +317,8 @@ pub async fn list_sessions(state: &AppState, user: &str) -> Result<Value, AdminE
     }))
 }
 
-/// Ends one session of a user, or all of them (`session` = None). Returns how many ended.
+/// Ends one session of a user, or all of them (`session` = None), each through
+/// `session::end_in` (with its refresh tokens). Returns how many ended.
 pub async fn end_sessions(
     state: &AppState,
     who: &Principal,
@@ -318,13 +331,13 @@ pub async fn end_sessions(
     let ended = state
         .db
         .transaction(move |conn| {
-            let ended = match &sid {
-                Some(sid) => {
-                    let owned = sessions::list_for_user(conn, &id)?.iter().any(|s| &s.id == sid);
-                    if owned && sessions::delete(conn, sid)? { 1 } else { 0 }
+            // The same path as sign-out: the sessions' refresh tokens end with them.
+            let mut ended = 0;
+            for s in sessions::list_for_user(conn, &id)? {
+                if sid.as_ref().is_none_or(|sid| *sid == s.id) && session::end_in(conn, &s.id, now)? {
+                    ended += 1;
                 }
-                None => sessions::delete_for_user(conn, &id)?,
-            };
+            }
             if sid.is_some() && ended == 0 {
                 return Ok(None);
             }

@@ -344,16 +344,20 @@ pub fn require_recent(state: &AppState, auth_time: i64) -> Result<(), MfaError> 
 }
 
 /// Turns TOTP off (and drops the recovery codes). Needs a recent authentication.
-pub async fn disable(state: &AppState, user_id: &str, auth_time: i64) -> Result<(), MfaError> {
+/// A removed factor is a credential change: every other session of the person
+/// ends and every refresh token of theirs is revoked (ASVS 5 V7.4.3), in the same
+/// transaction; `session_id` (the browser that asked) stays signed in.
+pub async fn disable(state: &AppState, user_id: &str, session_id: &str, auth_time: i64) -> Result<(), MfaError> {
     require_recent(state, auth_time)?;
     let now = state.clock.now();
-    let id = user_id.to_owned();
+    let (id, keep) = (user_id.to_owned(), session_id.to_owned());
     state
         .db
         .transaction(move |conn| {
             mfa::delete_totp(conn, &id)?;
             mfa::delete_recovery_codes(conn, &id)?;
-            own_event(conn, &id, "mfa.totp.disable", json!({}), now)
+            let revoked = crate::authn::session::revoke_all_in(conn, &id, Some(&keep), now)?;
+            own_event(conn, &id, "mfa.totp.disable", json!(revoked), now)
         })
         .await?;
     Ok(())

@@ -7,9 +7,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::db::DbError;
+use crate::db::models::grants;
 use crate::db::models::sessions::{self, SessionRow};
 use crate::db::models::users::UserRow;
+use crate::db::{AnyConnection, DbError};
 use crate::state::AppState;
 
 /// Activity closer together than this does not rewrite `last_seen_at`.
@@ -108,8 +109,7 @@ pub async fn start(
             if single {
                 // One active session per person: the older ones end with their refresh tokens.
                 for old in sessions::list_for_user(conn, &inserted.user_id)? {
-                    crate::db::models::grants::revoke_for_session(conn, &old.id, now)?;
-                    sessions::delete(conn, &old.id)?;
+                    end_in(conn, &old.id, now)?;
                 }
             }
             sessions::insert(conn, &inserted)
@@ -142,7 +142,7 @@ pub async fn resolve(state: &AppState, token: &SessionToken) -> Result<Lookup, D
                 return Ok(Lookup::Expired(reason));
             }
             if user.disabled {
-                sessions::delete(conn, &session.id)?;
+                end_in(conn, &session.id, now)?;
                 return Ok(Lookup::None);
             }
             let mut session = session;
@@ -171,8 +171,7 @@ pub async fn end(state: &AppState, token: &SessionToken) -> Result<(), DbError> 
                 .first(conn)
                 .optional()?;
             if let Some(id) = id {
-                crate::db::models::grants::revoke_for_session(conn, &id, now)?;
-                sessions::delete(conn, &id)?;
+                end_in(conn, &id, now)?;
             }
             Ok(())
         })
@@ -203,8 +202,7 @@ pub async fn end_by_id(state: &AppState, user_id: &str, session_id: &str) -> Res
             {
                 return Ok(false);
             }
-            crate::db::models::grants::revoke_for_session(conn, &session_id, now)?;
-            sessions::delete(conn, &session_id)
+            end_in(conn, &session_id, now)
         })
         .await
 }
@@ -221,13 +219,53 @@ pub async fn end_others(state: &AppState, user_id: &str, keep: &str) -> Result<u
                 .into_iter()
                 .filter(|s| s.id != keep)
             {
-                crate::db::models::grants::revoke_for_session(conn, &other.id, now)?;
-                sessions::delete(conn, &other.id)?;
+                end_in(conn, &other.id, now)?;
                 ended += 1;
             }
             Ok(ended)
         })
         .await
+}
+
+/// The one way a session is ended (sign-out, "Sign out" / "Sign out all other
+/// sessions" on the account page, the admin API, `single_session`, a disabled
+/// account, a credential change): the row goes, and with it the refresh tokens
+/// issued during it — except `offline_access` ones, which are meant to outlive it.
+/// Runs inside the caller's transaction. False when there was no such session.
+pub fn end_in(conn: &mut AnyConnection, session_id: &str, now: i64) -> Result<bool, DbError> {
+    grants::revoke_for_session(conn, session_id, now)?;
+    sessions::delete(conn, session_id)
+}
+
+/// What `revoke_all_in` ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Revoked {
+    pub sessions_ended: usize,
+    pub grants_revoked: usize,
+}
+
+/// After a password change or reset, a removed second factor, or a disabled
+/// account: ends every session of `user_id` except `keep` (the browser that made
+/// a self-service change) and revokes every grant of theirs, `offline_access`
+/// included, so no refresh token issued before the change works after it. Runs
+/// inside the caller's transaction, next to the change and its audit event.
+pub fn revoke_all_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep: Option<&str>,
+    now: i64,
+) -> Result<Revoked, DbError> {
+    let grants_revoked = grants::revoke_for_user(conn, user_id, now)?;
+    let mut sessions_ended = 0;
+    for session in sessions::list_for_user(conn, user_id)? {
+        if Some(session.id.as_str()) != keep && end_in(conn, &session.id, now)? {
+            sessions_ended += 1;
+        }
+    }
+    Ok(Revoked {
+        sessions_ended,
+        grants_revoked,
+    })
 }
 
 /// What a page needs for the expiry warning.

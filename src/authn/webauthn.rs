@@ -545,16 +545,20 @@ pub async fn find(state: &AppState, user_id: &str, id: &str) -> Result<Credentia
 }
 
 /// Removes one of the person's credentials. Needs a recent authentication.
+/// Like any removed factor, it ends every other session of the person and
+/// revokes every refresh token of theirs in the same transaction (ASVS 5
+/// V7.4.3); `session_id` (the browser that asked) stays signed in.
 pub async fn delete(
     state: &AppState,
     user_id: &str,
     id: &str,
+    session_id: &str,
     auth_time: i64,
     ip: Option<String>,
 ) -> Result<(), PasskeyError> {
     require_recent(state, auth_time)?;
     let now = state.clock.now();
-    let (user, id) = (user_id.to_owned(), id.to_owned());
+    let (user, id, keep) = (user_id.to_owned(), id.to_owned(), session_id.to_owned());
     let actor = Actor::user(user_id, ip);
     let deleted = state
         .db
@@ -562,12 +566,17 @@ pub async fn delete(
             if !store::delete(conn, &user, &id)? {
                 return Ok(false);
             }
+            let revoked = crate::authn::session::revoke_all_in(conn, &user, Some(&keep), now)?;
             audit::record(
                 conn,
                 &actor,
                 "mfa.webauthn.delete",
                 Some(&format!("user:{user}")),
-                json!({ "credential": id }),
+                json!({
+                    "credential": id,
+                    "sessions_ended": revoked.sessions_ended,
+                    "grants_revoked": revoked.grants_revoked,
+                }),
                 now,
             )?;
             Ok(true)

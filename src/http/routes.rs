@@ -11,6 +11,11 @@ use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     let limit = state.config.http.max_body_bytes;
+    if state.config.metrics.token.is_some() {
+        // Behind its bearer token, `/metrics` may be scraped through the public
+        // listener too; without one it exists only on the metrics listener.
+        cfg.route("/metrics", web::get().to(health::metrics));
+    }
     cfg.app_data(
         web::FormConfig::default()
             .limit(limit.min(16 * 1024))
@@ -34,7 +39,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     .app_data(web::PayloadConfig::default().limit(limit))
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(health::metrics))
     .route(
         "/",
         web::get().to(|| async { HttpResponse::Found().insert_header(("Location", "/account")).finish() }),
@@ -107,6 +111,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<AppState>) {
     .service(admin_api(limit))
     .route("/static/{path:.*}", web::get().to(assets::serve))
     .default_service(web::to(not_found));
+}
+
+/// The metrics listener (`metrics.bind`): `/metrics` and nothing else.
+pub fn configure_metrics(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(health::metrics))
+        .default_service(web::to(not_found));
 }
 
 /// The admin API: JSON in, JSON out, problem+json errors for every bad input.

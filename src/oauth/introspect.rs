@@ -1,6 +1,7 @@
 //! Token introspection (RFC 7662) for authenticated clients. A token is reported
 //! active only to the client it was issued to or a resource server named in its
-//! audience; expired, revoked, malformed and foreign tokens are `active: false`.
+//! audience; expired, revoked, malformed and foreign tokens, and tokens of a
+//! disabled or deleted person, are `active: false` (the same check as userinfo).
 
 use serde_json::{Value, json};
 
@@ -53,10 +54,21 @@ pub async fn introspect(state: &AppState, caller: &Client, params: &Params) -> R
     };
     let as_refresh = || async {
         let hash = crypto::sha256_hex(token);
-        let found = state.db.read(move |conn| grants::find_refresh(conn, &hash)).await?;
+        let found = state
+            .db
+            .read(move |conn| {
+                Ok(match grants::find_refresh(conn, &hash)? {
+                    Some((row, grant)) => {
+                        let enabled = tokens::subject_enabled(conn, &grant.user_id)?;
+                        Some((row, grant, enabled))
+                    }
+                    None => None,
+                })
+            })
+            .await?;
         let now = state.clock.now();
-        Ok::<_, OAuthError>(found.map(|(row, grant)| {
-            let live = row.used_at.is_none() && grant.revoked_at.is_none() && grant.expires_at > now;
+        Ok::<_, OAuthError>(found.map(|(row, grant, enabled)| {
+            let live = enabled && row.used_at.is_none() && grant.revoked_at.is_none() && grant.expires_at > now;
             if !live || grant.client_id != caller.id.as_str() {
                 return inactive();
             }

@@ -205,10 +205,13 @@ pub fn verify_access_token(state: &AppState, token: &str) -> Result<AccessClaims
     Ok(claims)
 }
 
-/// Revocation check: the token id was not revoked and its grant (if any) is live.
+/// Revocation check: the token id was not revoked, its grant (if any) is live and,
+/// for a token issued to a person, that person still exists and is enabled. The
+/// one answer shared by introspection, userinfo and the admin API.
 pub async fn is_active(state: &AppState, claims: &AccessClaims) -> Result<bool, crate::db::DbError> {
     let jti = claims.jti.clone();
     let gid = claims.gid.clone();
+    let subject = claims.has_user().then(|| claims.sub.clone());
     let now = state.clock.now();
     state
         .db
@@ -216,10 +219,20 @@ pub async fn is_active(state: &AppState, claims: &AccessClaims) -> Result<bool, 
             if crate::db::models::grants::is_token_revoked(conn, &jti)? {
                 return Ok(false);
             }
-            match &gid {
-                Some(gid) => crate::db::models::grants::is_live(conn, gid, now),
+            if let Some(gid) = &gid
+                && !crate::db::models::grants::is_live(conn, gid, now)?
+            {
+                return Ok(false);
+            }
+            match &subject {
+                Some(sub) => subject_enabled(conn, sub),
                 None => Ok(true),
             }
         })
         .await
+}
+
+/// True when the user exists and is not disabled.
+pub fn subject_enabled(conn: &mut crate::db::AnyConnection, user_id: &str) -> Result<bool, crate::db::DbError> {
+    Ok(crate::db::models::users::find_by_id(conn, user_id)?.is_some_and(|u| !u.disabled))
 }

@@ -1,4 +1,5 @@
-//! The UserInfo endpoint (OIDC Core §5.3) behind RFC 6750 bearer-token checks.
+//! The UserInfo endpoint (OIDC Core §5.3) behind RFC 6750 bearer-token checks:
+//! only access tokens whose audience includes the issuer URL are accepted.
 
 use serde_json::{Map, Value};
 
@@ -47,6 +48,18 @@ impl From<crate::db::DbError> for BearerError {
 
 pub async fn userinfo(state: &AppState, token: &str) -> Result<Map<String, Value>, BearerError> {
     let claims = tokens::verify_access_token(state, token)?;
+    // OIDC Core §5.3: userinfo is oxidp's own protected resource, identified by the
+    // issuer URL (the default audience of tokens issued without `resource`). A
+    // token issued for another resource (RFC 8707) is not for us.
+    if !claims
+        .aud
+        .iter()
+        .any(|a| a.trim_end_matches('/') == state.config.issuer_str())
+    {
+        return Err(BearerError::InvalidToken(
+            "the token's audience does not include this server's userinfo endpoint".into(),
+        ));
+    }
     if !claims.has_user() {
         return Err(BearerError::InvalidToken("the token was not issued to a user".into()));
     }

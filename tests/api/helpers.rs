@@ -24,6 +24,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub struct TestApp {
     pub address: String,
     pub port: u16,
+    /// The metrics listener (`metrics.bind`, port 0 in tests), when it is on.
+    pub metrics_address: Option<String>,
     pub clock: Arc<ManualClock>,
     pub state: web::Data<AppState>,
     pub config: Config,
@@ -50,6 +52,8 @@ pub fn base_config(dir: &std::path::Path) -> Config {
     };
     config.database.connect_timeout_secs = 2;
     config.http.workers = 2;
+    // Its own listener, on a free port: tests run side by side.
+    config.metrics.bind = "127.0.0.1:0".to_owned();
     // Every test signs in from 127.0.0.1: limits high enough not to interfere;
     // the login-protection tests set realistic ones.
     config.login.ip_per_minute = 100_000;
@@ -83,11 +87,13 @@ pub async fn spawn_app_sharing_on(other: &TestApp, listener: TcpListener) -> Tes
     );
     let app = Application::with_listener(state.clone(), listener).expect("server");
     let server = app.handle();
+    let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     tokio::spawn(app.run_until_stopped());
     TestApp {
         server,
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_address,
         clock: other.clock.clone(),
         state,
         config,
@@ -148,11 +154,13 @@ async fn spawn(customize: impl FnOnce(&mut Config), cuttable: bool) -> TestApp {
     let state = web::Data::new(AppState::build(config.clone(), clock.clone()).await.expect("app state"));
     let app = Application::with_listener(state.clone(), listener).expect("server");
     let server = app.handle();
+    let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     tokio::spawn(app.run_until_stopped());
     TestApp {
         server,
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_address,
         clock,
         state,
         config,
@@ -212,6 +220,14 @@ pub fn cookie_value(response: &reqwest::Response, name: &str) -> Option<String> 
 }
 
 impl TestApp {
+    /// `/metrics` on the metrics listener.
+    pub fn metrics_url(&self) -> String {
+        format!(
+            "{}/metrics",
+            self.metrics_address.as_deref().expect("the metrics listener is on")
+        )
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

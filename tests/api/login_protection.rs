@@ -228,7 +228,7 @@ async fn one_address_spraying_a_thousand_usernames_costs_at_most_thirty_hashes()
     let spent = app.state.hasher.computed() - before;
     assert!(spent <= 30, "{spent} hashes for 1,000 usernames");
     // The counter is exported for monitoring.
-    let metrics = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(app.metrics_url()).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("# TYPE oxidp_password_hashes_total counter"));
     let exported: u64 = metrics
         .lines()

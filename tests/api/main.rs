@@ -27,6 +27,8 @@ mod rbac;
 mod retention;
 mod reauthentication;
 mod refresh_grace;
+||||||| base
+mod revocation;
 mod sessions;
 mod soft_authenticator;
 mod startup;

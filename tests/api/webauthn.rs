@@ -585,3 +585,63 @@ async fn mfa_page(app: &TestApp, username: &str) -> String {
     let b = password_step(app, username).await;
     b.get(app.url("/login/mfa")).send().await.unwrap().text().await.unwrap()
 }
+
+/// Issue 19 item 1: a removed passkey is a credential change — the other browser
+/// is signed out and no refresh token from before works, `offline_access` included.
+#[tokio::test]
+async fn removing_a_passkey_ends_the_other_sessions_and_every_refresh_token() {
+    let app = spawn_app().await;
+    let b = app.signed_in("alice").await;
+    let other = browser();
+    assert_eq!(app.login(&other, "alice", PASSWORD).await.status(), 303);
+    let rp = app.web_client().await;
+    let (code, verifier) = app.code_for(&rp, &other, "alice", "openid offline_access").await;
+    let offline: Value = app.redeem(&rp, &code, &verifier).await.json().await.unwrap();
+    let mut soft = SoftAuthenticator::new();
+    assert_eq!(
+        register(&app, &b, &mut soft, "Blue key", Flags::default())
+            .await
+            .status(),
+        303
+    );
+
+    let account = b.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let document = scraper::Html::parse_document(&account);
+    let selector = scraper::Selector::parse("#passkeys form").unwrap();
+    let action = document
+        .select(&selector)
+        .next()
+        .unwrap()
+        .value()
+        .attr("action")
+        .unwrap();
+    let id = action
+        .trim_start_matches("/account/passkeys/")
+        .trim_end_matches("/rename");
+    let delete_path = format!("/account/passkeys/{id}/delete");
+    let confirm = b.get(app.url(&delete_path)).send().await.unwrap();
+    assert_eq!(confirm.status(), 200);
+    let csrf = csrf_of(&confirm.text().await.unwrap());
+    let removed = b
+        .post(app.url(&delete_path))
+        .form(&[("csrf_token", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.headers()["location"], "/account?done=passkey-removed");
+
+    assert_eq!(b.get(app.url("/account")).send().await.unwrap().status(), 200);
+    assert_eq!(other.get(app.url("/account")).send().await.unwrap().status(), 303);
+    let refreshed = app
+        .token(
+            &rp,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", offline["refresh_token"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(refreshed.status(), 400);
+    let access = offline["access_token"].as_str().unwrap();
+    assert_eq!(app.introspect(&rp, access).await, serde_json::json!({"active": false}));
+}

@@ -87,6 +87,18 @@ pub fn revoke_for_user_client(
     .execute(conn)?)
 }
 
+/// Revokes every grant of a user, `offline_access` ones included (a credential
+/// change, a disabled account): every refresh token of theirs stops working.
+pub fn revoke_for_user(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        grants::table
+            .filter(grants::user_id.eq(user_id))
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::revoked_at.eq(now))
+    .execute(conn)?)
+}
+
 /// Revokes the grants that came from one browser session (sign-out), except
 /// `offline_access` grants, which exist to outlive the session.
 pub fn revoke_for_session(conn: &mut AnyConnection, session_id: &str, now: i64) -> Result<usize, DbError> {

@@ -46,10 +46,6 @@ pub fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, DbError> {
     Ok(diesel::delete(sessions::table.find(id)).execute(conn)? == 1)
 }
 
-pub fn delete_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<usize, DbError> {
-    Ok(diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?)
-}
-
 pub fn list_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<SessionRow>, DbError> {
     Ok(sessions::table
         .filter(sessions::user_id.eq(user_id))

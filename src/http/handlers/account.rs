@@ -116,7 +116,7 @@ pub async fn change_password(
         &auth.user.id,
         crate::http::extractors::client_ip(&req).map(|ip| ip.to_string()),
     );
-    match accounts::change_password(&state, &actor, &auth.user, &current, &new).await {
+    match accounts::change_password(&state, &actor, &auth.user, &auth.session.id, &current, &new).await {
         Ok(()) => {
             tracing::info!(user_id = %auth.user.id, "password changed");
             Ok(HttpResponse::SeeOther()

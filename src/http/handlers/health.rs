@@ -1,8 +1,10 @@
 //! `/healthz` (the process answers), `/readyz` (the database answers too) and
-//! `/metrics` (Prometheus text).
+//! `/metrics` (Prometheus text; on its own listener, and behind `metrics.token`
+//! when one is configured).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::ExposeSecret;
 
 use crate::http::error::{no_store, problem};
 use crate::state::AppState;
@@ -32,7 +34,32 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(expected) = &state.config.metrics.token {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Compared as digests: constant time, and the lengths give nothing away.
+        let matches = crate::crypto::constant_time_eq(
+            crate::crypto::sha256_hex(presented).as_bytes(),
+            crate::crypto::sha256_hex(expected.expose_secret()).as_bytes(),
+        );
+        if presented.is_empty() || !matches {
+            // RFC 6750 §3.1: no token → a bare challenge; a wrong one → invalid_token.
+            let challenge = if presented.is_empty() {
+                r#"Bearer realm="oxidp-metrics""#
+            } else {
+                r#"Bearer realm="oxidp-metrics", error="invalid_token""#
+            };
+            return HttpResponse::Unauthorized()
+                .insert_header(no_store())
+                .insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge))
+                .finish();
+        }
+    }
     HttpResponse::Ok()
         .insert_header(no_store())
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -387,7 +387,7 @@ pub async fn disable(
     form: web::Form<crate::http::handlers::session::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, form.token())?;
-    match mfa::disable(&state, &auth.user.id, auth.session.auth_time).await {
+    match mfa::disable(&state, &auth.user.id, &auth.session.id, auth.session.auth_time).await {
         Ok(()) => Ok(redirect("/account?done=mfa-off")),
         Err(MfaError::ReauthenticationRequired) => Ok(reauthenticate(DISABLE.path)),
         Err(other) => Err(other.into()),

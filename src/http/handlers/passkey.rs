@@ -393,6 +393,7 @@ pub async fn delete(
         &state,
         &auth.user.id,
         &path,
+        &auth.session.id,
         auth.session.auth_time,
         origin.0.ip.clone(),
     )
