@@ -36,6 +36,7 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
             max_size: config.database.pool_size,
             connect_timeout: Duration::from_secs(config.database.connect_timeout_secs),
             busy_timeout: Duration::from_millis(config.database.busy_timeout_ms),
+            sqlite_cache_kib: config.database.sqlite_cache_kib,
         },
     )
     .map_err(|e| anyhow::anyhow!("commerce.{e}"))?;
