@@ -7,6 +7,7 @@ mod bearer;
 mod browser;
 mod cli;
 mod clients;
+mod csrf_binding;
 mod discovery;
 mod errors;
 mod headers;

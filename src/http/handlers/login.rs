@@ -46,7 +46,7 @@ pub async fn show(
     let mut response = page(&LoginPage {
         layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" }).with_webauthn(),
         expired,
-        csrf: csrf.token.clone(),
+        csrf: csrf.pre_session.clone(),
         username: query
             .login_hint
             .as_deref()
@@ -75,7 +75,7 @@ pub async fn submit(
     csrf: Csrf,
     origin: ClientOrigin,
 ) -> Result<HttpResponse, PageError> {
-    csrf::verify(&req, &state, &form.csrf_token)?;
+    csrf::verify_pre_session(&req, &state, &form.csrf_token)?;
     let form = form.into_inner();
     let return_to = safe_return_to(form.return_to.as_deref());
     let password = Password::new(&form.password);
@@ -107,7 +107,7 @@ pub async fn submit(
             let mut response = page(&LoginPage {
                 layout: Layout::anonymous("Sign in").with_webauthn(),
                 expired: false,
-                csrf: csrf.token.clone(),
+                csrf: csrf.pre_session.clone(),
                 username: form.username.chars().take(64).collect(),
                 return_to,
                 error: Some(match wait_secs {
