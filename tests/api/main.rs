@@ -10,6 +10,7 @@ mod clients;
 mod csrf_binding;
 mod discovery;
 mod errors;
+mod escalation;
 mod headers;
 mod health;
 mod helpers;
