@@ -24,6 +24,7 @@ mod oauth_attacks;
 mod oidc_rp;
 mod passwords;
 mod rbac;
+mod request_binding;
 mod sessions;
 mod soft_authenticator;
 mod webauthn;
