@@ -91,16 +91,19 @@ impl FromRequest for Csrf {
 /// Checks a submitted form: same-origin (when the browser says where it came from)
 /// and a token matching the CSRF cookie and the session cookie it was issued with.
 pub fn verify(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), PageError> {
-    check(req, state, submitted, true)
+    check(req, state, submitted, &[true])
 }
 
 /// Checks the sign-in form, whose token (`Csrf::pre_session`) is bound to the CSRF
-/// cookie only: a browser's session cookie may change before it signs in.
+/// cookie only: a browser's session cookie may change before it signs in. A token
+/// bound to the current session is accepted too (it is the stronger of the two).
 pub fn verify_pre_session(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), PageError> {
-    check(req, state, submitted, false)
+    check(req, state, submitted, &[false, true])
 }
 
-fn check(req: &HttpRequest, state: &AppState, submitted: &str, bind_session: bool) -> Result<(), PageError> {
+/// Same-origin checks, then the token against the cookies, bound to the session
+/// or not as each of `bindings` says (the first match wins).
+fn check(req: &HttpRequest, state: &AppState, submitted: &str, bindings: &[bool]) -> Result<(), PageError> {
     // Fetch Metadata: browsers say outright when a request comes from another site.
     if req
         .headers()
@@ -129,10 +132,16 @@ fn check(req: &HttpRequest, state: &AppState, submitted: &str, bind_session: boo
         tracing::warn!("form refused: no CSRF cookie");
         return Err(PageError::Forbidden("missing csrf cookie"));
     };
-    let session = session_binding(req, state).filter(|_| bind_session);
-    let expected = sign(&state.csrf_key, cookie.value(), session.as_deref());
+    let session = session_binding(req, state);
     use subtle::ConstantTimeEq;
-    if expected.as_bytes().ct_eq(submitted.as_bytes()).into() {
+    let matches = |bind_session: bool| -> bool {
+        let session = session.as_deref().filter(|_| bind_session);
+        sign(&state.csrf_key, cookie.value(), session)
+            .as_bytes()
+            .ct_eq(submitted.as_bytes())
+            .into()
+    };
+    if bindings.iter().any(|&bind| matches(bind)) {
         Ok(())
     } else {
         tracing::warn!("form refused: CSRF token mismatch");
