@@ -50,14 +50,13 @@ pub fn presented(req: &HttpRequest, state: &AppState) -> Option<String> {
         .filter(|v| v.len() >= 32)
 }
 
-/// Refuses a pending request that another browser started.
-pub fn check(req: &HttpRequest, state: &AppState, request: &AuthorizationRequest) -> Result<(), HttpResponse> {
-    if request.started_by(presented(req, state).as_deref()) {
-        Ok(())
-    } else {
+/// True when this browser started the pending request (logs a refusal otherwise).
+pub fn started_here(req: &HttpRequest, state: &AppState, request: &AuthorizationRequest) -> bool {
+    let here = request.started_by(presented(req, state).as_deref());
+    if !here {
         tracing::warn!(client_id = %request.client_id, "pending authorization request opened in another browser");
-        Err(foreign_browser())
     }
+    here
 }
 
 /// The page a browser gets for a request it did not start.
@@ -77,15 +76,13 @@ pub fn pending_request_of(return_to: &str) -> Option<&str> {
         .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
 }
 
-/// On a sign-in step that continues a pending request: refuses a foreign browser
-/// up front (before any password is asked). Missing or expired requests pass;
-/// /authorize/continue says they expired.
-pub async fn check_return_to(req: &HttpRequest, state: &AppState, return_to: &str) -> Result<(), HttpResponse> {
-    let Some(id) = pending_request_of(return_to) else {
-        return Ok(());
-    };
+/// On a sign-in step that continues a pending request: the page for a foreign
+/// browser, shown up front (before any password is asked). Missing or expired
+/// requests pass; /authorize/continue says they expired.
+pub async fn refuse_foreign_return_to(req: &HttpRequest, state: &AppState, return_to: &str) -> Option<HttpResponse> {
+    let id = pending_request_of(return_to)?;
     match authorize::load(state, id).await {
-        Ok(Some((request, _))) => check(req, state, &request),
-        _ => Ok(()),
+        Ok(Some((request, _))) if !started_here(req, state, &request) => Some(foreign_browser()),
+        _ => None,
     }
 }

@@ -435,10 +435,12 @@ pub async fn load(state: &AppState, id: &str) -> Result<Option<(AuthorizationReq
     let key = id.to_owned();
     let row = state.db.run(move |conn| codes::find_request(conn, &key, now)).await?;
     Ok(row.and_then(|r| {
-        serde_json::from_str::<AuthorizationRequest>(&r.params).ok().map(|mut req| {
-            req.browser_hash = r.browser_hash;
-            (req, r.created_at)
-        })
+        serde_json::from_str::<AuthorizationRequest>(&r.params)
+            .ok()
+            .map(|mut req| {
+                req.browser_hash = r.browser_hash;
+                (req, r.created_at)
+            })
     }))
 }
 

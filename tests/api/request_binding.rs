@@ -131,9 +131,7 @@ async fn sign_in_for_a_pending_request_is_refused_in_another_browser() {
     assert!(!page.contains("name=\"password\""));
     // …and posting the sign-in form for it does not sign anyone in.
     let csrf = app.login_csrf(&other).await;
-    let response = app
-        .post_login(&other, &csrf, "carol", PASSWORD, Some(&return_to))
-        .await;
+    let response = app.post_login(&other, &csrf, "carol", PASSWORD, Some(&return_to)).await;
     assert!(response.cookies().all(|c| c.name() != "oxidp_session"));
     let (status, location, page) = read(response).await;
     assert_foreign(status, location.as_deref(), &page);

@@ -36,7 +36,7 @@ pub async fn show(
     current: MaybeSignedIn,
 ) -> Result<HttpResponse, PageError> {
     let return_to = safe_return_to(query.return_to.as_deref());
-    if let Err(foreign) = browser_binding::check_return_to(&req, &state, &return_to).await {
+    if let Some(foreign) = browser_binding::refuse_foreign_return_to(&req, &state, &return_to).await {
         return Ok(foreign);
     }
     let forced = query.prompt.as_deref() == Some("login");
@@ -83,7 +83,7 @@ pub async fn submit(
     csrf::verify_pre_session(&req, &state, &form.csrf_token)?;
     let form = form.into_inner();
     let return_to = safe_return_to(form.return_to.as_deref());
-    if let Err(foreign) = browser_binding::check_return_to(&req, &state, &return_to).await {
+    if let Some(foreign) = browser_binding::refuse_foreign_return_to(&req, &state, &return_to).await {
         return Ok(foreign);
     }
     let password = Password::new(&form.password);

@@ -128,7 +128,9 @@ async fn load_pending(
         Ok(None) => return Err(expired()),
         Err(e) => return Err(authorize_failure(AuthorizeError::Server(e))),
     };
-    browser_binding::check(req, state, &request)?;
+    if !browser_binding::started_here(req, state, &request) {
+        return Err(browser_binding::foreign_browser());
+    }
     match state.clients.get(&state.db, &request.client_id).await {
         Ok(Some(client)) => Ok((request, created_at, client)),
         Ok(None) => Err(expired()),
