@@ -179,7 +179,10 @@ pub async fn authenticate(state: &AppState, token: &str, ip: Option<String>) -> 
                 "the user no longer exists or is disabled".into(),
             )));
         }
-        (Actor::user(&claims.sub, ip), crate::rbac::Subject::User(claims.sub.clone()))
+        (
+            Actor::user(&claims.sub, ip),
+            crate::rbac::Subject::User(claims.sub.clone()),
+        )
     } else {
         if state.clients.get(&state.db, &claims.client_id).await?.is_none() {
             return Err(AdminError::Unauthenticated(Some("the client no longer exists".into())));

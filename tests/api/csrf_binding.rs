@@ -48,7 +48,14 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
             .status(),
         303
     );
-    let account = mallory.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let account = mallory
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let signed_in = (mallory_cookie, csrf_of(&account));
 
     // The victim signs in and starts an authorization request (pending consent).
@@ -72,7 +79,14 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
     let consent = start.headers()["location"].to_str().unwrap().to_owned();
     let request = consent.trim_start_matches("/consent?request=").to_owned();
     assert!(consent.starts_with("/consent?request="), "{consent}");
-    let sessions_page = victim.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let sessions_page = victim
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let own_token = csrf_of(&sessions_page);
 
     let endpoints: Vec<(&str, Vec<(&str, String)>)> = vec![
@@ -126,7 +140,14 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
         .unwrap();
     assert_eq!(response.status(), 403);
     // …but a fresh page gives a working token, and the pending consent is intact.
-    let page = victim.get(app.url(&consent)).send().await.unwrap().text().await.unwrap();
+    let page = victim
+        .get(app.url(&consent))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let allowed = victim
         .post(app.url("/consent"))
         .form(&[
@@ -142,7 +163,14 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
         allowed.headers()["location"].to_str().unwrap().contains("code="),
         "the victim's own consent works"
     );
-    let fresh = victim.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let fresh = victim
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let response = victim
         .post(app.url("/account/sessions/end-others"))
         .form(&[("csrf_token", csrf_of(&fresh).as_str())])
@@ -176,7 +204,14 @@ async fn a_token_from_before_sign_in_does_not_survive_into_the_session() {
         .unwrap();
     assert_eq!(response.status(), 403);
     // Pages after sign-in render tokens that work.
-    let page = person.get(app.url("/account")).send().await.unwrap().text().await.unwrap();
+    let page = person
+        .get(app.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let response = person
         .post(app.url("/logout"))
         .form(&[("csrf_token", csrf_of(&page).as_str())])

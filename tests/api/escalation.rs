@@ -199,7 +199,9 @@ async fn roles_writer_cannot_grant_or_assign_beyond_its_own_permissions() {
 async fn permissions_held_through_inheritance_may_be_granted() {
     let app = spawn_app().await;
     let system = oxidp::audit::Actor::system();
-    oxidp::rbac::create_role(&app.state, &system, "user-admin", "").await.unwrap();
+    oxidp::rbac::create_role(&app.state, &system, "user-admin", "")
+        .await
+        .unwrap();
     oxidp::rbac::grant(&app.state, &system, "user-admin", "oxidp:users:write", None)
         .await
         .unwrap();

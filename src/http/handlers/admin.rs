@@ -246,7 +246,15 @@ pub async fn grant(
     who.require(perm::ROLES_WRITE)?;
     let (role, permission) = path.into_inner();
     let audience = body.and_then(|b| b.into_inner().audience);
-    let added = rbac::grant_by(&state, &who.actor, &who.grantor(), &role, &permission, audience.as_deref()).await?;
+    let added = rbac::grant_by(
+        &state,
+        &who.actor,
+        &who.grantor(),
+        &role,
+        &permission,
+        audience.as_deref(),
+    )
+    .await?;
     let view = rbac::show_role(&state, &role).await?;
     if added { created(view) } else { ok(view) }
 }
