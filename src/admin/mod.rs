@@ -30,6 +30,8 @@ pub mod perm {
     pub const SESSIONS_READ: &str = "oxidp:sessions:read";
     pub const SESSIONS_WRITE: &str = "oxidp:sessions:write";
     pub const AUDIT_READ: &str = "oxidp:audit:read";
+    /// Hand out permissions the caller does not hold itself (see `rbac::escalation`).
+    pub const ROLES_ESCALATE: &str = crate::rbac::ESCALATE;
 }
 
 /// Errors of the admin API, rendered as RFC 9457 problem+json (with an RFC 6750
@@ -42,6 +44,10 @@ pub enum AdminError {
     /// RFC 6750 §3.1 `insufficient_scope` (403): the token lacks this permission.
     #[error("missing permission {0}")]
     Forbidden(&'static str),
+    /// 403: the change would hand out, or touch a client holding, this permission,
+    /// which the caller does not hold (and it lacks `oxidp:roles:escalate`).
+    #[error("escalation refused: the caller does not hold {0}")]
+    Escalation(String),
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("not found: {0}")]
@@ -92,6 +98,7 @@ impl From<RbacError> for AdminError {
                 code: "built_in",
                 detail,
             },
+            RbacError::Escalation { permission } => AdminError::Escalation(permission),
             _ => AdminError::BadRequest(detail),
         }
     }
@@ -127,10 +134,20 @@ impl From<ClientError> for AdminError {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub actor: Actor,
+    /// The user or client the token speaks for (whose holdings bound what it may grant).
+    holder: crate::rbac::Subject,
     permissions: BTreeSet<String>,
 }
 
 impl Principal {
+    /// What bounds this caller's grants: what it holds, unless it holds `oxidp:roles:escalate`.
+    pub fn grantor(&self) -> crate::rbac::Grantor {
+        crate::rbac::Grantor::Caller {
+            holder: self.holder.clone(),
+            may_escalate: self.permissions.contains(perm::ROLES_ESCALATE),
+        }
+    }
+
     pub fn require(&self, permission: &'static str) -> Result<(), AdminError> {
         if self.permissions.contains(permission) {
             Ok(())
@@ -156,19 +173,25 @@ pub async fn authenticate(state: &AppState, token: &str, ip: Option<String>) -> 
     if !tokens::is_active(state, &claims).await? {
         return Err(invalid(TokenError::Revoked));
     }
-    let actor = if claims.has_user() {
+    let (actor, holder) = if claims.has_user() {
         let user = accounts::find(state, &claims.sub).await.ok().filter(|u| !u.disabled);
         if user.is_none() {
             return Err(AdminError::Unauthenticated(Some(
                 "the user no longer exists or is disabled".into(),
             )));
         }
-        Actor::user(&claims.sub, ip)
+        (
+            Actor::user(&claims.sub, ip),
+            crate::rbac::Subject::User(claims.sub.clone()),
+        )
     } else {
         if state.clients.get(&state.db, &claims.client_id).await?.is_none() {
             return Err(AdminError::Unauthenticated(Some("the client no longer exists".into())));
         }
-        Actor::client(&claims.client_id, ip)
+        (
+            Actor::client(&claims.client_id, ip),
+            crate::rbac::Subject::Client(claims.client_id.clone()),
+        )
     };
     let permissions = claims
         .extra
@@ -176,7 +199,11 @@ pub async fn authenticate(state: &AppState, token: &str, ip: Option<String>) -> 
         .and_then(Value::as_array)
         .map(|list| list.iter().filter_map(Value::as_str).map(str::to_owned).collect())
         .unwrap_or_default();
-    Ok(Principal { actor, permissions })
+    Ok(Principal {
+        actor,
+        holder,
+        permissions,
+    })
 }
 
 /// A page of results and the cursor of the next page.
@@ -387,18 +414,21 @@ pub async fn create_client(state: &AppState, who: &Principal, spec: ClientSpec) 
 }
 
 pub async fn update_client(state: &AppState, who: &Principal, id: &str, spec: ClientSpec) -> Result<Value, AdminError> {
+    crate::rbac::escalation::may_manage_client(state, &who.actor, &who.grantor(), id, "client.update").await?;
     let updated = clients::update(state, &who.actor, id, spec).await?;
     state.rbac.clear();
     Ok(with_secret(updated))
 }
 
 pub async fn delete_client(state: &AppState, who: &Principal, id: &str) -> Result<(), AdminError> {
+    crate::rbac::escalation::may_manage_client(state, &who.actor, &who.grantor(), id, "client.delete").await?;
     clients::delete(state, &who.actor, id).await?;
     state.rbac.clear();
     Ok(())
 }
 
 pub async fn rotate_client_secret(state: &AppState, who: &Principal, id: &str) -> Result<Value, AdminError> {
+    crate::rbac::escalation::may_manage_client(state, &who.actor, &who.grantor(), id, "client.secret.rotate").await?;
     let secret = clients::rotate_secret(state, &who.actor, id).await?;
     Ok(json!({ "client_id": id, "client_secret": secret }))
 }

@@ -81,6 +81,7 @@ diesel::table! {
         params -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
+        browser_hash -> Nullable<Text>,
     }
 }
 

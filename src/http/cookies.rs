@@ -13,6 +13,8 @@ pub const DEVICE: &str = "oxidp_device";
 pub const MFA: &str = "oxidp_mfa";
 /// Binds a pending WebAuthn ceremony (its challenge) to this browser (5 minutes).
 pub const WEBAUTHN: &str = "oxidp_webauthn";
+/// Binds pending /authorize requests to the browser that started them (browser session).
+pub const AUTHORIZE: &str = "oxidp_authorize";
 
 pub fn name(config: &Config, base: &str) -> String {
     if config.is_https() {

@@ -1,6 +1,12 @@
 //! CSRF protection for every form: a random cookie and, in the form, its HMAC under
-//! a server key (signed double submit). A cross-site page can neither read the
-//! cookie nor compute the HMAC. POSTs whose `Origin` is another site are refused too.
+//! a server key (signed double submit), bound to the browser's session: the HMAC
+//! covers the SHA-256 of the session cookie when there is one, so a cookie and
+//! token pair planted from another browser (the attacker's own) does not validate
+//! against the victim's session. Before sign-in the token is bound to the CSRF
+//! cookie alone (the pre-session cookie), and so is the sign-in form's token
+//! always (`pre_session`), so a session cookie that changes between showing and
+//! posting the form (session fixation, rotated at sign-in) cannot block sign-in. A cross-site page can neither read the
+//! cookies nor compute the HMAC. POSTs whose `Origin` is another site are refused too.
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
@@ -17,7 +23,10 @@ use crate::state::AppState;
 
 /// The token to put in forms, and the cookie to set if the browser had none.
 pub struct Csrf {
+    /// For every form of a (possibly) signed-in page: bound to the session.
     pub token: String,
+    /// For the sign-in form only: bound to the CSRF cookie alone.
+    pub pre_session: String,
     new_cookie: Option<String>,
 }
 
@@ -30,11 +39,23 @@ impl Csrf {
     }
 }
 
-fn sign(key: &[u8; 32], cookie: &str) -> String {
+/// HMAC(csrf_key, "csrf" ‖ CSRF cookie ‖ SHA-256(session cookie) or nothing).
+fn sign(key: &[u8; 32], cookie: &str, session: Option<&str>) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
     mac.update(b"csrf\0");
     mac.update(cookie.as_bytes());
+    mac.update(b"\0");
+    if let Some(session) = session {
+        mac.update(crate::crypto::sha256_hex(session).as_bytes());
+    }
     URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// The session cookie the token is bound to (its value, hashed by `sign`).
+fn session_binding(req: &HttpRequest, state: &AppState) -> Option<String> {
+    req.cookie(&cookies::name(&state.config, cookies::SESSION))
+        .map(|c| c.value().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 impl FromRequest for Csrf {
@@ -58,16 +79,31 @@ impl FromRequest for Csrf {
                 (value.clone(), Some(value))
             }
         };
+        let session = session_binding(req, state);
         ready(Ok(Csrf {
-            token: sign(&state.csrf_key, &value),
+            token: sign(&state.csrf_key, &value, session.as_deref()),
+            pre_session: sign(&state.csrf_key, &value, None),
             new_cookie,
         }))
     }
 }
 
 /// Checks a submitted form: same-origin (when the browser says where it came from)
-/// and a token matching the cookie.
+/// and a token matching the CSRF cookie and the session cookie it was issued with.
 pub fn verify(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), PageError> {
+    check(req, state, submitted, &[true])
+}
+
+/// Checks the sign-in form, whose token (`Csrf::pre_session`) is bound to the CSRF
+/// cookie only: a browser's session cookie may change before it signs in. A token
+/// bound to the current session is accepted too (it is the stronger of the two).
+pub fn verify_pre_session(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<(), PageError> {
+    check(req, state, submitted, &[false, true])
+}
+
+/// Same-origin checks, then the token against the cookies, bound to the session
+/// or not as each of `bindings` says (the first match wins).
+fn check(req: &HttpRequest, state: &AppState, submitted: &str, bindings: &[bool]) -> Result<(), PageError> {
     // Fetch Metadata: browsers say outright when a request comes from another site.
     if req
         .headers()
@@ -96,9 +132,16 @@ pub fn verify(req: &HttpRequest, state: &AppState, submitted: &str) -> Result<()
         tracing::warn!("form refused: no CSRF cookie");
         return Err(PageError::Forbidden("missing csrf cookie"));
     };
-    let expected = sign(&state.csrf_key, cookie.value());
+    let session = session_binding(req, state);
     use subtle::ConstantTimeEq;
-    if expected.as_bytes().ct_eq(submitted.as_bytes()).into() {
+    let matches = |bind_session: bool| -> bool {
+        let session = session.as_deref().filter(|_| bind_session);
+        sign(&state.csrf_key, cookie.value(), session)
+            .as_bytes()
+            .ct_eq(submitted.as_bytes())
+            .into()
+    };
+    if bindings.iter().any(|&bind| matches(bind)) {
         Ok(())
     } else {
         tracing::warn!("form refused: CSRF token mismatch");

@@ -379,7 +379,7 @@ impl ResponseError for AdminHttpError {
         use crate::admin::AdminError as E;
         match self.0 {
             E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            E::Forbidden(_) => StatusCode::FORBIDDEN,
+            E::Forbidden(_) | E::Escalation(_) => StatusCode::FORBIDDEN,
             E::BadRequest(_) => StatusCode::BAD_REQUEST,
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::Conflict { .. } => StatusCode::CONFLICT,
@@ -412,6 +412,15 @@ impl ResponseError for AdminHttpError {
                 )),
                 Some("insufficient_scope"),
             ),
+            E::Escalation(permission) => (
+                format!(
+                    "The change needs the permission {permission}, which the caller does not hold itself \
+                     (only a holder of {} may hand out permissions beyond its own).",
+                    crate::admin::perm::ROLES_ESCALATE
+                ),
+                None,
+                Some("escalation_refused"),
+            ),
             E::BadRequest(d) | E::NotFound(d) => (d.clone(), None, None),
             E::Conflict { code, detail } => (detail.clone(), None, Some(*code)),
             E::Unavailable => ("The database cannot be reached; retry later.".to_owned(), None, None),
@@ -436,6 +445,9 @@ impl ResponseError for AdminHttpError {
         });
         if let Some(code) = code {
             body["code"] = serde_json::json!(code);
+        }
+        if let E::Escalation(permission) = &self.0 {
+            body["missing_permission"] = serde_json::json!(permission);
         }
         response.content_type("application/problem+json").json(body)
     }

@@ -1,6 +1,7 @@
 //! actix-web adapters only: routes, extractors, middleware and thin handlers that
 //! parse a request, call one domain function and map the result.
 
+pub mod browser_binding;
 pub mod cookies;
 pub mod csrf;
 pub mod error;

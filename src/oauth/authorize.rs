@@ -61,6 +61,22 @@ pub struct AuthorizationRequest {
     /// request (OIDC Core §3.1.2.1), not again after it was just given.
     #[serde(default)]
     pub consent_given_by: Option<String>,
+    /// SHA-256 of the binding cookie of the browser that started the request
+    /// (kept in its own column, not in the serialized parameters).
+    #[serde(skip)]
+    pub browser_hash: Option<String>,
+}
+
+impl AuthorizationRequest {
+    /// True when `cookie` (the browser's binding cookie) is the one that started
+    /// this request. A request without a binding belongs to no browser.
+    pub fn started_by(&self, cookie: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        match (&self.browser_hash, cookie) {
+            (Some(bound), Some(cookie)) => crypto::sha256_hex(cookie).as_bytes().ct_eq(bound.as_bytes()).into(),
+            _ => false,
+        }
+    }
 }
 
 /// Where and how to answer the client.
@@ -323,6 +339,7 @@ pub async fn parse(
         resource,
         session_at_request: None,
         consent_given_by: None,
+        browser_hash: None,
     };
     Ok((request, client))
 }
@@ -426,6 +443,7 @@ pub async fn store(state: &AppState, request: &AuthorizationRequest) -> Result<(
         params: serde_json::to_string(request).map_err(anyhow::Error::from)?,
         created_at: now,
         expires_at: now + state.config.tokens.request_ttl_secs,
+        browser_hash: request.browser_hash.clone(),
     };
     let id = row.id.clone();
     state.db.run(move |conn| codes::insert_request(conn, &row)).await?;
@@ -437,7 +455,14 @@ pub async fn load(state: &AppState, id: &str) -> Result<Option<(AuthorizationReq
     let now = state.clock.now();
     let key = id.to_owned();
     let row = state.db.run(move |conn| codes::find_request(conn, &key, now)).await?;
-    Ok(row.and_then(|r| serde_json::from_str(&r.params).ok().map(|req| (req, r.created_at))))
+    Ok(row.and_then(|r| {
+        serde_json::from_str::<AuthorizationRequest>(&r.params)
+            .ok()
+            .map(|mut req| {
+                req.browser_hash = r.browser_hash;
+                (req, r.created_at)
+            })
+    }))
 }
 
 /// Records consent to the request's scopes (merged with earlier consent) and, on

@@ -8,7 +8,10 @@
 //! its audit event in the same transaction.
 
 pub mod claims;
+pub mod escalation;
 pub mod hierarchy;
+
+pub use escalation::{ESCALATE, Grantor};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -59,6 +62,10 @@ pub enum RbacError {
     SeparationOfDuty { subject: String, conflict: Conflict },
     #[error("an exclusive set needs at least two distinct roles")]
     SetTooSmall,
+    /// The change would hand out (or touch a client holding) a permission the
+    /// caller does not hold itself, and the caller lacks `oxidp:roles:escalate`.
+    #[error("the caller does not hold `{permission}` (needed for this change, or `oxidp:roles:escalate`)")]
+    Escalation { permission: String },
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -361,8 +368,7 @@ pub async fn list_permissions(state: &AppState, after: &str, limit: i64) -> Resu
         .await?)
 }
 
-/// Gives `role` a permission, creating the permission first when it is new (then
-/// `audience` names its resource server). Returns false when the role had it already.
+/// Gives `role` a permission as the operator (unrestricted); see [`grant_by`].
 pub async fn grant(
     state: &AppState,
     actor: &Actor,
@@ -370,13 +376,29 @@ pub async fn grant(
     permission: &str,
     audience: Option<&str>,
 ) -> Result<bool, RbacError> {
+    grant_by(state, actor, &Grantor::Operator, role, permission, audience).await
+}
+
+/// Gives `role` a permission, creating the permission first when it is new (then
+/// `audience` names its resource server). Returns false when the role had it already.
+/// A bounded `grantor` must hold the permission itself.
+pub async fn grant_by(
+    state: &AppState,
+    actor: &Actor,
+    grantor: &Grantor,
+    role: &str,
+    permission: &str,
+    audience: Option<&str>,
+) -> Result<bool, RbacError> {
     let role = role.to_owned();
     let permission = permission_name(permission)?;
     let audience = audience.map(str::to_owned);
-    let actor = actor.clone();
+    let (actor, grantor) = (actor.clone(), grantor.clone());
     change(state, move |conn, now| {
         split((|| {
             require_role(conn, &role)?;
+            let granted = BTreeSet::from([permission.clone()]);
+            escalation::check(conn, &grantor, &actor, now, "role.grant", &role, &granted)?;
             match store::find_permission(conn, &permission)? {
                 Some(existing) => {
                     if audience.is_some() && audience != existing.audience {
@@ -445,12 +467,24 @@ pub async fn revoke(state: &AppState, actor: &Actor, role: &str, permission: &st
     .await
 }
 
-/// Makes `role` inherit `parent`'s permissions. Refused when it would close a
-/// cycle or give any subject two roles of an exclusive set.
+/// Makes `role` inherit `parent`'s permissions as the operator; see [`add_parent_by`].
 pub async fn add_parent(state: &AppState, actor: &Actor, role: &str, parent: &str) -> Result<bool, RbacError> {
+    add_parent_by(state, actor, &Grantor::Operator, role, parent).await
+}
+
+/// Makes `role` inherit `parent`'s permissions. Refused when it would close a
+/// cycle or give any subject two roles of an exclusive set, and when a bounded
+/// `grantor` does not hold every permission `parent` reaches.
+pub async fn add_parent_by(
+    state: &AppState,
+    actor: &Actor,
+    grantor: &Grantor,
+    role: &str,
+    parent: &str,
+) -> Result<bool, RbacError> {
     let role = role.to_owned();
     let parent = parent.to_owned();
-    let actor = actor.clone();
+    let (actor, grantor) = (actor.clone(), grantor.clone());
     change(state, move |conn, now| {
         split((|| {
             require_role(conn, &role)?;
@@ -459,6 +493,8 @@ pub async fn add_parent(state: &AppState, actor: &Actor, role: &str, parent: &st
             if edges.iter().any(|(r, p)| *r == role && *p == parent) {
                 return Ok(false);
             }
+            let granted = escalation::permissions_reachable(conn, std::slice::from_ref(&parent))?;
+            escalation::check(conn, &grantor, &actor, now, "role.parent.add", &role, &granted)?;
             if creates_cycle(&role, &parent, &edges) {
                 return Err(RbacError::Cycle { role, parent });
             }
@@ -506,11 +542,23 @@ pub async fn remove_parent(state: &AppState, actor: &Actor, role: &str, parent: 
     .await
 }
 
-/// Assigns `role` to `subject`; refused when the subject would then be authorized
-/// for two roles of an exclusive set. Returns false when it was assigned already.
+/// Assigns `role` to `subject` as the operator (unrestricted); see [`assign_by`].
 pub async fn assign(state: &AppState, actor: &Actor, subject: Subject, role: &str) -> Result<bool, RbacError> {
+    assign_by(state, actor, &Grantor::Operator, subject, role).await
+}
+
+/// Assigns `role` to `subject`; refused when the subject would then be authorized
+/// for two roles of an exclusive set, and when a bounded `grantor` does not hold
+/// every permission `role` reaches. Returns false when it was assigned already.
+pub async fn assign_by(
+    state: &AppState,
+    actor: &Actor,
+    grantor: &Grantor,
+    subject: Subject,
+    role: &str,
+) -> Result<bool, RbacError> {
     let role = role.to_owned();
-    let actor = actor.clone();
+    let (actor, grantor) = (actor.clone(), grantor.clone());
     change(state, move |conn, now| {
         split((|| {
             let id = resolve(conn, &subject)?;
@@ -531,6 +579,12 @@ pub async fn assign(state: &AppState, actor: &Actor, subject: Subject, role: &st
                     conflict,
                 });
             }
+            let target = match &subject {
+                Subject::User(_) => format!("user:{id}"),
+                Subject::Client(_) => format!("client:{id}"),
+            };
+            let granted = escalation::permissions_reachable(conn, std::slice::from_ref(&role))?;
+            escalation::check(conn, &grantor, &actor, now, "role.assign", &target, &granted)?;
             let target = match &subject {
                 Subject::User(_) => {
                     store::assign_user(conn, &id, &role, now)?;

@@ -15,6 +15,8 @@ pub struct RequestRow {
     pub params: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// SHA-256 of the binding cookie of the browser that started the request.
+    pub browser_hash: Option<String>,
 }
 
 pub fn insert_request(conn: &mut AnyConnection, row: &RequestRow) -> Result<(), DbError> {

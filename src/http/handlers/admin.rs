@@ -168,7 +168,7 @@ pub async fn assign(
     who.require(perm::ROLES_WRITE)?;
     let (kind, id, role) = path.into_inner();
     let subject = subject(&kind, id)?;
-    let added = rbac::assign(&state, &who.actor, subject.clone(), &role).await?;
+    let added = rbac::assign_by(&state, &who.actor, &who.grantor(), subject.clone(), &role).await?;
     let view = rbac::assignments(&state, subject).await?;
     if added { created(view) } else { ok(view) }
 }
@@ -246,7 +246,15 @@ pub async fn grant(
     who.require(perm::ROLES_WRITE)?;
     let (role, permission) = path.into_inner();
     let audience = body.and_then(|b| b.into_inner().audience);
-    let added = rbac::grant(&state, &who.actor, &role, &permission, audience.as_deref()).await?;
+    let added = rbac::grant_by(
+        &state,
+        &who.actor,
+        &who.grantor(),
+        &role,
+        &permission,
+        audience.as_deref(),
+    )
+    .await?;
     let view = rbac::show_role(&state, &role).await?;
     if added { created(view) } else { ok(view) }
 }
@@ -272,7 +280,7 @@ pub async fn add_parent(
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
     let (role, parent) = path.into_inner();
-    let added = rbac::add_parent(&state, &who.actor, &role, &parent).await?;
+    let added = rbac::add_parent_by(&state, &who.actor, &who.grantor(), &role, &parent).await?;
     let view = rbac::show_role(&state, &role).await?;
     if added { created(view) } else { ok(view) }
 }

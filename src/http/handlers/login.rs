@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::authn::{login, risk, session};
 use crate::domain::Password;
+use crate::http::browser_binding;
 use crate::http::cookies;
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::{PageError, no_store};
@@ -28,12 +29,16 @@ pub struct LoginQuery {
 }
 
 pub async fn show(
+    req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<LoginQuery>,
     csrf: Csrf,
     current: MaybeSignedIn,
 ) -> Result<HttpResponse, PageError> {
     let return_to = safe_return_to(query.return_to.as_deref());
+    if let Some(foreign) = browser_binding::refuse_foreign_return_to(&req, &state, &return_to).await {
+        return Ok(foreign);
+    }
     let forced = query.prompt.as_deref() == Some("login");
     if current.authenticated().is_some() && !forced {
         return Ok(HttpResponse::SeeOther()
@@ -47,7 +52,7 @@ pub async fn show(
         layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" })
             .with_webauthn_if(state.webauthn.is_some()),
         expired,
-        csrf: csrf.token.clone(),
+        csrf: csrf.pre_session.clone(),
         username: query
             .login_hint
             .as_deref()
@@ -76,9 +81,12 @@ pub async fn submit(
     csrf: Csrf,
     origin: ClientOrigin,
 ) -> Result<HttpResponse, PageError> {
-    csrf::verify(&req, &state, &form.csrf_token)?;
+    csrf::verify_pre_session(&req, &state, &form.csrf_token)?;
     let form = form.into_inner();
     let return_to = safe_return_to(form.return_to.as_deref());
+    if let Some(foreign) = browser_binding::refuse_foreign_return_to(&req, &state, &return_to).await {
+        return Ok(foreign);
+    }
     let password = Password::new(&form.password);
     let device = req
         .cookie(&cookies::name(&state.config, cookies::DEVICE))
@@ -108,7 +116,7 @@ pub async fn submit(
             let mut response = page(&LoginPage {
                 layout: Layout::anonymous("Sign in").with_webauthn_if(state.webauthn.is_some()),
                 expired: false,
-                csrf: csrf.token.clone(),
+                csrf: csrf.pre_session.clone(),
                 username: form.username.chars().take(64).collect(),
                 return_to,
                 error: Some(match wait_secs {

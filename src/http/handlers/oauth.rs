@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::authn::session::Authenticated;
+use crate::http::browser_binding::{self, BrowserBinding};
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::{OAuthJsonError, PageError, html_error, no_store, urlencode};
 use crate::http::extractors::{MaybeSignedIn, OAuthBody, SignedIn};
@@ -92,12 +93,16 @@ pub async fn authorize(
             );
         }
     };
-    let (request, client) = match authorize::parse(&state, &params).await {
+    let (mut request, client) = match authorize::parse(&state, &params).await {
         Ok(parsed) => parsed,
         Err(error) => return authorize_failure(error),
     };
+    let binding = BrowserBinding::from_request(&req, &state);
+    request.browser_hash = Some(binding.hash());
     let expired = matches!(current.0, crate::authn::session::Lookup::Expired(_));
-    proceed(&state, request, &client, current.authenticated(), None, expired).await
+    let mut response = proceed(&state, request, &client, current.authenticated(), None, expired).await;
+    binding.apply(&state, &mut response);
+    response
 }
 
 #[derive(Deserialize)]
@@ -105,7 +110,12 @@ pub struct ContinueQuery {
     request: String,
 }
 
-async fn load_pending(state: &AppState, id: &str) -> Result<(AuthorizationRequest, i64, Arc<Client>), HttpResponse> {
+/// A pending request, if it exists, has not expired and was started by this browser.
+async fn load_pending(
+    req: &HttpRequest,
+    state: &AppState,
+    id: &str,
+) -> Result<(AuthorizationRequest, i64, Arc<Client>), HttpResponse> {
     let expired = || {
         html_error(
             StatusCode::BAD_REQUEST,
@@ -118,6 +128,9 @@ async fn load_pending(state: &AppState, id: &str) -> Result<(AuthorizationReques
         Ok(None) => return Err(expired()),
         Err(e) => return Err(authorize_failure(AuthorizeError::Server(e))),
     };
+    if !browser_binding::started_here(req, state, &request) {
+        return Err(browser_binding::foreign_browser());
+    }
     match state.clients.get(&state.db, &request.client_id).await {
         Ok(Some(client)) => Ok((request, created_at, client)),
         Ok(None) => Err(expired()),
@@ -127,11 +140,12 @@ async fn load_pending(state: &AppState, id: &str) -> Result<(AuthorizationReques
 
 /// GET /authorize/continue?request=…: back from the sign-in page.
 pub async fn resume(
+    req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<ContinueQuery>,
     current: MaybeSignedIn,
 ) -> HttpResponse {
-    match load_pending(&state, &query.request).await {
+    match load_pending(&req, &state, &query.request).await {
         Ok((request, created_at, client)) => {
             let expired = matches!(current.0, crate::authn::session::Lookup::Expired(_));
             proceed(
@@ -232,12 +246,13 @@ async fn proceed(
 
 /// GET /consent?request=…
 pub async fn consent(
+    req: HttpRequest,
     state: web::Data<AppState>,
     query: web::Query<ContinueQuery>,
     SignedIn(auth): SignedIn,
     csrf: Csrf,
 ) -> Result<HttpResponse, PageError> {
-    let (request, _, client) = match load_pending(&state, &query.request).await {
+    let (request, _, client) = match load_pending(&req, &state, &query.request).await {
         Ok(found) => found,
         Err(response) => return Ok(response),
     };
@@ -271,7 +286,7 @@ pub async fn consent_submit(
     SignedIn(auth): SignedIn,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    let (request, created_at, client) = match load_pending(&state, &form.request).await {
+    let (request, created_at, client) = match load_pending(&req, &state, &form.request).await {
         Ok(found) => found,
         Err(response) => return Ok(response),
     };

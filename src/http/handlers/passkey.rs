@@ -99,12 +99,14 @@ fn options_error(error: PasskeyError) -> HttpResponse {
 
 /// CSRF for the JSON options requests: the refusal as problem+json, if any.
 fn check_csrf(req: &HttpRequest, state: &AppState, token: &str) -> Option<HttpResponse> {
-    csrf::verify(req, state, token).err().map(|_| {
-        problem(
-            StatusCode::FORBIDDEN,
-            "The request did not carry a valid form token: reload the page.",
-        )
-    })
+    csrf::verify(req, state, token).err().map(|_| csrf_refused())
+}
+
+fn csrf_refused() -> HttpResponse {
+    problem(
+        StatusCode::FORBIDDEN,
+        "The request did not carry a valid form token: reload the page.",
+    )
 }
 
 fn ceremony_token(req: &HttpRequest, state: &AppState) -> String {
@@ -124,8 +126,9 @@ pub async fn passwordless_options(
     origin: ClientOrigin,
     form: web::Form<OptionsForm>,
 ) -> HttpResponse {
-    if let Some(refused) = check_csrf(&req, &state, &form.csrf_token) {
-        return refused;
+    // The sign-in page's form: its token is bound to the CSRF cookie alone.
+    if csrf::verify_pre_session(&req, &state, &form.csrf_token).is_err() {
+        return csrf_refused();
     }
     let ip = origin.0.ip.clone().unwrap_or_else(|| "unknown".to_owned());
     if let Err(retry_after) = state.limiters.per_ip(&ip) {
@@ -153,7 +156,7 @@ pub async fn passwordless(
     origin: ClientOrigin,
     form: web::Form<CredentialForm>,
 ) -> Result<HttpResponse, PageError> {
-    csrf::verify(&req, &state, &form.csrf_token)?;
+    csrf::verify_pre_session(&req, &state, &form.csrf_token)?;
     let return_to = safe_return_to(form.return_to.as_deref());
     let token = ceremony_token(&req, &state);
     match webauthn::finish_passwordless(&state, &token, &form.credential, origin.0.ip.clone()).await {
@@ -174,7 +177,7 @@ pub async fn passwordless(
             let mut response = page(&LoginPage {
                 layout: Layout::anonymous("Sign in").with_webauthn_if(state.webauthn.is_some()),
                 expired: false,
-                csrf: csrf.token.clone(),
+                csrf: csrf.pre_session.clone(),
                 username: String::new(),
                 return_to,
                 error: Some(message.to_owned()),
