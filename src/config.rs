@@ -79,6 +79,15 @@ pub struct LoginConfig {
     pub trusted_proxies: Vec<String>,
     /// Lifetime of the known-device cookie, in days.
     pub device_cookie_days: i64,
+    /// Wrong passwords from one known-device cookie (since the last successful
+    /// sign-in from it) after which it is no longer known for that account.
+    pub device_max_failures: i64,
+    /// Consecutive failed second steps (TOTP and recovery codes together) before
+    /// delays start (then 1 s, 2 s, 4 s, … up to `delay_max_secs`).
+    pub second_step_delay_after: i64,
+    /// Consecutive failed second steps that lock out TOTP codes (at most 100);
+    /// recovery codes are still accepted up to 100.
+    pub second_step_lockout_after: i64,
 }
 
 impl Default for LoginConfig {
@@ -97,6 +106,9 @@ impl Default for LoginConfig {
             deny_score: 60,
             trusted_proxies: Vec::new(),
             device_cookie_days: 365,
+            device_max_failures: 5,
+            second_step_delay_after: 3,
+            second_step_lockout_after: 50,
         }
     }
 }
@@ -436,6 +448,15 @@ const KEYS: &[(&str, Setter)] = &[
     ("login.device_cookie_days", |c, v| {
         parse_into(&mut c.login.device_cookie_days, v)
     }),
+    ("login.device_max_failures", |c, v| {
+        parse_into(&mut c.login.device_max_failures, v)
+    }),
+    ("login.second_step_delay_after", |c, v| {
+        parse_into(&mut c.login.second_step_delay_after, v)
+    }),
+    ("login.second_step_lockout_after", |c, v| {
+        parse_into(&mut c.login.second_step_lockout_after, v)
+    }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
 ];
@@ -603,16 +624,21 @@ impl Config {
             ("login.stuffing_usernames", l.stuffing_usernames),
             ("login.deny_score", l.deny_score),
             ("login.device_cookie_days", l.device_cookie_days),
+            ("login.device_max_failures", l.device_max_failures),
+            ("login.second_step_delay_after", l.second_step_delay_after),
+            ("login.second_step_lockout_after", l.second_step_lockout_after),
         ] {
             if value < 1 {
                 return Err(ConfigError::new(key, "must be at least 1"));
             }
         }
-        if l.lockout_after > 100 {
-            return Err(ConfigError::new(
-                "login.lockout_after",
-                "must be at most 100 (NIST SP 800-63B §5.2.2)",
-            ));
+        for (key, value) in [
+            ("login.lockout_after", l.lockout_after),
+            ("login.second_step_lockout_after", l.second_step_lockout_after),
+        ] {
+            if value > 100 {
+                return Err(ConfigError::new(key, "must be at most 100 (NIST SP 800-63B §5.2.2)"));
+            }
         }
         for proxy in &l.trusted_proxies {
             if crate::authn::risk::Cidr::parse(proxy).is_none() {

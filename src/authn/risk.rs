@@ -265,11 +265,16 @@ pub fn unusual_hour(successes: &[i64], now: i64) -> bool {
 /// The delay after `failures` consecutive failures: none before `delay_after`, then
 /// 1 s, 2 s, 4 s … capped at `delay_max_secs`.
 pub fn delay_for(failures: i64, config: &LoginConfig) -> i64 {
-    if failures < config.delay_after {
+    backoff(failures, config.delay_after, config.delay_max_secs)
+}
+
+/// None before `after` failures, then 1 s, 2 s, 4 s … capped at `max_secs`.
+pub fn backoff(failures: i64, after: i64, max_secs: i64) -> i64 {
+    if failures < after {
         return 0;
     }
-    let exponent = (failures - config.delay_after).min(30) as u32;
-    2_i64.pow(exponent).min(config.delay_max_secs)
+    let exponent = (failures - after).min(30) as u32;
+    2_i64.pow(exponent).min(max_secs)
 }
 
 type HmacSha256 = Hmac<Sha256>;

@@ -23,6 +23,7 @@ mod oidc_rp;
 mod passwords;
 mod rbac;
 mod sessions;
+mod sign_in_reservation;
 mod soft_authenticator;
 mod webauthn;
 mod webauthn_browser;
