@@ -13,6 +13,10 @@ pub struct Metrics {
     pub logins_refused: AtomicU64,
     pub logins_rate_limited: AtomicU64,
     pub client_auth_slowed: AtomicU64,
+    /// Second-step codes (TOTP or recovery) actually checked, after their reservation.
+    pub second_step_checks: AtomicU64,
+    /// Second-step attempts refused before any check (delayed or locked).
+    pub second_step_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -50,6 +54,14 @@ pub fn render(state: &AppState) -> String {
         "oxidp_client_auth_slow_down_total",
         "Client authentications answered slow_down after too many failures.",
         &[("", get(&m.client_auth_slowed))],
+    );
+    counter(
+        "oxidp_second_step_checks_total",
+        "Second-step codes (TOTP or recovery codes) checked, and refused unchecked (delayed or locked).",
+        &[
+            ("{result=\"checked\"}", get(&m.second_step_checks)),
+            ("{result=\"refused\"}", get(&m.second_step_refused)),
+        ],
     );
     out
 }

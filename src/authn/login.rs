@@ -28,6 +28,7 @@ use crate::authn::password::Verification;
 use crate::authn::risk::{self, Signals};
 use crate::db::DbError;
 use crate::db::models::logins::{self, AttemptRow};
+use crate::db::models::mfa;
 use crate::db::models::users::{self, UserRow};
 use crate::domain::{Password, Username};
 use crate::metrics::Metrics;
@@ -210,6 +211,7 @@ async fn load_context(
                 signals.new_device = !known_device;
                 signals.new_network = !successes.is_empty() && !from_net;
                 signals.unusual_hour = risk::unusual_hour(&successes, now);
+                signals.second_step_failures = mfa::find_throttle(conn, &user.id)?.map_or(0, |t| t.failures);
             }
             Ok(Context {
                 user,
@@ -323,8 +325,9 @@ async fn finish(state: &AppState, row: AttemptRow) -> Result<(), DbError> {
     state.db.transaction(move |conn| write_attempt(conn, &row)).await
 }
 
-/// Lifts a lockout and forgets the failures of `user` (NIST SP 800-63B §5.2.2: an
-/// administrator unlocks), audited in the same transaction. Returns whether there
+/// Lifts a lockout and forgets the failures of `user`, of the password step and of
+/// the second step (NIST SP 800-63B §5.2.2: an administrator unlocks), audited in
+/// the same transaction. Returns whether there
 /// was anything to lift.
 pub async fn unlock(state: &AppState, actor: &Actor, user: &UserRow) -> Result<bool, DbError> {
     let key = risk::username_key(&state.login_key, &user.username);
@@ -333,15 +336,16 @@ pub async fn unlock(state: &AppState, actor: &Actor, user: &UserRow) -> Result<b
         .db
         .transaction(move |conn| {
             let lifted = logins::clear(conn, &key)?;
+            let second_step = mfa::unlock(conn, &id)?;
             audit::record(
                 conn,
                 &actor,
                 "user.unlock",
                 Some(&format!("user:{id}")),
-                json!({ "had_failures": lifted }),
+                json!({ "had_failures": lifted, "had_second_step_failures": second_step }),
                 now,
             )?;
-            Ok(lifted)
+            Ok(lifted || second_step)
         })
         .await
 }

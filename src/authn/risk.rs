@@ -210,6 +210,8 @@ pub struct Signals {
     pub unusual_hour: bool,
     /// Several networks tried this username within the window.
     pub many_networks: bool,
+    /// Consecutive failed second steps (TOTP or recovery codes) of the account.
+    pub second_step_failures: i64,
 }
 
 /// The score and the reasons behind it, e.g. `(70, ["network_usernames", "new_device"])`.
@@ -244,6 +246,9 @@ pub fn score(s: &Signals, config: &LoginConfig) -> (i64, Vec<&'static str>) {
     }
     if s.many_networks {
         add(20, "many_networks");
+    }
+    if s.second_step_failures >= 3 {
+        add(20, "second_step_failures");
     }
     (total, reasons)
 }

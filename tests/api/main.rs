@@ -22,6 +22,7 @@ mod oauth_attacks;
 mod oidc_rp;
 mod passwords;
 mod rbac;
+mod second_step_lockout;
 mod sessions;
 mod sign_in_reservation;
 mod soft_authenticator;
