@@ -834,6 +834,16 @@ mod tests {
     }
 
     #[test]
+    fn second_step_lockout_is_at_most_one_hundred() {
+        let err = Config::load_from(None, env(&[("OXIDP_LOGIN__SECOND_STEP_LOCKOUT_AFTER", "101")])).unwrap_err();
+        assert_eq!(err.key, "login.second_step_lockout_after");
+        let err = Config::load_from(None, env(&[("OXIDP_LOGIN__DEVICE_MAX_FAILURES", "0")])).unwrap_err();
+        assert_eq!(err.key, "login.device_max_failures");
+        let config = Config::load_from(None, env(&[("OXIDP_LOGIN__SECOND_STEP_LOCKOUT_AFTER", "100")])).unwrap();
+        assert_eq!(config.login.second_step_lockout_after, 100);
+    }
+
+    #[test]
     fn the_webauthn_relying_party_follows_the_issuer_unless_set() {
         let config = Config::load_from(None, env(&[("OXIDP_ISSUER", "https://id.example.com/tenant")])).unwrap();
         let (rp_id, origin, name) = config.webauthn_relying_party().unwrap();
