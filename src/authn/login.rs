@@ -230,29 +230,39 @@ async fn reserve(
     key: &str,
     now: i64,
 ) -> Result<Result<logins::ThrottleRow, (&'static str, Option<i64>)>, DbError> {
-    let config = state.config.login.clone();
-    let k = key.to_owned();
-    state.db.run(move |conn| logins::ensure_throttle(conn, &k)).await?;
-    let k = key.to_owned();
-    state
-        .db
-        .transaction(move |conn| {
-            let Some(row) = logins::reserve(conn, &k, now, config.lockout_after)? else {
-                let row = logins::find_throttle(conn, &k)?.ok_or(DbError::NotFound)?;
-                return Ok(Err(
-                    if row.locked_at.is_some() || row.failures >= config.lockout_after {
-                        ("locked", None)
-                    } else {
-                        ("delayed", Some((row.delay_until - now).max(1)))
-                    },
-                ));
-            };
-            let delay = risk::delay_for(row.failures, &config);
-            let delay_until = if delay > 0 { now + delay } else { 0 };
-            logins::set_penalty(conn, &k, delay_until, row.locked_at)?;
-            Ok(Ok(logins::ThrottleRow { delay_until, ..row }))
-        })
-        .await
+    // An unlock or a password reset may delete the row between creating and
+    // claiming it: then create it again (a few times; refused if it keeps vanishing).
+    for _ in 0..3 {
+        let config = state.config.login.clone();
+        let k = key.to_owned();
+        state.db.run(move |conn| logins::ensure_throttle(conn, &k)).await?;
+        let k = key.to_owned();
+        let outcome = state
+            .db
+            .transaction(move |conn| {
+                let Some(row) = logins::reserve(conn, &k, now, config.lockout_after)? else {
+                    let Some(row) = logins::find_throttle(conn, &k)? else {
+                        return Ok(None);
+                    };
+                    return Ok(Some(Err(
+                        if row.locked_at.is_some() || row.failures >= config.lockout_after {
+                            ("locked", None)
+                        } else {
+                            ("delayed", Some((row.delay_until - now).max(1)))
+                        },
+                    )));
+                };
+                let delay = risk::delay_for(row.failures, &config);
+                let delay_until = if delay > 0 { now + delay } else { 0 };
+                logins::set_penalty(conn, &k, delay_until, row.locked_at)?;
+                Ok(Some(Ok(logins::ThrottleRow { delay_until, ..row })))
+            })
+            .await?;
+        if let Some(outcome) = outcome {
+            return Ok(outcome);
+        }
+    }
+    Ok(Err(("delayed", Some(1))))
 }
 
 /// The reserved check failed: it already counts, so this records the attempt and,
@@ -335,7 +345,8 @@ pub async fn unlock(state: &AppState, actor: &Actor, user: &UserRow) -> Result<b
     state
         .db
         .transaction(move |conn| {
-            let lifted = logins::clear(conn, &key)?;
+            let lifted = logins::find_throttle(conn, &key)?.is_some_and(|t| t.failures > 0 || t.locked_at.is_some());
+            logins::clear(conn, &key)?;
             let second_step = mfa::unlock(conn, &id)?;
             audit::record(
                 conn,

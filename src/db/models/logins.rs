@@ -107,12 +107,14 @@ pub fn lock(conn: &mut AnyConnection, key: &str, lockout_after: i64, now: i64) -
 }
 
 /// Forgets the failures after a successful sign-in, unless the account is locked.
+/// The row stays (reset in place), so concurrent attempts can go on claiming it.
 pub fn clear_unless_locked(conn: &mut AnyConnection, key: &str) -> Result<bool, DbError> {
-    Ok(diesel::delete(
+    Ok(diesel::update(
         login_throttle::table
             .find(key)
             .filter(login_throttle::locked_at.is_null()),
     )
+    .set((login_throttle::failures.eq(0), login_throttle::delay_until.eq(0)))
     .execute(conn)?
         == 1)
 }
