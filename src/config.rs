@@ -254,6 +254,15 @@ pub struct LoginConfig {
     pub device_cookie_days: i64,
     /// Sign-in history (risk signals, the account page) is kept this many days.
     pub attempts_retention_days: i64,
+    /// Wrong passwords from one known-device cookie (since the last successful
+    /// sign-in from it) after which it is no longer known for that account.
+    pub device_max_failures: i64,
+    /// Consecutive failed second steps (TOTP and recovery codes together) before
+    /// delays start (then 1 s, 2 s, 4 s, … up to `delay_max_secs`).
+    pub second_step_delay_after: i64,
+    /// Consecutive failed second steps that lock out TOTP codes (at most 100);
+    /// recovery codes are still accepted up to 100.
+    pub second_step_lockout_after: i64,
 }
 
 impl Default for LoginConfig {
@@ -273,6 +282,9 @@ impl Default for LoginConfig {
             trusted_proxies: Vec::new(),
             device_cookie_days: 365,
             attempts_retention_days: 90,
+            device_max_failures: 5,
+            second_step_delay_after: 3,
+            second_step_lockout_after: 50,
         }
     }
 }
@@ -686,6 +698,15 @@ const KEYS: &[(&str, Setter)] = &[
         c.metrics.token = Some(SecretString::from(v.to_owned()));
         Ok(())
     }),
+    ("login.device_max_failures", |c, v| {
+        parse_into(&mut c.login.device_max_failures, v)
+    }),
+    ("login.second_step_delay_after", |c, v| {
+        parse_into(&mut c.login.second_step_delay_after, v)
+    }),
+    ("login.second_step_lockout_after", |c, v| {
+        parse_into(&mut c.login.second_step_lockout_after, v)
+    }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
 ];
@@ -869,6 +890,9 @@ impl Config {
             ("login.deny_score", l.deny_score),
             ("login.device_cookie_days", l.device_cookie_days),
             ("login.attempts_retention_days", l.attempts_retention_days),
+            ("login.device_max_failures", l.device_max_failures),
+            ("login.second_step_delay_after", l.second_step_delay_after),
+            ("login.second_step_lockout_after", l.second_step_lockout_after),
         ] {
             if value < 1 {
                 return Err(ConfigError::new(key, "must be at least 1"));
@@ -880,11 +904,13 @@ impl Config {
         if self.database.purge_interval_secs < 1 {
             return Err(ConfigError::new("database.purge_interval_secs", "must be at least 1"));
         }
-        if l.lockout_after > 100 {
-            return Err(ConfigError::new(
-                "login.lockout_after",
-                "must be at most 100 (NIST SP 800-63B §5.2.2)",
-            ));
+        for (key, value) in [
+            ("login.lockout_after", l.lockout_after),
+            ("login.second_step_lockout_after", l.second_step_lockout_after),
+        ] {
+            if value > 100 {
+                return Err(ConfigError::new(key, "must be at most 100 (NIST SP 800-63B §5.2.2)"));
+            }
         }
         for proxy in &l.trusted_proxies {
             if crate::authn::risk::Cidr::parse(proxy).is_none() {
@@ -1154,6 +1180,16 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn second_step_lockout_is_at_most_one_hundred() {
+        let err = Config::load_from(None, env(&[("OXIDP_LOGIN__SECOND_STEP_LOCKOUT_AFTER", "101")])).unwrap_err();
+        assert_eq!(err.key, "login.second_step_lockout_after");
+        let err = Config::load_from(None, env(&[("OXIDP_LOGIN__DEVICE_MAX_FAILURES", "0")])).unwrap_err();
+        assert_eq!(err.key, "login.device_max_failures");
+        let config = Config::load_from(None, env(&[("OXIDP_LOGIN__SECOND_STEP_LOCKOUT_AFTER", "100")])).unwrap();
+        assert_eq!(config.login.second_step_lockout_after, 100);
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub wal_checkpoints_failed: AtomicU64,
     /// Expired rows deleted by the retention jobs.
     pub rows_purged: AtomicU64,
+    /// Second-step codes (TOTP or recovery) actually checked, after their reservation.
+    pub second_step_checks: AtomicU64,
+    /// Second-step attempts refused before any check (delayed or locked).
+    pub second_step_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -77,5 +81,13 @@ pub fn render(state: &AppState) -> String {
             "# HELP oxidp_sqlite_wal_bytes Size of the SQLite write-ahead log.\n# TYPE oxidp_sqlite_wal_bytes gauge\noxidp_sqlite_wal_bytes {wal}\n"
         ));
     }
+    counter(
+        "oxidp_second_step_checks_total",
+        "Second-step codes (TOTP or recovery codes) checked, and refused unchecked (delayed or locked).",
+        &[
+            ("{result=\"checked\"}", get(&m.second_step_checks)),
+            ("{result=\"refused\"}", get(&m.second_step_refused)),
+        ],
+    );
     out
 }

@@ -1,15 +1,21 @@
 //! The sign-in pipeline: limiters, risk decision, password check, counters.
 //!
 //! 1. governor limits per client IP (IPv6 by /64) and per username → `RateLimited`;
-//! 2. the cluster-wide counter of the username (kept for unknown usernames too, so
-//!    delays and lockouts reveal nothing about which accounts exist) and the risk
-//!    signals decide, before any hash is computed, whether the attempt is delayed,
-//!    locked or denied; a known device of the account is exempt (only rate limited),
-//!    so an attacker cannot lock a person out of their own laptop;
+//! 2. the attempt is reserved in the database before any hash is computed: on the
+//!    known-device cookie's own counter (a known device is exempt from the
+//!    account's delays, lockout and risk denial, so an attacker cannot lock a
+//!    person out of their own laptop — but only for `login.device_max_failures`
+//!    wrong passwords since its last successful sign-in), otherwise on the
+//!    cluster-wide counter of the username (kept for unknown usernames too, so
+//!    delays and lockouts reveal nothing about which accounts exist). One
+//!    conditional `UPDATE` checks the delay and lock and counts the attempt as a
+//!    failure in advance, so a concurrent burst on any number of instances gets at
+//!    most `login.delay_after` undelayed checks and never more than
+//!    `login.lockout_after`; the risk score can deny before that;
 //! 3. the password is verified (a dummy hash for an unknown account), disabled
 //!    accounts refused, legacy hashes upgraded;
-//! 4. failures add exactly one to the counter (atomic `UPDATE … + 1`), setting the
-//!    exponential delay and, at `login.lockout_after`, the lock; success clears it.
+//! 4. a failure already counts (it sets the lock at `login.lockout_after`); a
+//!    success clears the counter, reservation included.
 //!
 //! Every refusal is the same `InvalidCredentials`; only the wait message differs,
 //! and any failed attempt may carry one. Each attempt is recorded with its risk
@@ -22,6 +28,7 @@ use crate::authn::password::Verification;
 use crate::authn::risk::{self, Signals};
 use crate::db::DbError;
 use crate::db::models::logins::{self, AttemptRow};
+use crate::db::models::mfa;
 use crate::db::models::users::{self, UserRow};
 use crate::domain::{Password, Username};
 use crate::metrics::Metrics;
@@ -59,7 +66,6 @@ pub struct SignedIn {
 /// What the database says before the password is checked.
 struct Context {
     user: Option<UserRow>,
-    throttle: Option<logins::ThrottleRow>,
     known_device: bool,
     signals: Signals,
 }
@@ -77,6 +83,18 @@ pub async fn authenticate(state: &AppState, attempt: Attempt<'_>) -> Result<Sign
     let net = risk::network_of(attempt.ip.as_deref());
     let context = load_context(state, &attempt, &key, &net, now).await?;
     let (score, reasons) = risk::score(&context.signals, config);
+    let user_id = context.user.as_ref().map(|u| u.id.clone());
+
+    // A known device is only rate limited, while its own counter of wrong
+    // passwords has room: the check is reserved on that counter first.
+    let mut known_device = false;
+    if let (true, Some(device), Some(id)) = (context.known_device, attempt.device.clone(), user_id.clone()) {
+        let max = config.device_max_failures;
+        known_device = state
+            .db
+            .transaction(move |conn| logins::reserve_device(conn, &device, &id, max))
+            .await?;
+    }
     let record = |outcome: &'static str, user_id: Option<String>| AttemptRow {
         id: uuid::Uuid::now_v7().to_string(),
         at: now,
@@ -84,27 +102,30 @@ pub async fn authenticate(state: &AppState, attempt: Attempt<'_>) -> Result<Sign
         ip_net: net.clone(),
         username_key: key.clone(),
         user_id,
-        known_device: context.known_device,
+        known_device,
         user_agent: attempt.user_agent.as_ref().map(|ua| ua.chars().take(256).collect()),
         outcome: outcome.to_owned(),
         risk: score,
         reasons: reasons.join(" "),
     };
-    let user_id = context.user.as_ref().map(|u| u.id.clone());
 
-    // Refusals before any hash is computed (a known device is only rate limited).
-    if !context.known_device {
-        let refusal = match &context.throttle {
-            Some(t) if t.locked_at.is_some() => Some(("locked", None)),
-            Some(t) if t.delay_until > now => Some(("delayed", Some(t.delay_until - now))),
-            _ if score >= config.deny_score => Some(("denied", Some(config.window_secs.min(300)))),
-            _ => None,
+    // Otherwise the attempt is reserved on the username's counter before any hash
+    // is computed; refused when denied, delayed or locked.
+    let mut reserved = None;
+    if !known_device {
+        let refusal = if score >= config.deny_score {
+            Err(("denied", Some(config.window_secs.min(300))))
+        } else {
+            reserve(state, &key, now).await?
         };
-        if let Some((outcome, wait_secs)) = refusal {
-            Metrics::inc(&state.metrics.logins_refused);
-            finish(state, record(outcome, user_id.clone())).await?;
-            tracing::info!(outcome, score, reasons = %reasons.join(" "), "sign-in refused before the password check");
-            return Err(LoginError::InvalidCredentials { wait_secs });
+        match refusal {
+            Ok(row) => reserved = Some(row),
+            Err((outcome, wait_secs)) => {
+                Metrics::inc(&state.metrics.logins_refused);
+                finish(state, record(outcome, user_id.clone())).await?;
+                tracing::info!(outcome, score, reasons = %reasons.join(" "), "sign-in refused before the password check");
+                return Err(LoginError::InvalidCredentials { wait_secs });
+            }
         }
     }
 
@@ -120,11 +141,12 @@ pub async fn authenticate(state: &AppState, attempt: Attempt<'_>) -> Result<Sign
     };
     if !valid {
         Metrics::inc(&state.metrics.logins_failed);
-        let wait_secs = if context.known_device {
-            finish(state, record("failure", user_id)).await?;
-            None
-        } else {
-            count_failure(state, &key, record("failure", user_id), now).await?
+        let wait_secs = match reserved {
+            Some(row) => count_failure(state, &key, row, record("failure", user_id), now).await?,
+            None => {
+                finish(state, record("failure", user_id)).await?;
+                None
+            }
         };
         return Err(LoginError::InvalidCredentials { wait_secs });
     }
@@ -137,16 +159,15 @@ pub async fn authenticate(state: &AppState, attempt: Attempt<'_>) -> Result<Sign
         .device
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let locked = context.throttle.as_ref().is_some_and(|t| t.locked_at.is_some());
-    let (id, dev, clear_key) = (user.id.clone(), device_id.clone(), (!locked).then(|| key.clone()));
+    let (id, dev, k) = (user.id.clone(), device_id.clone(), key.clone());
     let row = record("success", Some(user.id.clone()));
     state
         .db
         .transaction(move |conn| {
-            // A lock caused elsewhere stays until an administrator or a password reset lifts it.
-            if let Some(k) = clear_key {
-                logins::clear(conn, &k)?;
-            }
+            // The success forgets the failures, including this attempt's
+            // reservation; a lock caused elsewhere (seen from a known device)
+            // stays until an administrator or a password reset lifts it.
+            logins::clear_unless_locked(conn, &k)?;
             logins::remember_device(conn, &dev, &id, row.at)?;
             write_attempt(conn, &row)
         })
@@ -164,6 +185,7 @@ async fn load_context(
     let username = Username::parse(attempt.username).ok().map(|u| u.to_string());
     let (key, net, device) = (key.to_owned(), net.to_owned(), attempt.device.clone());
     let since = now - state.config.login.window_secs;
+    let max_device_failures = state.config.login.device_max_failures;
     state
         .db
         .run(move |conn| {
@@ -182,17 +204,17 @@ async fn load_context(
             let mut known_device = false;
             if let Some(user) = &user {
                 known_device = match &device {
-                    Some(d) => logins::is_known_device(conn, d, &user.id)?,
+                    Some(d) => logins::is_known_device(conn, d, &user.id, max_device_failures)?,
                     None => false,
                 };
                 let (successes, from_net) = logins::user_history(conn, &user.id, &net)?;
                 signals.new_device = !known_device;
                 signals.new_network = !successes.is_empty() && !from_net;
                 signals.unusual_hour = risk::unusual_hour(&successes, now);
+                signals.second_step_failures = mfa::find_throttle(conn, &user.id)?.map_or(0, |t| t.failures);
             }
             Ok(Context {
                 user,
-                throttle,
                 known_device,
                 signals,
             })
@@ -200,40 +222,83 @@ async fn load_context(
         .await
 }
 
-/// Adds one failure to the username's counter (exact under concurrency), applies
-/// the delay and lock, records the attempt. Returns the wait to show, if any.
-async fn count_failure(state: &AppState, key: &str, row: AttemptRow, now: i64) -> Result<Option<i64>, DbError> {
-    let config = state.config.login.clone();
+/// Reserves one password check on the username's counter (see
+/// `logins::reserve`) and sets the delay (and lock) that follow if it fails.
+/// `Err((outcome, wait))` when the attempt may not be checked now.
+async fn reserve(
+    state: &AppState,
+    key: &str,
+    now: i64,
+) -> Result<Result<logins::ThrottleRow, (&'static str, Option<i64>)>, DbError> {
+    // An unlock or a password reset may delete the row between creating and
+    // claiming it: then create it again (a few times; refused if it keeps vanishing).
+    for _ in 0..3 {
+        let config = state.config.login.clone();
+        let k = key.to_owned();
+        state.db.run(move |conn| logins::ensure_throttle(conn, &k)).await?;
+        let k = key.to_owned();
+        let outcome = state
+            .db
+            .transaction(move |conn| {
+                let Some(row) = logins::reserve(conn, &k, now, config.lockout_after)? else {
+                    let Some(row) = logins::find_throttle(conn, &k)? else {
+                        return Ok(None);
+                    };
+                    return Ok(Some(Err(
+                        if row.locked_at.is_some() || row.failures >= config.lockout_after {
+                            ("locked", None)
+                        } else {
+                            ("delayed", Some((row.delay_until - now).max(1)))
+                        },
+                    )));
+                };
+                let delay = risk::delay_for(row.failures, &config);
+                let delay_until = if delay > 0 { now + delay } else { 0 };
+                logins::set_penalty(conn, &k, delay_until, row.locked_at)?;
+                Ok(Some(Ok(logins::ThrottleRow { delay_until, ..row })))
+            })
+            .await?;
+        if let Some(outcome) = outcome {
+            return Ok(outcome);
+        }
+    }
+    Ok(Err(("delayed", Some(1))))
+}
+
+/// The reserved check failed: it already counts, so this records the attempt and,
+/// at `login.lockout_after`, the lock. Returns the wait to show, if any.
+async fn count_failure(
+    state: &AppState,
+    key: &str,
+    reserved: logins::ThrottleRow,
+    row: AttemptRow,
+    now: i64,
+) -> Result<Option<i64>, DbError> {
+    let lockout_after = state.config.login.lockout_after;
     let k = key.to_owned();
-    state.db.run(move |conn| logins::ensure_throttle(conn, &k)).await?;
-    let k = key.to_owned();
-    let (delay, newly_locked) = state
+    let failures = reserved.failures;
+    let newly_locked = state
         .db
         .transaction(move |conn| {
-            let counted = logins::add_failure(conn, &k, now)?;
-            let delay = risk::delay_for(counted.failures, &config);
-            let lock = counted.failures >= config.lockout_after;
-            let locked_at = counted.locked_at.or(lock.then_some(now));
-            logins::set_penalty(conn, &k, if delay > 0 { now + delay } else { 0 }, locked_at)?;
+            let newly_locked = failures >= lockout_after && logins::lock(conn, &k, lockout_after, now)?;
             write_attempt(conn, &row)?;
-            let newly_locked = lock && counted.locked_at.is_none();
             if newly_locked {
                 audit::record(
                     conn,
                     &Actor::system(),
                     "login.lockout",
                     row.user_id.as_ref().map(|u| format!("user:{u}")).as_deref(),
-                    json!({ "failures": counted.failures }),
+                    json!({ "failures": failures }),
                     now,
                 )?;
             }
-            Ok((delay, newly_locked))
+            Ok(newly_locked)
         })
         .await?;
     if newly_locked {
         tracing::warn!("sign-in counter reached the lockout threshold; the account is locked");
     }
-    Ok((delay > 0).then_some(delay))
+    Ok((reserved.delay_until > now).then_some(reserved.delay_until - now))
 }
 
 /// Records the attempt and its audit event.
@@ -270,8 +335,9 @@ async fn finish(state: &AppState, row: AttemptRow) -> Result<(), DbError> {
     state.db.transaction(move |conn| write_attempt(conn, &row)).await
 }
 
-/// Lifts a lockout and forgets the failures of `user` (NIST SP 800-63B §5.2.2: an
-/// administrator unlocks), audited in the same transaction. Returns whether there
+/// Lifts a lockout and forgets the failures of `user`, of the password step and of
+/// the second step (NIST SP 800-63B §5.2.2: an administrator unlocks), audited in
+/// the same transaction. Returns whether there
 /// was anything to lift.
 pub async fn unlock(state: &AppState, actor: &Actor, user: &UserRow) -> Result<bool, DbError> {
     let key = risk::username_key(&state.login_key, &user.username);
@@ -279,16 +345,18 @@ pub async fn unlock(state: &AppState, actor: &Actor, user: &UserRow) -> Result<b
     state
         .db
         .transaction(move |conn| {
-            let lifted = logins::clear(conn, &key)?;
+            let lifted = logins::find_throttle(conn, &key)?.is_some_and(|t| t.failures > 0 || t.locked_at.is_some());
+            logins::clear(conn, &key)?;
+            let second_step = mfa::unlock(conn, &id)?;
             audit::record(
                 conn,
                 &actor,
                 "user.unlock",
                 Some(&format!("user:{id}")),
-                json!({ "had_failures": lifted }),
+                json!({ "had_failures": lifted, "had_second_step_failures": second_step }),
                 now,
             )?;
-            Ok(lifted)
+            Ok(lifted || second_step)
         })
         .await
 }

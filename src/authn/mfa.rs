@@ -1,6 +1,8 @@
 //! Second factors: TOTP (RFC 6238, SHA-1, 6 digits, 30 s, ±1 step; secrets of
 //! 160 bits sealed at rest; each time step accepted once) and single-use
-//! recovery codes; wrong codes limited per account; the pending second step of a
+//! recovery codes; wrong codes limited per account (a few a minute, and a
+//! consecutive-failure counter with exponential delay and lockout, reserved in
+//! the database before each check); the pending second step of a
 //! sign-in (`mfa_challenges`); the "recent authentication" rule for sensitive
 //! changes.
 
@@ -11,10 +13,12 @@ use serde_json::json;
 use totp_rs::{Algorithm, Secret, Totp};
 
 use crate::audit::{self, Actor};
+use crate::authn::risk;
 use crate::crypto;
 use crate::db::models::mfa::{self, ChallengeRow, TotpRow};
 use crate::db::models::users::UserRow;
 use crate::db::{AnyConnection, DbError};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Records an event the person caused about their own account.
@@ -35,7 +39,7 @@ fn own_event(
     )
 }
 
-/// Wrong codes allowed per account per `FAILURE_WINDOW_SECS`.
+/// Wrong codes allowed per account per `FAILURE_WINDOW_SECS` while setting up an app.
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW_SECS: i64 = 60;
 /// Sensitive changes need an authentication at most this old.
@@ -50,6 +54,10 @@ pub enum MfaError {
     InvalidCode,
     #[error("too many wrong codes; wait {wait_secs} seconds")]
     TooManyAttempts { wait_secs: i64 },
+    /// NIST SP 800-63B §5.2.2: too many consecutive failures; an administrator
+    /// (or, for authenticator-app codes, a recovery code or a security key) unlocks.
+    #[error("too many wrong codes: the second step is locked")]
+    Locked,
     #[error("two-step verification is already turned on")]
     AlreadyEnrolled,
     #[error("no authenticator app is being set up")]
@@ -195,7 +203,8 @@ fn load_totp(state: &AppState, row: &TotpRow, user: &UserRow) -> Result<Totp, Mf
     totp(secret, &user.username, &issuer_label(state))
 }
 
-/// Counts a wrong code; refuses while `MAX_FAILURES` happened in the window.
+/// Counts a wrong code while setting up the app; refuses while `MAX_FAILURES`
+/// happened in the window. (The second step of a sign-in has its exact counter.)
 fn rate_check(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<Option<i64>, DbError> {
     let recent = mfa::failures_since(conn, user_id, now - FAILURE_WINDOW_SECS)?;
     Ok((recent.len() >= MAX_FAILURES).then(|| (recent[0] + FAILURE_WINDOW_SECS - now).max(1)))
@@ -242,7 +251,19 @@ pub enum Proof {
     RecoveryCode { remaining: i64 },
 }
 
+/// Consecutive failed second steps after which even recovery codes are refused
+/// (NIST SP 800-63B §5.2.2: at most 100 for every authenticator); TOTP codes stop
+/// earlier, at `login.second_step_lockout_after`.
+pub const RECOVERY_LOCKOUT: i64 = 100;
+
 /// Checks a TOTP code (each time step once) or a recovery code (each once).
+///
+/// The check is first reserved on the account's consecutive-failure counter
+/// (counted as a failure in advance by one conditional `UPDATE`, exact under
+/// concurrency and across instances): refused during the exponential delay that
+/// starts after `login.second_step_delay_after` failures, refused for TOTP codes
+/// from `login.second_step_lockout_after` failures and for recovery codes from
+/// `RECOVERY_LOCKOUT`. A code that passes clears the counter, delay and lock.
 pub async fn verify(state: &AppState, user: &UserRow, code: &str) -> Result<Proof, MfaError> {
     let id = user.id.clone();
     let row = state
@@ -253,22 +274,29 @@ pub async fn verify(state: &AppState, user: &UserRow, code: &str) -> Result<Proo
         .ok_or(MfaError::InvalidCode)?;
     let t = load_totp(state, &row, user)?;
     let looks_like_recovery = code.trim().len() > 8;
+    let now = state.clock.now();
+    let reserved = match reserve(state, &user.id, looks_like_recovery, now).await? {
+        Ok(row) => row,
+        Err(refusal) => {
+            Metrics::inc(&state.metrics.second_step_refused);
+            return Err(refusal);
+        }
+    };
+    Metrics::inc(&state.metrics.second_step_checks);
     let step = if looks_like_recovery {
         None
     } else {
         current_step(state, &t, code)
     };
     let recovery = looks_like_recovery.then(|| recovery_hash(&user.id, code));
-    let now = state.clock.now();
     let id = user.id.clone();
+    let lockout_after = state.config.login.second_step_lockout_after;
     state
         .db
         .transaction(move |conn| {
-            if let Some(wait) = rate_check(conn, &id, now)? {
-                return Ok(Err(MfaError::TooManyAttempts { wait_secs: wait }));
-            }
             if let Some(hash) = recovery {
                 if mfa::use_recovery_code(conn, &id, &hash, now)? {
+                    mfa::reserved_check_passed(conn, &id)?;
                     let remaining = mfa::remaining_recovery_codes(conn, &id)?;
                     own_event(
                         conn,
@@ -282,13 +310,82 @@ pub async fn verify(state: &AppState, user: &UserRow, code: &str) -> Result<Proo
             } else if let Some(step) = step
                 && mfa::claim_step(conn, &id, step, None)?
             {
+                mfa::reserved_check_passed(conn, &id)?;
                 return Ok(Ok(Proof::Totp));
             }
+            // The reservation already counted this failure.
             mfa::add_failure(conn, &id, now)?;
-            own_event(conn, &id, "mfa.failure", json!({}), now)?;
+            own_event(conn, &id, "mfa.failure", json!({ "failures": reserved.failures }), now)?;
+            if mfa::lock(conn, &id, lockout_after, now)? {
+                audit::record(
+                    conn,
+                    &Actor::system(),
+                    "mfa.lockout",
+                    Some(&format!("user:{id}")),
+                    json!({ "failures": reserved.failures }),
+                    now,
+                )?;
+            }
             Ok(Err(MfaError::InvalidCode))
         })
         .await?
+}
+
+/// Reserves one second-step check (see `verify`), setting the delay that
+/// follows if it fails; `Err` with the refusal when it may not be checked now.
+async fn reserve(
+    state: &AppState,
+    user_id: &str,
+    recovery: bool,
+    now: i64,
+) -> Result<Result<mfa::MfaThrottleRow, MfaError>, DbError> {
+    let config = state.config.login.clone();
+    let limit = if recovery {
+        RECOVERY_LOCKOUT
+    } else {
+        config.second_step_lockout_after
+    };
+    let id = user_id.to_owned();
+    state.db.run(move |conn| mfa::ensure_throttle(conn, &id)).await?;
+    let id = user_id.to_owned();
+    state
+        .db
+        .transaction(move |conn| {
+            let Some(row) = mfa::reserve(conn, &id, now, limit)? else {
+                mfa::note_refused(conn, &id)?;
+                let row = mfa::find_throttle(conn, &id)?.ok_or(DbError::NotFound)?;
+                return Ok(Err(if row.failures >= limit {
+                    MfaError::Locked
+                } else {
+                    MfaError::TooManyAttempts {
+                        wait_secs: (row.delay_until - now).max(1),
+                    }
+                }));
+            };
+            let delay = risk::backoff(row.failures, config.second_step_delay_after, config.delay_max_secs);
+            let delay_until = if delay > 0 { now + delay } else { 0 };
+            mfa::set_penalty(conn, &id, delay_until, row.locked_at)?;
+            Ok(Ok(row))
+        })
+        .await
+}
+
+/// A sign-in (or step-up) completed its second step, by any factor: the
+/// counter, delay and lock are over, and the failures since the previous sign-in
+/// become what `/account` reports.
+pub async fn second_step_passed(state: &AppState, user_id: &str) -> Result<(), DbError> {
+    let id = user_id.to_owned();
+    state.db.run(move |conn| mfa::signed_in(conn, &id)).await
+}
+
+/// Failed second-step attempts between the person's previous sign-in and now.
+pub async fn failures_since_last_sign_in(state: &AppState, user_id: &str) -> Result<i64, DbError> {
+    let id = user_id.to_owned();
+    Ok(state
+        .db
+        .run(move |conn| mfa::find_throttle(conn, &id))
+        .await?
+        .map_or(0, |t| t.before_sign_in + t.since_sign_in))
 }
 
 /// True when the person has a confirmed second factor (an authenticator app or

@@ -210,6 +210,8 @@ pub struct Signals {
     pub unusual_hour: bool,
     /// Several networks tried this username within the window.
     pub many_networks: bool,
+    /// Consecutive failed second steps (TOTP or recovery codes) of the account.
+    pub second_step_failures: i64,
 }
 
 /// The score and the reasons behind it, e.g. `(70, ["network_usernames", "new_device"])`.
@@ -245,6 +247,9 @@ pub fn score(s: &Signals, config: &LoginConfig) -> (i64, Vec<&'static str>) {
     if s.many_networks {
         add(20, "many_networks");
     }
+    if s.second_step_failures >= 3 {
+        add(20, "second_step_failures");
+    }
     (total, reasons)
 }
 
@@ -265,11 +270,16 @@ pub fn unusual_hour(successes: &[i64], now: i64) -> bool {
 /// The delay after `failures` consecutive failures: none before `delay_after`, then
 /// 1 s, 2 s, 4 s … capped at `delay_max_secs`.
 pub fn delay_for(failures: i64, config: &LoginConfig) -> i64 {
-    if failures < config.delay_after {
+    backoff(failures, config.delay_after, config.delay_max_secs)
+}
+
+/// None before `after` failures, then 1 s, 2 s, 4 s … capped at `max_secs`.
+pub fn backoff(failures: i64, after: i64, max_secs: i64) -> i64 {
+    if failures < after {
         return 0;
     }
-    let exponent = (failures - config.delay_after).min(30) as u32;
-    2_i64.pow(exponent).min(config.delay_max_secs)
+    let exponent = (failures - after).min(30) as u32;
+    2_i64.pow(exponent).min(max_secs)
 }
 
 type HmacSha256 = Hmac<Sha256>;

@@ -282,6 +282,18 @@ diesel::table! {
         user_id -> Text,
         created_at -> BigInt,
         last_seen_at -> BigInt,
+        failures -> BigInt,
+    }
+}
+
+diesel::table! {
+    mfa_throttle (user_id) {
+        user_id -> Text,
+        failures -> BigInt,
+        delay_until -> BigInt,
+        locked_at -> Nullable<BigInt>,
+        since_sign_in -> BigInt,
+        before_sign_in -> BigInt,
     }
 }
 
@@ -361,6 +373,7 @@ diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(login_attempts -> users (user_id));
 diesel::joinable!(known_devices -> users (user_id));
+diesel::joinable!(mfa_throttle -> users (user_id));
 diesel::joinable!(role_permissions -> permissions (permission));
 diesel::joinable!(role_permissions -> roles (role));
 diesel::joinable!(user_roles -> roles (role));
@@ -386,6 +399,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_throttle,
     mfa_challenges,
     mfa_failures,
+    mfa_throttle,
     password_history,
     permissions,
     recovery_codes,

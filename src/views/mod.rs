@@ -224,6 +224,8 @@ pub struct AccountPage {
     /// Two-step verification is on, and how many recovery codes are left.
     pub mfa_enabled: bool,
     pub recovery_remaining: i64,
+    /// Failed second-step attempts between the previous sign-in and now.
+    pub second_step_failures: i64,
     /// Security keys and passkeys.
     pub passkeys: Vec<PasskeyView>,
     pub consents: Vec<ConsentView>,

@@ -62,6 +62,7 @@ pub fn base_config(dir: &std::path::Path) -> Config {
     config.login.account_burst = 100_000;
     config.login.client_failures_per_minute = 100_000;
     config.login.delay_after = 100;
+    config.login.second_step_delay_after = 100;
     config.login.stuffing_usernames = 100_000;
     config.login.deny_score = 100_000;
     config

@@ -1,5 +1,6 @@
 //! `login_throttle` (per-username failure counters), `login_attempts` (every
-//! sign-in attempt with its risk score) and `known_devices`.
+//! sign-in attempt with its risk score) and `known_devices` (with each device's
+//! own count of wrong passwords).
 
 use diesel::dsl::count;
 use diesel::expression_methods::AggregateExpressionMethods;
@@ -48,16 +49,33 @@ pub fn ensure_throttle(conn: &mut AnyConnection, key: &str) -> Result<(), DbErro
     }
 }
 
-/// Adds one failure atomically (`failures = failures + 1`) and returns the row as
-/// this transaction sees it afterwards. Call inside a transaction.
-pub fn add_failure(conn: &mut AnyConnection, key: &str, now: i64) -> Result<ThrottleRow, DbError> {
-    diesel::update(login_throttle::table.find(key))
-        .set((
-            login_throttle::failures.eq(login_throttle::failures + 1),
-            login_throttle::last_failure_at.eq(now),
-        ))
-        .execute(conn)?;
-    find_throttle(conn, key)?.ok_or(DbError::NotFound)
+/// Reserves one password check: counts it as a failure in advance, but only if
+/// the counter is not locked, not within its delay and below `lockout_after`
+/// (one conditional `UPDATE`, so exact under concurrency and across instances).
+/// Returns the row as this transaction sees it afterwards, or `None` when the
+/// attempt may not be checked. Call inside a transaction, then set the penalty.
+pub fn reserve(
+    conn: &mut AnyConnection,
+    key: &str,
+    now: i64,
+    lockout_after: i64,
+) -> Result<Option<ThrottleRow>, DbError> {
+    let claimed = diesel::update(
+        login_throttle::table
+            .find(key)
+            .filter(login_throttle::locked_at.is_null())
+            .filter(login_throttle::delay_until.le(now))
+            .filter(login_throttle::failures.lt(lockout_after)),
+    )
+    .set((
+        login_throttle::failures.eq(login_throttle::failures + 1),
+        login_throttle::last_failure_at.eq(now),
+    ))
+    .execute(conn)?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    Ok(Some(find_throttle(conn, key)?.ok_or(DbError::NotFound)?))
 }
 
 pub fn set_penalty(
@@ -73,6 +91,32 @@ pub fn set_penalty(
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Sets the lock once the counter reached `lockout_after`; true when this call set it.
+pub fn lock(conn: &mut AnyConnection, key: &str, lockout_after: i64, now: i64) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        login_throttle::table
+            .find(key)
+            .filter(login_throttle::locked_at.is_null())
+            .filter(login_throttle::failures.ge(lockout_after)),
+    )
+    .set(login_throttle::locked_at.eq(now))
+    .execute(conn)?
+        == 1)
+}
+
+/// Forgets the failures after a successful sign-in, unless the account is locked.
+/// The row stays (reset in place), so concurrent attempts can go on claiming it.
+pub fn clear_unless_locked(conn: &mut AnyConnection, key: &str) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        login_throttle::table
+            .find(key)
+            .filter(login_throttle::locked_at.is_null()),
+    )
+    .set((login_throttle::failures.eq(0), login_throttle::delay_until.eq(0)))
+    .execute(conn)?
+        == 1)
 }
 
 /// Forgets the failures (after a successful sign-in, a password reset or an unlock).
@@ -179,17 +223,44 @@ pub fn purge_attempts_batch(
     })
 }
 
-pub fn is_known_device(conn: &mut AnyConnection, device_id: &str, user_id: &str) -> Result<bool, DbError> {
+/// True when the device signed in to the account before and has fewer than
+/// `max_failures` wrong passwords since.
+pub fn is_known_device(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    user_id: &str,
+    max_failures: i64,
+) -> Result<bool, DbError> {
     Ok(known_devices::table
         .find((device_id, user_id))
+        .filter(known_devices::failures.lt(max_failures))
         .count()
         .get_result::<i64>(conn)?
         > 0)
 }
 
+/// Reserves one password check on the device's own counter: counts it as a wrong
+/// password in advance, only while below `max_failures` (one conditional
+/// `UPDATE`, exact under concurrency). False: the device is no longer known.
+pub fn reserve_device(
+    conn: &mut AnyConnection,
+    device_id: &str,
+    user_id: &str,
+    max_failures: i64,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        known_devices::table
+            .find((device_id, user_id))
+            .filter(known_devices::failures.lt(max_failures)),
+    )
+    .set(known_devices::failures.eq(known_devices::failures + 1))
+    .execute(conn)?
+        == 1)
+}
+
 pub fn remember_device(conn: &mut AnyConnection, device_id: &str, user_id: &str, now: i64) -> Result<(), DbError> {
     let updated = diesel::update(known_devices::table.find((device_id, user_id)))
-        .set(known_devices::last_seen_at.eq(now))
+        .set((known_devices::last_seen_at.eq(now), known_devices::failures.eq(0)))
         .execute(conn)?;
     if updated == 0 {
         diesel::insert_into(known_devices::table)

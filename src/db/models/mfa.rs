@@ -1,8 +1,9 @@
-//! `totp_credentials`, `recovery_codes`, `mfa_failures`, `mfa_challenges`.
+//! `totp_credentials`, `recovery_codes`, `mfa_failures`, `mfa_challenges`, and
+//! `mfa_throttle` (the second step's consecutive-failure counter per account).
 
 use diesel::prelude::*;
 
-use crate::db::schema::{mfa_challenges, mfa_failures, recovery_codes, totp_credentials};
+use crate::db::schema::{mfa_challenges, mfa_failures, mfa_throttle, recovery_codes, totp_credentials};
 use crate::db::{AnyConnection, DbError};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -129,6 +130,157 @@ pub fn failures_since(conn: &mut AnyConnection, user_id: &str, since: i64) -> Re
         .order(mfa_failures::at.asc())
         .select(mfa_failures::at)
         .load(conn)?)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = mfa_throttle)]
+pub struct MfaThrottleRow {
+    pub user_id: String,
+    /// Consecutive failed second steps (reserved checks count in advance).
+    pub failures: i64,
+    pub delay_until: i64,
+    /// Set when `failures` reached the TOTP lockout.
+    pub locked_at: Option<i64>,
+    pub since_sign_in: i64,
+    pub before_sign_in: i64,
+}
+
+pub fn find_throttle(conn: &mut AnyConnection, user_id: &str) -> Result<Option<MfaThrottleRow>, DbError> {
+    Ok(mfa_throttle::table
+        .find(user_id)
+        .select(MfaThrottleRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Creates the counter row if missing. Run outside a transaction: a concurrent
+/// insert of the same user is a harmless conflict.
+pub fn ensure_throttle(conn: &mut AnyConnection, user_id: &str) -> Result<(), DbError> {
+    if find_throttle(conn, user_id)?.is_some() {
+        return Ok(());
+    }
+    let row = MfaThrottleRow {
+        user_id: user_id.to_owned(),
+        failures: 0,
+        delay_until: 0,
+        locked_at: None,
+        since_sign_in: 0,
+        before_sign_in: 0,
+    };
+    match diesel::insert_into(mfa_throttle::table).values(&row).execute(conn) {
+        Ok(_) => Ok(()),
+        Err(e) => match DbError::from(e) {
+            DbError::Conflict(_) => Ok(()),
+            other => Err(other),
+        },
+    }
+}
+
+/// Reserves one code check: counts it as a failure in advance, only outside the
+/// delay and while fewer than `limit` consecutive failures happened (one
+/// conditional `UPDATE`: exact under concurrency and across instances). Returns
+/// the row as this transaction sees it afterwards, or `None` when refused. Call
+/// inside a transaction.
+pub fn reserve(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+    limit: i64,
+) -> Result<Option<MfaThrottleRow>, DbError> {
+    let claimed = diesel::update(
+        mfa_throttle::table
+            .find(user_id)
+            .filter(mfa_throttle::delay_until.le(now))
+            .filter(mfa_throttle::failures.lt(limit)),
+    )
+    .set((
+        mfa_throttle::failures.eq(mfa_throttle::failures + 1),
+        mfa_throttle::since_sign_in.eq(mfa_throttle::since_sign_in + 1),
+    ))
+    .execute(conn)?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    Ok(Some(find_throttle(conn, user_id)?.ok_or(DbError::NotFound)?))
+}
+
+pub fn set_penalty(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    delay_until: i64,
+    locked_at: Option<i64>,
+) -> Result<(), DbError> {
+    diesel::update(mfa_throttle::table.find(user_id))
+        .set((
+            mfa_throttle::delay_until.eq(delay_until),
+            mfa_throttle::locked_at.eq(locked_at),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Sets the lock once the counter reached `lockout_after`; true when this call set it.
+pub fn lock(conn: &mut AnyConnection, user_id: &str, lockout_after: i64, now: i64) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        mfa_throttle::table
+            .find(user_id)
+            .filter(mfa_throttle::locked_at.is_null())
+            .filter(mfa_throttle::failures.ge(lockout_after)),
+    )
+    .set(mfa_throttle::locked_at.eq(now))
+    .execute(conn)?
+        == 1)
+}
+
+/// A refused attempt (delayed or locked) is not checked, but the person is told of it.
+pub fn note_refused(conn: &mut AnyConnection, user_id: &str) -> Result<(), DbError> {
+    diesel::update(mfa_throttle::table.find(user_id))
+        .set(mfa_throttle::since_sign_in.eq(mfa_throttle::since_sign_in + 1))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A reserved check passed: it was no failure, and the consecutive count,
+/// delay and lock are over.
+pub fn reserved_check_passed(conn: &mut AnyConnection, user_id: &str) -> Result<(), DbError> {
+    diesel::update(mfa_throttle::table.find(user_id))
+        .set((
+            mfa_throttle::failures.eq(0),
+            mfa_throttle::delay_until.eq(0),
+            mfa_throttle::locked_at.eq(None::<i64>),
+            mfa_throttle::since_sign_in.eq(mfa_throttle::since_sign_in - 1),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A sign-in completed its second step: the counter is over, and the failures
+/// since the previous sign-in become what `/account` reports.
+pub fn signed_in(conn: &mut AnyConnection, user_id: &str) -> Result<(), DbError> {
+    diesel::update(mfa_throttle::table.find(user_id))
+        .set((
+            mfa_throttle::failures.eq(0),
+            mfa_throttle::delay_until.eq(0),
+            mfa_throttle::locked_at.eq(None::<i64>),
+            mfa_throttle::before_sign_in.eq(mfa_throttle::since_sign_in),
+            mfa_throttle::since_sign_in.eq(0),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Lifts the second step's delay and lock (an administrator unlocks).
+pub fn unlock(conn: &mut AnyConnection, user_id: &str) -> Result<bool, DbError> {
+    Ok(
+        diesel::update(mfa_throttle::table.find(user_id).filter(mfa_throttle::failures.gt(0)))
+            .set((
+                mfa_throttle::failures.eq(0),
+                mfa_throttle::delay_until.eq(0),
+                mfa_throttle::locked_at.eq(None::<i64>),
+            ))
+            .execute(conn)?
+            == 1,
+    )
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

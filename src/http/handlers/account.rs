@@ -39,6 +39,7 @@ async fn render(
         })
         .await?;
     let (mfa_enabled, recovery_remaining) = crate::authn::mfa::status(state, &auth.user.id).await?;
+    let second_step_failures = crate::authn::mfa::failures_since_last_sign_in(state, &auth.user.id).await?;
     let passkeys = crate::authn::webauthn::list(state, &auth.user.id)
         .await?
         .iter()
@@ -53,6 +54,7 @@ async fn render(
         sign_ins: attempts.iter().map(SignInView::new).collect(),
         mfa_enabled,
         recovery_remaining,
+        second_step_failures,
         passkeys,
         consents: granted
             .into_iter()

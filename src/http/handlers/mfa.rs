@@ -149,6 +149,12 @@ pub async fn submit(
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(wait_secs.max(1) as u64));
             Ok(response)
         }
+        Err(MfaError::Locked) => {
+            let message = "Too many wrong codes: codes from your authenticator app are locked for this account. \
+                           Use a recovery code or a security key, or ask an administrator to unlock it."
+                .to_owned();
+            code_page(&state, &csrf, &user, Some(message), StatusCode::FORBIDDEN).await
+        }
         Err(MfaError::InvalidCode) => {
             code_page(
                 &state,
@@ -176,6 +182,7 @@ pub async fn complete_second_step(
     method: Option<&str>,
 ) -> Result<HttpResponse, PageError> {
     mfa::close_challenge(state, token).await?;
+    mfa::second_step_passed(state, &user.id).await?;
     let mut amr: Vec<&str> = challenge
         .amr
         .split(' ')
