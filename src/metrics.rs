@@ -66,6 +66,14 @@ pub fn render(state: &AppState) -> String {
         "Expired rows deleted by the retention jobs (codes, grants, audit events, sign-in attempts ...).",
         &[("", get(&m.rows_purged))],
     );
+    counter(
+        "oxidp_second_step_checks_total",
+        "Second-step codes (TOTP or recovery codes) checked, and refused unchecked (delayed or locked).",
+        &[
+            ("{result=\"checked\"}", get(&m.second_step_checks)),
+            ("{result=\"refused\"}", get(&m.second_step_refused)),
+        ],
+    );
     if let Some(path) = state.db.sqlite_path() {
         counter(
             "oxidp_sqlite_wal_checkpoints_total",
@@ -81,13 +89,5 @@ pub fn render(state: &AppState) -> String {
             "# HELP oxidp_sqlite_wal_bytes Size of the SQLite write-ahead log.\n# TYPE oxidp_sqlite_wal_bytes gauge\noxidp_sqlite_wal_bytes {wal}\n"
         ));
     }
-    counter(
-        "oxidp_second_step_checks_total",
-        "Second-step codes (TOTP or recovery codes) checked, and refused unchecked (delayed or locked).",
-        &[
-            ("{result=\"checked\"}", get(&m.second_step_checks)),
-            ("{result=\"refused\"}", get(&m.second_step_refused)),
-        ],
-    );
     out
 }
