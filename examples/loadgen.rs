@@ -448,17 +448,7 @@ async fn main() {
             let reporter = a
                 .report_every
                 .map(|every| tokio::spawn(report(every, deadline, vec![(SCENARIOS[index], live.clone())])));
-            outcomes.push(
-                scenario(
-                    index,
-                    a.clone(),
-                    prepared.clone(),
-                    per_scenario,
-                    deadline,
-                    live.clone(),
-                )
-                .await,
-            );
+            outcomes.push(scenario(index, a.clone(), prepared.clone(), per_scenario, deadline, live.clone()).await);
             if let Some(reporter) = reporter {
                 let _ = reporter.await;
             }
