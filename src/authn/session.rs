@@ -298,9 +298,14 @@ pub fn remaining(state: &AppState, session: &SessionRow) -> i64 {
     idle_end.min(absolute_end) - now
 }
 
+/// How long an expired session row is kept (unusable) before the purge deletes it.
+pub const EXPIRED_SESSION_KEPT_SECS: i64 = 3600;
+
 /// Removes expired sessions; run periodically.
 pub async fn purge_expired(state: &AppState) -> Result<usize, DbError> {
-    let now = state.clock.now();
+    // Expired sessions are kept a while: a browser that comes back with one is
+    // told "your session has expired" instead of meeting a plain sign-in page.
+    let now = state.clock.now() - EXPIRED_SESSION_KEPT_SECS;
     let idle_cutoff = now - state.config.session.idle_timeout_secs;
     let absolute_cutoff = now - state.config.session.absolute_timeout_secs;
     state
