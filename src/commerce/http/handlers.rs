@@ -13,7 +13,7 @@ use crate::commerce::domain::catalog::{
 };
 use crate::commerce::domain::{CommerceError, Limit, Status};
 use crate::commerce::storage::ProductFilter;
-use crate::resource_server::{Authenticated, ResourceServer};
+use crate::resource_server::{Authenticated, ResourceServer, Sensitive};
 
 type Rs = web::Data<ResourceServer>;
 type State = web::Data<CommerceState>;
@@ -161,12 +161,65 @@ pub async fn metrics(rs: Rs) -> HttpResponse {
             "Requests served with a key set past its refresh (issuer unreachable).",
             &m.served_stale,
         ),
+        (
+            "commerce_introspection_calls_total",
+            "Introspection requests sent to the issuer.",
+            &m.introspection_calls,
+        ),
+        (
+            "commerce_introspection_failures_total",
+            "Introspection requests that failed (timeout, network, non-2xx, garbage).",
+            &m.introspection_failures,
+        ),
+        (
+            "commerce_introspection_inactive_total",
+            "Tokens refused because the issuer reported them inactive.",
+            &m.introspection_inactive,
+        ),
+        (
+            "commerce_introspection_denied_total",
+            "Sensitive requests refused (503) because the issuer could not be asked.",
+            &m.introspection_denied,
+        ),
+        (
+            "commerce_introspection_breaker_opened_total",
+            "Introspection circuit breaker transitions to open.",
+            &m.breaker_opened,
+        ),
+        (
+            "commerce_introspection_breaker_closed_total",
+            "Introspection circuit breaker transitions back to closed.",
+            &m.breaker_closed,
+        ),
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
             RsMetrics::get(value)
         ));
     }
+    out.push_str(
+        "# HELP commerce_requests_served_total Authenticated requests by the path that served them.\n\
+         # TYPE commerce_requests_served_total counter\n",
+    );
+    for (path, value) in [
+        ("local", &m.served_local),
+        ("introspection", &m.served_introspection),
+        ("introspection-cache", &m.served_introspection_cache),
+        ("fallback", &m.served_fallback),
+    ] {
+        out.push_str(&format!(
+            "commerce_requests_served_total{{path=\"{path}\"}} {}\n",
+            RsMetrics::get(value)
+        ));
+    }
+    let breaker = rs.introspection.breaker_state();
+    out.push_str(&format!(
+        "# HELP commerce_introspection_breaker_state Introspection circuit breaker: 0 closed, 1 open, 2 half-open.\n\
+         # TYPE commerce_introspection_breaker_state gauge\n\
+         commerce_introspection_breaker_state{{state=\"{}\"}} {}\n",
+        breaker.name(),
+        breaker.gauge()
+    ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
@@ -176,7 +229,7 @@ pub async fn metrics(rs: Rs) -> HttpResponse {
 
 pub async fn create_seller(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     body: web::Json<NewSeller>,
 ) -> Result<HttpResponse, ApiError> {
     let view = catalog::create_seller(&state.db, &auth.principal, body.into_inner(), state.clock.now())
@@ -207,7 +260,7 @@ pub async fn get_seller(state: State, _auth: Authenticated, id: web::Path<String
 
 pub async fn add_member(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (seller, sub) = path.into_inner();
@@ -219,7 +272,7 @@ pub async fn add_member(
 
 pub async fn remove_member(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (seller, sub) = path.into_inner();
@@ -233,7 +286,7 @@ pub async fn remove_member(
 
 pub async fn create_product(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     body: web::Json<NewProduct>,
 ) -> Result<HttpResponse, ApiError> {
     let view = catalog::create_product(&state.db, &auth.principal, body.into_inner(), state.clock.now())
@@ -270,7 +323,7 @@ pub async fn get_product(state: State, _auth: Authenticated, id: web::Path<Strin
 pub async fn update_product(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<ProductPatch>,
 ) -> Result<HttpResponse, ApiError> {
@@ -290,7 +343,7 @@ pub async fn update_product(
 pub async fn transition(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<TransitionRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -310,7 +363,7 @@ pub async fn transition(
 pub async fn add_option_group(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<NewOptionGroup>,
 ) -> Result<HttpResponse, ApiError> {
@@ -330,7 +383,7 @@ pub async fn add_option_group(
 pub async fn add_combination(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<NewCombination>,
 ) -> Result<HttpResponse, ApiError> {
