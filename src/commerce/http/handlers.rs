@@ -7,10 +7,13 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, domain};
+use super::openapi::Problem;
 use crate::commerce::CommerceState;
+use crate::commerce::domain::Page;
 use crate::commerce::domain::catalog::{
     self, NewCombination, NewOptionGroup, NewProduct, NewSeller, ProductPatch, ProductView, TransitionRequest,
 };
+use crate::commerce::domain::catalog::{EventView, SellerView};
 use crate::commerce::domain::{CommerceError, Limit, Status};
 use crate::commerce::storage::ProductFilter;
 use crate::resource_server::{Authenticated, ResourceServer, Sensitive};
@@ -21,14 +24,14 @@ type State = web::Data<CommerceState>;
 /// Public catalog responses may be cached briefly by browsers and proxies.
 const PUBLIC_CACHE: &str = "public, max-age=60";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ProductQuery {
     pub limit: Option<i64>,
@@ -99,6 +102,12 @@ fn cacheable(req: &HttpRequest, tag: String, body: Vec<u8>) -> HttpResponse {
 
 // ---------------------------------------------------------------- health
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "commerce",
+    responses((status = 200, description = "Alive"))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -106,6 +115,12 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready when the database answers and a key set is usable (fresh or last known good).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "commerce",
+    responses((status = 200, description = "Database up and a key set usable"), (status = 503, description = "Not ready"))
+)]
 pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
     let database = state.db.ping().await.is_ok();
     let keys = rs.keys.status();
@@ -125,6 +140,12 @@ pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
         }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "commerce",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+)]
 pub async fn metrics(rs: Rs) -> HttpResponse {
     use crate::resource_server::RsMetrics;
     let m = &rs.metrics;
@@ -227,6 +248,14 @@ pub async fn metrics(rs: Rs) -> HttpResponse {
 
 // ---------------------------------------------------------------- sellers
 
+#[utoipa::path(
+    post,
+    path = "/v1/sellers",
+    tag = "commerce",
+    request_body = NewSeller,
+    responses((status = 201, description = "Created [sensitive]", body = SellerView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:sellers:admin"]))
+)]
 pub async fn create_seller(
     state: State,
     auth: Sensitive,
@@ -238,6 +267,14 @@ pub async fn create_seller(
     Ok(HttpResponse::Created().json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sellers",
+    tag = "commerce",
+    params(PageQuery),
+    responses((status = 200, description = "A page of sellers", body = Page<SellerView>), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn list_sellers(
     state: State,
     _auth: Authenticated,
@@ -251,6 +288,14 @@ pub async fn list_sellers(
     Ok(HttpResponse::Ok().json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sellers/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Seller id")),
+    responses((status = 200, description = "The seller", body = SellerView), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn get_seller(state: State, _auth: Authenticated, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = catalog::seller(&state.db, id.into_inner())
         .await
@@ -258,6 +303,14 @@ pub async fn get_seller(state: State, _auth: Authenticated, id: web::Path<String
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/sellers/{id}/members/{sub}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Seller id"), ("sub" = String, Path, description = "Member subject")),
+    responses((status = 200, description = "Member added [sensitive]", body = SellerView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:sellers:admin"]))
+)]
 pub async fn add_member(
     state: State,
     auth: Sensitive,
@@ -270,6 +323,14 @@ pub async fn add_member(
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/sellers/{id}/members/{sub}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Seller id"), ("sub" = String, Path, description = "Member subject")),
+    responses((status = 200, description = "Member removed [sensitive]", body = SellerView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:sellers:admin"]))
+)]
 pub async fn remove_member(
     state: State,
     auth: Sensitive,
@@ -284,6 +345,14 @@ pub async fn remove_member(
 
 // ---------------------------------------------------------------- products
 
+#[utoipa::path(
+    post,
+    path = "/v1/products",
+    tag = "commerce",
+    request_body = NewProduct,
+    responses((status = 201, description = "Created [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid content (e.g. an invalid combination)", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn create_product(
     state: State,
     auth: Sensitive,
@@ -298,6 +367,14 @@ pub async fn create_product(
         .json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products",
+    tag = "commerce",
+    params(ProductQuery),
+    responses((status = 200, description = "A page of products", body = Page<ProductView>), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn list_products(
     state: State,
     _auth: Authenticated,
@@ -313,6 +390,14 @@ pub async fn list_products(
         .json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "The product, with ETag", body = ProductView), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn get_product(state: State, _auth: Authenticated, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = catalog::product(&state.db, id.into_inner())
         .await
@@ -320,6 +405,15 @@ pub async fn get_product(state: State, _auth: Authenticated, id: web::Path<Strin
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/products/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = ProductPatch,
+    responses((status = 200, description = "Updated [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn update_product(
     req: HttpRequest,
     state: State,
@@ -340,6 +434,15 @@ pub async fn update_product(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/products/{id}/transitions",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = TransitionRequest,
+    responses((status = 200, description = "Moved [sensitive]; approve/reject need commerce:products:approve and a non-member (four-eyes)", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (e.g. a lifecycle transition not allowed in the current state)", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write", "commerce:products:approve"]))
+)]
 pub async fn transition(
     req: HttpRequest,
     state: State,
@@ -360,6 +463,15 @@ pub async fn transition(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/products/{id}/option-groups",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = NewOptionGroup,
+    responses((status = 200, description = "Added [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid content (e.g. an invalid combination)", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn add_option_group(
     req: HttpRequest,
     state: State,
@@ -380,6 +492,15 @@ pub async fn add_option_group(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/products/{id}/combinations",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = NewCombination,
+    responses((status = 200, description = "Added [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid content (e.g. an invalid combination)", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn add_combination(
     req: HttpRequest,
     state: State,
@@ -400,6 +521,14 @@ pub async fn add_combination(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}/events",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), PageQuery),
+    responses((status = 200, description = "Lifecycle events", body = Page<EventView>), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn events(
     state: State,
     _auth: Authenticated,
@@ -416,6 +545,13 @@ pub async fn events(
 
 // ---------------------------------------------------------------- public catalog
 
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/products",
+    tag = "commerce",
+    params(ProductQuery),
+    responses((status = 200, description = "Products in SALES (ETag, Cache-Control)", body = Page<ProductView>), (status = 304, description = "Not modified"), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"))
+)]
 pub async fn public_products(
     req: HttpRequest,
     state: State,
@@ -438,6 +574,13 @@ pub async fn public_products(
     Ok(cacheable(&req, tag, body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/products/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "A product in SALES (ETag, Cache-Control)", body = ProductView), (status = 304, description = "Not modified"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"))
+)]
 pub async fn public_product(req: HttpRequest, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = catalog::product_on_sale(&state.db, id.into_inner())
         .await

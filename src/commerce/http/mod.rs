@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod openapi;
 
 use actix_web::web;
 
@@ -32,6 +33,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(h::metrics))
     .service(
         web::scope("/v1")
+            // [public] this API's OpenAPI 3.1 document
+            .route("/openapi.json", web::get().to(openapi::openapi_json))
             // [public]
             .route("/catalog/products", web::get().to(h::public_products))
             // [public]

@@ -4,6 +4,7 @@
 mod catalog;
 mod cli;
 mod introspection;
+mod openapi;
 mod outage;
 mod tokens;
 
