@@ -77,6 +77,59 @@ pub struct CommerceConfig {
     pub jwks_max_stale_secs: i64,
     /// Verified tokens kept (by SHA-256) so repeated requests skip signature checks.
     pub token_cache_capacity: usize,
+    /// Which routes also ask the issuer's introspection endpoint (RFC 7662) whether
+    /// the token is still active: `off`, `sensitive` (routes that move money, stock or
+    /// lifecycle state) or `all`.
+    pub introspection: IntrospectionMode,
+    /// The registered client commerce authenticates as at the introspection endpoint
+    /// (required unless `introspection` is `off`).
+    pub introspection_client_id: Option<String>,
+    pub introspection_client_secret: Option<SecretString>,
+    /// How long an introspection answer is reused (at most; never past the token's `exp`).
+    pub introspection_cache_secs: u64,
+    /// While the introspection circuit breaker is open: `local` (accept the locally
+    /// verified token, counted as served by fallback) or `deny` (503 + Retry-After).
+    pub introspection_fallback: IntrospectionFallback,
+}
+
+/// `commerce.introspection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntrospectionMode {
+    Off,
+    Sensitive,
+    All,
+}
+
+impl std::str::FromStr for IntrospectionMode {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(Self::Off),
+            "sensitive" => Ok(Self::Sensitive),
+            "all" => Ok(Self::All),
+            _ => Err("expected off, sensitive or all"),
+        }
+    }
+}
+
+/// `commerce.introspection_fallback`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntrospectionFallback {
+    Local,
+    Deny,
+}
+
+impl std::str::FromStr for IntrospectionFallback {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(Self::Local),
+            "deny" => Ok(Self::Deny),
+            _ => Err("expected local or deny"),
+        }
+    }
 }
 
 impl Default for CommerceConfig {
@@ -91,6 +144,11 @@ impl Default for CommerceConfig {
             jwks_min_refetch_secs: 10,
             jwks_max_stale_secs: 24 * 3600,
             token_cache_capacity: 100_000,
+            introspection: IntrospectionMode::Sensitive,
+            introspection_client_id: None,
+            introspection_client_secret: None,
+            introspection_cache_secs: 10,
+            introspection_fallback: IntrospectionFallback::Local,
         }
     }
 }
@@ -163,6 +221,28 @@ impl Config {
         }
         if c.token_cache_capacity < 1 {
             return Err(ConfigError::new("commerce.token_cache_capacity", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Checked when `oxidp commerce` starts (not by the IdP, which never introspects
+    /// for commerce): introspection needs the client commerce authenticates as.
+    pub fn validate_commerce_introspection(&self) -> Result<(), ConfigError> {
+        let c = &self.commerce;
+        if c.introspection == IntrospectionMode::Off {
+            return Ok(());
+        }
+        if c.introspection_client_id.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::new(
+                "commerce.introspection_client_id",
+                "required unless commerce.introspection = off",
+            ));
+        }
+        if c.introspection_client_secret.is_none() {
+            return Err(ConfigError::new(
+                "commerce.introspection_client_secret",
+                "required unless commerce.introspection = off",
+            ));
         }
         Ok(())
     }
@@ -707,6 +787,23 @@ const KEYS: &[(&str, Setter)] = &[
     ("login.second_step_lockout_after", |c, v| {
         parse_into(&mut c.login.second_step_lockout_after, v)
     }),
+    ("commerce.introspection", |c, v| {
+        parse_into(&mut c.commerce.introspection, v)
+    }),
+    ("commerce.introspection_client_id", |c, v| {
+        c.commerce.introspection_client_id = Some(v.to_owned());
+        Ok(())
+    }),
+    ("commerce.introspection_client_secret", |c, v| {
+        c.commerce.introspection_client_secret = Some(SecretString::from(v.to_owned()));
+        Ok(())
+    }),
+    ("commerce.introspection_cache_secs", |c, v| {
+        parse_into(&mut c.commerce.introspection_cache_secs, v)
+    }),
+    ("commerce.introspection_fallback", |c, v| {
+        parse_into(&mut c.commerce.introspection_fallback, v)
+    }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),
 ];
@@ -1173,6 +1270,17 @@ mod tests {
             ),
             ("OXIDP_COMMERCE__AUDIENCE", "not a url", "commerce.audience"),
             ("OXIDP_COMMERCE__DATABASE_URL", "mysql://x", "commerce.database_url"),
+            ("OXIDP_COMMERCE__INTROSPECTION", "sometimes", "commerce.introspection"),
+            (
+                "OXIDP_COMMERCE__INTROSPECTION_FALLBACK",
+                "allow",
+                "commerce.introspection_fallback",
+            ),
+            (
+                "OXIDP_COMMERCE__INTROSPECTION_CACHE_SECS",
+                "-1",
+                "commerce.introspection_cache_secs",
+            ),
         ] {
             assert_eq!(
                 Config::load_from(None, env(&[(name, value)])).unwrap_err().key,
@@ -1190,6 +1298,37 @@ mod tests {
         assert_eq!(err.key, "login.device_max_failures");
         let config = Config::load_from(None, env(&[("OXIDP_LOGIN__SECOND_STEP_LOCKOUT_AFTER", "100")])).unwrap();
         assert_eq!(config.login.second_step_lockout_after, 100);
+    }
+
+    #[test]
+    fn commerce_introspection_defaults_and_start_check() {
+        let config = Config::load_from(None, env(&[])).unwrap();
+        assert_eq!(config.commerce.introspection, IntrospectionMode::Sensitive);
+        assert_eq!(config.commerce.introspection_fallback, IntrospectionFallback::Local);
+        assert_eq!(config.commerce.introspection_cache_secs, 10);
+        // The IdP starts without commerce credentials; `oxidp commerce` does not.
+        assert_eq!(
+            config.validate_commerce_introspection().unwrap_err().key,
+            "commerce.introspection_client_id"
+        );
+        let config = Config::load_from(None, env(&[("OXIDP_COMMERCE__INTROSPECTION_CLIENT_ID", "shop")])).unwrap();
+        assert_eq!(
+            config.validate_commerce_introspection().unwrap_err().key,
+            "commerce.introspection_client_secret"
+        );
+        let config = Config::load_from(
+            None,
+            env(&[
+                ("OXIDP_COMMERCE__INTROSPECTION_CLIENT_ID", "shop"),
+                ("OXIDP_COMMERCE__INTROSPECTION_CLIENT_SECRET", "s3cret"),
+                ("OXIDP_COMMERCE__INTROSPECTION_FALLBACK", "deny"),
+            ]),
+        )
+        .unwrap();
+        assert!(config.validate_commerce_introspection().is_ok());
+        assert_eq!(config.commerce.introspection_fallback, IntrospectionFallback::Deny);
+        let off = Config::load_from(None, env(&[("OXIDP_COMMERCE__INTROSPECTION", "off")])).unwrap();
+        assert!(off.validate_commerce_introspection().is_ok());
     }
 
     #[test]

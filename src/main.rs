@@ -87,6 +87,11 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   commerce.jwks_min_refetch_secs OXIDP_COMMERCE__JWKS_MIN_REFETCH_SECS (10)
   commerce.jwks_max_stale_secs  OXIDP_COMMERCE__JWKS_MAX_STALE_SECS (86400)
   commerce.token_cache_capacity OXIDP_COMMERCE__TOKEN_CACHE_CAPACITY (100000)
+  commerce.introspection        OXIDP_COMMERCE__INTROSPECTION (sensitive; off | sensitive | all)
+  commerce.introspection_client_id OXIDP_COMMERCE__INTROSPECTION_CLIENT_ID (required unless off)
+  commerce.introspection_client_secret OXIDP_COMMERCE__INTROSPECTION_CLIENT_SECRET (required unless off)
+  commerce.introspection_cache_secs OXIDP_COMMERCE__INTROSPECTION_CACHE_SECS (10)
+  commerce.introspection_fallback OXIDP_COMMERCE__INTROSPECTION_FALLBACK (local; local | deny)
   metrics.bind                  OXIDP_METRICS__BIND (127.0.0.1:9464; off = no metrics listener)
   metrics.token                 OXIDP_METRICS__TOKEN (none; bearer token for /metrics, also on the public listener)";
 

@@ -16,9 +16,9 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, IntrospectionMode};
 use crate::db::{Db, PoolSettings};
-use crate::resource_server::{ResourceServer, Settings};
+use crate::resource_server::{IntrospectionSettings, ResourceServer, Settings};
 
 /// What commerce handlers share: the commerce database and the clock.
 pub struct CommerceState {
@@ -42,6 +42,22 @@ pub async fn open_database(config: &Config) -> anyhow::Result<Db> {
     .map_err(|e| anyhow::anyhow!("commerce.{e}"))?;
     storage::migrations::run(&db).await?;
     Ok(db)
+}
+
+/// Introspection settings from `commerce.introspection*` (validated at start).
+fn introspection_settings(config: &Config) -> IntrospectionSettings {
+    let c = &config.commerce;
+    match (&c.introspection_client_id, &c.introspection_client_secret) {
+        (Some(client_id), Some(secret)) if c.introspection != IntrospectionMode::Off => IntrospectionSettings {
+            mode: c.introspection,
+            client_id: client_id.clone(),
+            client_secret: secret.clone(),
+            cache_secs: c.introspection_cache_secs as i64,
+            fallback: c.introspection_fallback,
+            cache_capacity: c.token_cache_capacity,
+        },
+        _ => IntrospectionSettings::off(),
+    }
 }
 
 pub struct CommerceApp {
@@ -68,6 +84,7 @@ impl CommerceApp {
     /// and the listener.
     pub async fn with_listener(config: &Config, clock: Arc<dyn Clock>, listener: TcpListener) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
+        config.validate_commerce_introspection()?;
         let db = open_database(config).await?;
         let audience = config.commerce_audience();
         let settings = Settings {
@@ -78,6 +95,7 @@ impl CommerceApp {
             min_refetch_secs: config.commerce.jwks_min_refetch_secs,
             max_stale_secs: config.commerce.jwks_max_stale_secs,
             token_cache_capacity: config.commerce.token_cache_capacity,
+            introspection: introspection_settings(config),
         };
         let resource_server = web::Data::new(ResourceServer::new(settings, db.clone(), clock.clone()).await?);
         let first_wait = match resource_server.keys.refresh().await {

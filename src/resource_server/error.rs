@@ -15,6 +15,9 @@ pub enum BearerErrorKind {
     InsufficientScope(String),
     /// No key set is known yet (or it is too stale): try again later.
     Unavailable { retry_after: i64 },
+    /// A revocation-sensitive route could not ask the issuer (introspection circuit
+    /// breaker open, or the call failed) and `introspection_fallback = deny`.
+    IntrospectionUnavailable { retry_after: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +47,10 @@ impl BearerError {
         Self::new(realm, BearerErrorKind::Unavailable { retry_after })
     }
 
+    pub fn unavailable_introspection(realm: &str, retry_after: i64) -> Self {
+        Self::new(realm, BearerErrorKind::IntrospectionUnavailable { retry_after })
+    }
+
     fn new(realm: &str, kind: BearerErrorKind) -> Self {
         Self {
             realm: realm.to_owned(),
@@ -68,7 +75,7 @@ impl BearerError {
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"the token lacks the permission\", scope=\"{}\"",
                 quote(scope)
             )),
-            BearerErrorKind::Unavailable { .. } => None,
+            BearerErrorKind::Unavailable { .. } | BearerErrorKind::IntrospectionUnavailable { .. } => None,
         }
     }
 }
@@ -83,6 +90,10 @@ impl std::fmt::Display for BearerError {
             BearerErrorKind::Unavailable { .. } => {
                 write!(f, "The token issuer's keys are not known yet; try again shortly.")
             }
+            BearerErrorKind::IntrospectionUnavailable { .. } => write!(
+                f,
+                "This operation needs the token issuer to confirm the token is still active, and it cannot be reached; try again shortly."
+            ),
         }
     }
 }
@@ -93,7 +104,9 @@ impl ResponseError for BearerError {
             BearerErrorKind::Missing | BearerErrorKind::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             BearerErrorKind::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             BearerErrorKind::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            BearerErrorKind::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            BearerErrorKind::Unavailable { .. } | BearerErrorKind::IntrospectionUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -103,7 +116,9 @@ impl ResponseError for BearerError {
         if let Some(challenge) = self.challenge() {
             response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
-        if let BearerErrorKind::Unavailable { retry_after } = self.kind {
+        if let BearerErrorKind::Unavailable { retry_after }
+        | BearerErrorKind::IntrospectionUnavailable { retry_after } = self.kind
+        {
             response.insert_header((header::RETRY_AFTER, retry_after.max(1).to_string()));
         }
         problem(response, self.status_code(), &self.to_string())

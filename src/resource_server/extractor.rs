@@ -1,5 +1,8 @@
-//! `Authenticated`: the actix extractor that yields the verified principal, or
-//! answers with the RFC 6750 challenge.
+//! `Authenticated` and `Sensitive`: the actix extractors that yield the verified
+//! principal, or answer with the RFC 6750 challenge. `Sensitive` marks a
+//! revocation-sensitive route (it moves money, stock or lifecycle state): with
+//! `introspection = sensitive` (the default) such requests are also checked by
+//! introspection; `Authenticated` routes only with `introspection = all`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -48,22 +51,47 @@ fn bearer<'a>(req: &'a HttpRequest, realm: &str) -> Result<&'a str, BearerError>
     Ok(token)
 }
 
+fn extract(req: &HttpRequest, sensitive: bool) -> Pin<Box<dyn Future<Output = Result<Authenticated, BearerError>>>> {
+    let server = req
+        .app_data::<web::Data<ResourceServer>>()
+        .expect("ResourceServer is registered as app data")
+        .clone();
+    let token = bearer(req, &server.realm).map(str::to_owned);
+    Box::pin(async move {
+        let (principal, _served) = server.authorize(&token?, sensitive).await?;
+        Ok(Authenticated {
+            principal,
+            realm: server.realm.clone(),
+        })
+    })
+}
+
 impl FromRequest for Authenticated {
     type Error = BearerError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let server = req
-            .app_data::<web::Data<ResourceServer>>()
-            .expect("ResourceServer is registered as app data")
-            .clone();
-        let token = bearer(req, &server.realm).map(str::to_owned);
-        Box::pin(async move {
-            let principal = server.authenticate(&token?).await?;
-            Ok(Authenticated {
-                principal,
-                realm: server.realm.clone(),
-            })
-        })
+        extract(req, false)
+    }
+}
+
+/// An `Authenticated` request on a revocation-sensitive route.
+#[derive(Debug, Clone)]
+pub struct Sensitive(pub Authenticated);
+
+impl std::ops::Deref for Sensitive {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl FromRequest for Sensitive {
+    type Error = BearerError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let authenticated = extract(req, true);
+        Box::pin(async move { authenticated.await.map(Sensitive) })
     }
 }

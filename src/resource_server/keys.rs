@@ -262,6 +262,11 @@ impl KeyCache {
         })
     }
 
+    /// The HTTP client used for the issuer (shared with introspection).
+    pub fn http(&self) -> reqwest::Client {
+        self.0.http.clone()
+    }
+
     pub fn refresh_secs(&self) -> u64 {
         self.0.refresh_secs
     }

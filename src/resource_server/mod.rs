@@ -7,8 +7,10 @@
 //! any third-party resource server, so it works against any standards-compliant issuer.
 //! It must not import the IdP's internals (oauth, oidc, authn, rbac, accounts, admin).
 
+pub mod breaker;
 pub mod error;
 pub mod extractor;
+pub mod introspection;
 pub mod keys;
 pub mod storage;
 pub mod verify;
@@ -20,10 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
+use crate::config::IntrospectionMode;
 use crate::db::Db;
 
 pub use error::BearerError;
-pub use extractor::Authenticated;
+pub use extractor::{Authenticated, Sensitive};
+pub use introspection::{IntrospectionSettings, Introspector, Served};
 pub use keys::{KeyCache, KeySetStatus};
 pub use verify::{Verifier, VerifyError};
 
@@ -64,6 +68,21 @@ pub struct RsMetrics {
     pub tokens_rejected: AtomicU64,
     /// Requests served while the key set was older than the refresh interval (IdP unreachable).
     pub served_stale: AtomicU64,
+    /// Authenticated requests by the path that let them through (see `Served`).
+    pub served_local: AtomicU64,
+    pub served_introspection: AtomicU64,
+    pub served_introspection_cache: AtomicU64,
+    pub served_fallback: AtomicU64,
+    /// Introspection calls made, failed (timeout, network, non-2xx, garbage), tokens
+    /// reported inactive, and sensitive requests refused because the issuer could
+    /// not be asked (`introspection_fallback = deny`).
+    pub introspection_calls: AtomicU64,
+    pub introspection_failures: AtomicU64,
+    pub introspection_inactive: AtomicU64,
+    pub introspection_denied: AtomicU64,
+    /// Introspection breaker transitions into open, and out of open/half-open into closed.
+    pub breaker_opened: AtomicU64,
+    pub breaker_closed: AtomicU64,
 }
 
 impl RsMetrics {
@@ -87,6 +106,7 @@ pub struct Settings {
     pub min_refetch_secs: i64,
     pub max_stale_secs: i64,
     pub token_cache_capacity: usize,
+    pub introspection: IntrospectionSettings,
 }
 
 /// The resource server: verifier, key-set cache and verified-token cache.
@@ -96,6 +116,7 @@ pub struct ResourceServer {
     pub keys: KeyCache,
     verifier: Verifier,
     tokens: quick_cache::sync::Cache<[u8; 32], Arc<Principal>>,
+    pub introspection: Introspector,
     pub metrics: Arc<RsMetrics>,
     clock: Arc<dyn Clock>,
 }
@@ -107,7 +128,16 @@ impl ResourceServer {
         let metrics = Arc::new(RsMetrics::default());
         let keys = KeyCache::new(&settings, db, clock.clone(), metrics.clone())?;
         keys.load_persisted().await;
+        let introspection = Introspector::new(
+            settings.introspection.clone(),
+            settings.issuer.clone(),
+            settings.realm.clone(),
+            keys.http(),
+            clock.clone(),
+            metrics.clone(),
+        );
         Ok(Self {
+            introspection,
             realm: settings.realm.as_str().into(),
             verifier: Verifier::new(settings.issuer.clone(), settings.audience.clone()),
             tokens: quick_cache::sync::Cache::new(settings.token_cache_capacity),
@@ -167,6 +197,32 @@ impl ResourceServer {
                 Err(BearerError::invalid_token(&self.settings.realm, error.description()))
             }
         }
+    }
+
+    /// Authenticates a request: local verification, then — for sensitive routes when
+    /// `introspection = sensitive`, for every route when `all` — introspection (cached,
+    /// behind the circuit breaker). Counts and logs which path served it.
+    pub async fn authorize(&self, token: &str, sensitive: bool) -> Result<(Arc<Principal>, Served), BearerError> {
+        let principal = self.authenticate(token).await?;
+        let ask = match self.introspection.mode() {
+            IntrospectionMode::Off => false,
+            IntrospectionMode::Sensitive => sensitive,
+            IntrospectionMode::All => true,
+        };
+        let served = if ask {
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            self.introspection.check(token, digest, &principal).await?
+        } else {
+            Served::Local
+        };
+        RsMetrics::inc(match served {
+            Served::Local => &self.metrics.served_local,
+            Served::Introspection => &self.metrics.served_introspection,
+            Served::IntrospectionCache => &self.metrics.served_introspection_cache,
+            Served::Fallback => &self.metrics.served_fallback,
+        });
+        tracing::debug!(served_by = served.as_str(), sensitive, "request authenticated");
+        Ok((principal, served))
     }
 
     fn note_staleness(&self, now: i64) {

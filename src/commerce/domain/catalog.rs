@@ -34,7 +34,7 @@ fn text(field: &'static str, value: &str, max: usize) -> Result<String, Commerce
 
 // ---------------------------------------------------------------- sellers
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Contact {
     pub email: String,
@@ -42,7 +42,7 @@ pub struct Contact {
     pub phone: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSeller {
     pub name: String,
@@ -50,7 +50,7 @@ pub struct NewSeller {
     pub contact: Contact,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SellerView {
     pub id: String,
     pub name: String,
@@ -154,7 +154,7 @@ pub async fn set_member(
 
 // ---------------------------------------------------------------- products
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
     pub seller_id: String,
@@ -168,7 +168,7 @@ pub struct NewProduct {
 }
 
 /// Fields an update may change; the seller and the type are fixed at creation.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
     pub name: Option<String>,
@@ -177,7 +177,7 @@ pub struct ProductPatch {
     pub price: Option<Money>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOption {
     pub name: String,
@@ -185,14 +185,14 @@ pub struct NewOption {
     pub price_delta: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOptionGroup {
     pub name: String,
     pub options: Vec<NewOption>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCombination {
     pub sku: String,
@@ -207,21 +207,21 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OptionView {
     pub id: String,
     pub name: String,
     pub price_delta: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GroupView {
     pub id: String,
     pub name: String,
     pub options: Vec<OptionView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CombinationView {
     pub id: String,
     pub sku: String,
@@ -232,7 +232,7 @@ pub struct CombinationView {
     pub available: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProductView {
     pub id: String,
     pub seller_id: String,
@@ -515,7 +515,7 @@ pub async fn update_product(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransitionRequest {
     pub action: Action,
@@ -717,7 +717,7 @@ pub fn combination_key(
     Ok(ids.join(","))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub kind: String,
     pub actor: String,

@@ -17,7 +17,7 @@ pub mod permissions {
     pub const SELLERS_ADMIN: &str = "commerce:sellers:admin";
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SellerKind {
     /// Our own stock and shipping.
@@ -35,7 +35,7 @@ impl SellerKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ProductType {
     /// Booked for a date (hotel, ticket).
@@ -54,7 +54,7 @@ impl ProductType {
 }
 
 /// An ISO 4217 alphabetic code (three upper-case letters).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Currency(String);
 
 impl Currency {
@@ -81,7 +81,7 @@ impl<'de> Deserialize<'de> for Currency {
 }
 
 /// A price: integer minor units (cents) and a currency; never floating point.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Money {
     pub amount_minor: i64,
     pub currency: Currency,
@@ -131,7 +131,7 @@ impl From<DbError> for CommerceError {
 }
 
 /// A page of results and the cursor of the next one.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

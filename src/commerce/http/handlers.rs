@@ -7,13 +7,16 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{ApiError, domain};
+use super::openapi::Problem;
 use crate::commerce::CommerceState;
+use crate::commerce::domain::Page;
 use crate::commerce::domain::catalog::{
     self, NewCombination, NewOptionGroup, NewProduct, NewSeller, ProductPatch, ProductView, TransitionRequest,
 };
+use crate::commerce::domain::catalog::{EventView, SellerView};
 use crate::commerce::domain::{CommerceError, Limit, Status};
 use crate::commerce::storage::ProductFilter;
-use crate::resource_server::{Authenticated, ResourceServer};
+use crate::resource_server::{Authenticated, ResourceServer, Sensitive};
 
 type Rs = web::Data<ResourceServer>;
 type State = web::Data<CommerceState>;
@@ -21,14 +24,14 @@ type State = web::Data<CommerceState>;
 /// Public catalog responses may be cached briefly by browsers and proxies.
 const PUBLIC_CACHE: &str = "public, max-age=60";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ProductQuery {
     pub limit: Option<i64>,
@@ -99,6 +102,12 @@ fn cacheable(req: &HttpRequest, tag: String, body: Vec<u8>) -> HttpResponse {
 
 // ---------------------------------------------------------------- health
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "commerce",
+    responses((status = 200, description = "Alive"))
+)]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -106,6 +115,12 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready when the database answers and a key set is usable (fresh or last known good).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "commerce",
+    responses((status = 200, description = "Database up and a key set usable"), (status = 503, description = "Not ready"))
+)]
 pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
     let database = state.db.ping().await.is_ok();
     let keys = rs.keys.status();
@@ -125,6 +140,12 @@ pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
         }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "commerce",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+)]
 pub async fn metrics(rs: Rs) -> HttpResponse {
     use crate::resource_server::RsMetrics;
     let m = &rs.metrics;
@@ -161,12 +182,65 @@ pub async fn metrics(rs: Rs) -> HttpResponse {
             "Requests served with a key set past its refresh (issuer unreachable).",
             &m.served_stale,
         ),
+        (
+            "commerce_introspection_calls_total",
+            "Introspection requests sent to the issuer.",
+            &m.introspection_calls,
+        ),
+        (
+            "commerce_introspection_failures_total",
+            "Introspection requests that failed (timeout, network, non-2xx, garbage).",
+            &m.introspection_failures,
+        ),
+        (
+            "commerce_introspection_inactive_total",
+            "Tokens refused because the issuer reported them inactive.",
+            &m.introspection_inactive,
+        ),
+        (
+            "commerce_introspection_denied_total",
+            "Sensitive requests refused (503) because the issuer could not be asked.",
+            &m.introspection_denied,
+        ),
+        (
+            "commerce_introspection_breaker_opened_total",
+            "Introspection circuit breaker transitions to open.",
+            &m.breaker_opened,
+        ),
+        (
+            "commerce_introspection_breaker_closed_total",
+            "Introspection circuit breaker transitions back to closed.",
+            &m.breaker_closed,
+        ),
     ] {
         out.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
             RsMetrics::get(value)
         ));
     }
+    out.push_str(
+        "# HELP commerce_requests_served_total Authenticated requests by the path that served them.\n\
+         # TYPE commerce_requests_served_total counter\n",
+    );
+    for (path, value) in [
+        ("local", &m.served_local),
+        ("introspection", &m.served_introspection),
+        ("introspection-cache", &m.served_introspection_cache),
+        ("fallback", &m.served_fallback),
+    ] {
+        out.push_str(&format!(
+            "commerce_requests_served_total{{path=\"{path}\"}} {}\n",
+            RsMetrics::get(value)
+        ));
+    }
+    let breaker = rs.introspection.breaker_state();
+    out.push_str(&format!(
+        "# HELP commerce_introspection_breaker_state Introspection circuit breaker: 0 closed, 1 open, 2 half-open.\n\
+         # TYPE commerce_introspection_breaker_state gauge\n\
+         commerce_introspection_breaker_state{{state=\"{}\"}} {}\n",
+        breaker.name(),
+        breaker.gauge()
+    ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(out)
@@ -174,9 +248,17 @@ pub async fn metrics(rs: Rs) -> HttpResponse {
 
 // ---------------------------------------------------------------- sellers
 
+#[utoipa::path(
+    post,
+    path = "/v1/sellers",
+    tag = "commerce",
+    request_body = NewSeller,
+    responses((status = 201, description = "Created [sensitive]", body = SellerView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:sellers:admin"]))
+)]
 pub async fn create_seller(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     body: web::Json<NewSeller>,
 ) -> Result<HttpResponse, ApiError> {
     let view = catalog::create_seller(&state.db, &auth.principal, body.into_inner(), state.clock.now())
@@ -185,6 +267,14 @@ pub async fn create_seller(
     Ok(HttpResponse::Created().json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sellers",
+    tag = "commerce",
+    params(PageQuery),
+    responses((status = 200, description = "A page of sellers", body = Page<SellerView>), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn list_sellers(
     state: State,
     _auth: Authenticated,
@@ -198,6 +288,14 @@ pub async fn list_sellers(
     Ok(HttpResponse::Ok().json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/sellers/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Seller id")),
+    responses((status = 200, description = "The seller", body = SellerView), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn get_seller(state: State, _auth: Authenticated, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = catalog::seller(&state.db, id.into_inner())
         .await
@@ -205,9 +303,17 @@ pub async fn get_seller(state: State, _auth: Authenticated, id: web::Path<String
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/sellers/{id}/members/{sub}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Seller id"), ("sub" = String, Path, description = "Member subject")),
+    responses((status = 200, description = "Member added [sensitive]", body = SellerView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:sellers:admin"]))
+)]
 pub async fn add_member(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (seller, sub) = path.into_inner();
@@ -217,9 +323,17 @@ pub async fn add_member(
     Ok(HttpResponse::Ok().json(view))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/sellers/{id}/members/{sub}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Seller id"), ("sub" = String, Path, description = "Member subject")),
+    responses((status = 200, description = "Member removed [sensitive]", body = SellerView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:sellers:admin"]))
+)]
 pub async fn remove_member(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (seller, sub) = path.into_inner();
@@ -231,9 +345,17 @@ pub async fn remove_member(
 
 // ---------------------------------------------------------------- products
 
+#[utoipa::path(
+    post,
+    path = "/v1/products",
+    tag = "commerce",
+    request_body = NewProduct,
+    responses((status = 201, description = "Created [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid content (e.g. an invalid combination)", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn create_product(
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     body: web::Json<NewProduct>,
 ) -> Result<HttpResponse, ApiError> {
     let view = catalog::create_product(&state.db, &auth.principal, body.into_inner(), state.clock.now())
@@ -245,6 +367,14 @@ pub async fn create_product(
         .json(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products",
+    tag = "commerce",
+    params(ProductQuery),
+    responses((status = 200, description = "A page of products", body = Page<ProductView>), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn list_products(
     state: State,
     _auth: Authenticated,
@@ -260,6 +390,14 @@ pub async fn list_products(
         .json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "The product, with ETag", body = ProductView), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn get_product(state: State, _auth: Authenticated, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = catalog::product(&state.db, id.into_inner())
         .await
@@ -267,10 +405,19 @@ pub async fn get_product(state: State, _auth: Authenticated, id: web::Path<Strin
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/products/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = ProductPatch,
+    responses((status = 200, description = "Updated [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn update_product(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<ProductPatch>,
 ) -> Result<HttpResponse, ApiError> {
@@ -287,10 +434,19 @@ pub async fn update_product(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/products/{id}/transitions",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = TransitionRequest,
+    responses((status = 200, description = "Moved [sensitive]; approve/reject need commerce:products:approve and a non-member (four-eyes)", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Conflict (e.g. a lifecycle transition not allowed in the current state)", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write", "commerce:products:approve"]))
+)]
 pub async fn transition(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<TransitionRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -307,10 +463,19 @@ pub async fn transition(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/products/{id}/option-groups",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = NewOptionGroup,
+    responses((status = 200, description = "Added [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid content (e.g. an invalid combination)", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn add_option_group(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<NewOptionGroup>,
 ) -> Result<HttpResponse, ApiError> {
@@ -327,10 +492,19 @@ pub async fn add_option_group(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/products/{id}/combinations",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), ("If-Match" = String, Header, description = "The product's ETag")),
+    request_body = NewCombination,
+    responses((status = 200, description = "Added [sensitive]", body = ProductView), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the seller scope / four-eyes rule refuses", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 412, description = "If-Match names a stale version", body = Problem, content_type = "application/problem+json"), (status = 428, description = "If-Match is required", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid content (e.g. an invalid combination)", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = ["commerce:products:write"]))
+)]
 pub async fn add_combination(
     req: HttpRequest,
     state: State,
-    auth: Authenticated,
+    auth: Sensitive,
     id: web::Path<String>,
     body: web::Json<NewCombination>,
 ) -> Result<HttpResponse, ApiError> {
@@ -347,6 +521,14 @@ pub async fn add_combination(
     Ok(with_etag(view))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/products/{id}/events",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id"), PageQuery),
+    responses((status = 200, description = "Lifecycle events", body = Page<EventView>), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or (sensitive routes, `introspection_fallback = deny`) the issuer cannot be asked; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = []))
+)]
 pub async fn events(
     state: State,
     _auth: Authenticated,
@@ -363,6 +545,13 @@ pub async fn events(
 
 // ---------------------------------------------------------------- public catalog
 
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/products",
+    tag = "commerce",
+    params(ProductQuery),
+    responses((status = 200, description = "Products in SALES (ETag, Cache-Control)", body = Page<ProductView>), (status = 304, description = "Not modified"), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"))
+)]
 pub async fn public_products(
     req: HttpRequest,
     state: State,
@@ -385,6 +574,13 @@ pub async fn public_products(
     Ok(cacheable(&req, tag, body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/catalog/products/{id}",
+    tag = "commerce",
+    params(("id" = String, Path, description = "Product id")),
+    responses((status = 200, description = "A product in SALES (ETag, Cache-Control)", body = ProductView), (status = 304, description = "Not modified"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"))
+)]
 pub async fn public_product(req: HttpRequest, state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let view = catalog::product_on_sale(&state.db, id.into_inner())
         .await

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod openapi;
 
 use actix_web::web;
 
@@ -15,6 +16,11 @@ use handlers as h;
 /// - `commerce:products:write` + member of the seller (or sellers:admin): create and
 ///   change products, options, combinations, and the seller's lifecycle actions;
 /// - `commerce:products:approve` + not a member of the seller: approve / reject.
+///
+/// Sensitivity (revocation-sensitive routes move money, stock or lifecycle state; their
+/// handlers take the `Sensitive` extractor, so with `commerce.introspection = sensitive`
+/// the token is also checked by introspection): marked `[sensitive]` per route below;
+/// the others are `[local]` (local JWT verification; introspected only with `all`).
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
         web::JsonConfig::default()
@@ -27,20 +33,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route("/metrics", web::get().to(h::metrics))
     .service(
         web::scope("/v1")
+            // [public] this API's OpenAPI 3.1 document
+            .route("/openapi.json", web::get().to(openapi::openapi_json))
+            // [public]
             .route("/catalog/products", web::get().to(h::public_products))
+            // [public]
             .route("/catalog/products/{id}", web::get().to(h::public_product))
+            // [sensitive] seller write
             .route("/sellers", web::post().to(h::create_seller))
+            // [local]
             .route("/sellers", web::get().to(h::list_sellers))
+            // [local]
             .route("/sellers/{id}", web::get().to(h::get_seller))
+            // [sensitive] seller write
             .route("/sellers/{id}/members/{sub}", web::put().to(h::add_member))
+            // [sensitive] seller write
             .route("/sellers/{id}/members/{sub}", web::delete().to(h::remove_member))
+            // [sensitive] product write
             .route("/products", web::post().to(h::create_product))
+            // [local]
             .route("/products", web::get().to(h::list_products))
+            // [local]
             .route("/products/{id}", web::get().to(h::get_product))
+            // [sensitive] product write (price)
             .route("/products/{id}", web::patch().to(h::update_product))
+            // [sensitive] lifecycle
             .route("/products/{id}/transitions", web::post().to(h::transition))
+            // [local]
             .route("/products/{id}/events", web::get().to(h::events))
+            // [sensitive] product write
             .route("/products/{id}/option-groups", web::post().to(h::add_option_group))
+            // [sensitive] product write (price, availability)
             .route("/products/{id}/combinations", web::post().to(h::add_combination)),
     );
 }

@@ -3,6 +3,8 @@
 
 mod catalog;
 mod cli;
+mod introspection;
+mod openapi;
 mod outage;
 mod tokens;
 
@@ -69,6 +71,9 @@ pub async fn spawn_commerce(idp: &TestApp, customize: impl FnOnce(&mut Config)) 
     config.commerce.database_url = Some(url);
     config.commerce.issuer = Some(idp.config.issuer.clone());
     config.commerce.audience = Some(AUDIENCE.to_owned());
+    // Introspection needs a registered client; tests that exercise it turn it on
+    // (`introspection::with_introspection`), the others verify locally only.
+    config.commerce.introspection = oxidp::config::IntrospectionMode::Off;
     customize(&mut config);
     let db = Arc::new(DbGuard { _dir: dir, pg_schema });
     start(config, idp.clock.clone(), db).await

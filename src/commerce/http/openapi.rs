@@ -1,0 +1,76 @@
+//! The OpenAPI 3.1 document of the commerce API, generated from the handlers'
+//! `#[utoipa::path]` annotations and the domain types' schemas, served at
+//! `/v1/openapi.json`.
+
+use actix_web::HttpResponse;
+use actix_web::http::header;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::handlers as h;
+
+/// An RFC 9457 problem document: every error body of this API.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+}
+
+/// The bearer scheme: RFC 9068 JWT access tokens; the scopes listed per operation
+/// are the permissions (`permissions` claim, or `scope` for other providers).
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.bearer_format = Some("JWT".to_owned());
+        http.description = Some(
+            "RFC 9068 access token from the configured issuer; the listed values are the permissions required."
+                .to_owned(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "oxidp commerce API", description = "Sellers, products, options, combinations and the product lifecycle."),
+    paths(
+        h::healthz,
+        h::readyz,
+        h::metrics,
+        openapi_json,
+        h::public_products,
+        h::public_product,
+        h::create_seller,
+        h::list_sellers,
+        h::get_seller,
+        h::add_member,
+        h::remove_member,
+        h::create_product,
+        h::list_products,
+        h::get_product,
+        h::update_product,
+        h::transition,
+        h::events,
+        h::add_option_group,
+        h::add_combination,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerScheme),
+    tags((name = "commerce", description = "The commerce resource server"))
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "commerce", responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(ApiDoc::openapi())
+}
