@@ -51,5 +51,15 @@ pub fn render(state: &AppState) -> String {
         "Client authentications answered slow_down after too many failures.",
         &[("", get(&m.client_auth_slowed))],
     );
+    out.push_str(&format!(
+        "# HELP oxidp_legacy_password_accounts Accounts still carrying an imported legacy (bcrypt/PBKDF2, wrapped) password hash; they move to argon2id at their next sign-in.\n\
+         # TYPE oxidp_legacy_password_accounts gauge\noxidp_legacy_password_accounts {}\n",
+        state.hasher.legacy_accounts()
+    ));
+    out.push_str(&format!(
+        "# HELP oxidp_argon2_memory_fallbacks_total argon2 working memory allocated outside the pre-allocated pool.\n\
+         # TYPE oxidp_argon2_memory_fallbacks_total counter\noxidp_argon2_memory_fallbacks_total {}\n",
+        state.hasher.pool_fallbacks()
+    ));
     out
 }
