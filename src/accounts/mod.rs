@@ -84,7 +84,10 @@ pub enum Credential {
     /// A hash exported from another system; a legacy one (bcrypt, PBKDF2) is
     /// stored wrapped in argon2id, and re-hashed at the next sign-in. Legacy
     /// parameters below the import floor are refused unless `allow_weak`.
-    ImportedHash { hash: String, allow_weak: bool },
+    ImportedHash {
+        hash: String,
+        allow_weak: bool,
+    },
 }
 
 pub struct NewAccount {

@@ -138,7 +138,9 @@ pub struct Checkout<'a> {
 impl BlockPool {
     /// `regions` regions of `blocks` argon2 blocks (1 KiB each).
     pub fn new(regions: usize, blocks: usize) -> std::io::Result<Self> {
-        let free = (0..regions).map(|_| Region::new(blocks)).collect::<Result<Vec<_>, _>>()?;
+        let free = (0..regions)
+            .map(|_| Region::new(blocks))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             free: Mutex::new(free),
             regions,

@@ -383,14 +383,28 @@ mod tests {
         // Ours verifies with the argon2 crate's own PHC verifier…
         let ours = h.hash(&pw).await.unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
-        assert!(h.argon2().verify_password(&h.peppered(pw.expose().as_bytes()), &parsed).is_ok());
+        assert!(
+            h.argon2()
+                .verify_password(&h.peppered(pw.expose().as_bytes()), &parsed)
+                .is_ok()
+        );
         // …and a hash made by the crate (other parameters) verifies with ours, asking for a re-hash.
-        let other = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 1, 1, None).unwrap())
-            .hash_password(&h.peppered(pw.expose().as_bytes()), &SaltString::generate(&mut OsRng))
-            .unwrap()
-            .to_string();
-        assert_eq!(h.verify(&pw, Some(other.clone())).await, Verification::Valid { needs_rehash: true });
-        assert_eq!(h.verify(&Password::new("nope"), Some(other)).await, Verification::Invalid);
+        let other = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(4096, 1, 1, None).unwrap(),
+        )
+        .hash_password(&h.peppered(pw.expose().as_bytes()), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            h.verify(&pw, Some(other.clone())).await,
+            Verification::Valid { needs_rehash: true }
+        );
+        assert_eq!(
+            h.verify(&Password::new("nope"), Some(other)).await,
+            Verification::Invalid
+        );
         assert_eq!(h.pool_fallbacks(), 0);
     }
 
@@ -405,8 +419,14 @@ mod tests {
         assert!(!stored.contains(&bare[29..]), "the bcrypt output is not stored");
         assert_eq!(scheme_of(&stored), "bcrypt (wrapped in argon2id)");
         assert!(is_supported_hash(&stored));
-        assert_eq!(h.verify(&pw, Some(stored.clone())).await, Verification::Valid { needs_rehash: true });
-        assert_eq!(h.verify(&Password::new("wrong"), Some(stored)).await, Verification::Invalid);
+        assert_eq!(
+            h.verify(&pw, Some(stored.clone())).await,
+            Verification::Valid { needs_rehash: true }
+        );
+        assert_eq!(
+            h.verify(&Password::new("wrong"), Some(stored)).await,
+            Verification::Invalid
+        );
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ mod errors;
 mod headers;
 mod health;
 mod helpers;
+mod legacy_hashes;
 mod lifecycle;
 mod lifecycle_browser;
 mod login;

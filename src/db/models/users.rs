@@ -170,7 +170,9 @@ fn legacy_filter() -> diesel::dsl::And<
     diesel::dsl::IsNotNull<users::password_hash>,
     diesel::dsl::NotLike<users::password_hash, &'static str>,
 > {
-    users::password_hash.is_not_null().and(users::password_hash.not_like("$argon2id$%"))
+    users::password_hash
+        .is_not_null()
+        .and(users::password_hash.not_like("$argon2id$%"))
 }
 
 /// How many accounts still carry a legacy hash.
