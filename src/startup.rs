@@ -101,7 +101,7 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             interval.tick().await;
             memory_state.hasher.release_idle_memory();
             ticks += 1;
-            if ticks % 12 == 0
+            if ticks.is_multiple_of(12)
                 && let Err(error) = crate::accounts::legacy::refresh_count(&memory_state).await
             {
                 tracing::warn!(%error, "counting legacy password hashes failed");
