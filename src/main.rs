@@ -347,6 +347,9 @@ enum UserCommand {
         limit: i64,
         #[arg(long, default_value_t = 0)]
         offset: i64,
+        /// Only accounts still carrying an imported legacy hash (wrapped or bare); prints their count.
+        #[arg(long)]
+        legacy: bool,
         #[command(flatten)]
         output: Output,
     },
@@ -387,6 +390,15 @@ enum UserCommand {
     /// Legacy hashes are replaced by argon2id at the user's next sign-in.
     Import {
         file: PathBuf,
+        /// Import legacy hashes below the floor (bcrypt cost < 10, PBKDF2 < 100,000 iterations).
+        #[arg(long)]
+        allow_weak_legacy: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Wrap legacy hashes imported before wrapping existed in argon2id (one-off;
+    /// safe to interrupt, re-run, and run while servers are up). Progress on stderr.
+    RewrapLegacy {
         #[command(flatten)]
         output: Output,
     },
@@ -477,6 +489,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(Some(admin)) => announce_admin(&admin, &issuer),
         Ok(None) => {}
         Err(error) => anyhow::bail!("creating the first administrator: {error}"),
+    }
+    match accounts::legacy::recompute(&app.state()).await {
+        Ok(stats) if stats.bare > 0 => tracing::warn!(
+            bare = stats.bare,
+            "accounts with a bare (unwrapped) legacy password hash remain: run `oxidp user rewrap-legacy`"
+        ),
+        Ok(stats) if stats.accounts > 0 => tracing::info!(
+            legacy_accounts = stats.accounts,
+            "accounts still on a wrapped legacy password hash; each moves to argon2id at its next sign-in"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "counting legacy password hashes failed"),
     }
     tracing::info!(%issuer, %bind, port = app.port(), metrics_port = app.metrics_port(), "oxidp is listening");
     app.run_until_stopped().await?;
@@ -599,8 +623,36 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
             .await?;
             print_user(&user, &output)
         }
-        UserCommand::List { limit, offset, output } => {
-            let users = accounts::list(state, limit.clamp(1, 1000), offset.max(0)).await?;
+        UserCommand::List {
+            limit,
+            offset,
+            legacy,
+            output,
+        } => {
+            let (limit, offset) = (limit.clamp(1, 1000), offset.max(0));
+            let users = if legacy {
+                let stats = accounts::legacy::recompute(state).await?;
+                let users = accounts::legacy::list(state, limit, offset).await?;
+                if output.json {
+                    let views: Vec<_> = users.iter().map(view).collect();
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&serde_json::json!({
+                            "legacy_accounts": stats.accounts,
+                            "bare": stats.bare,
+                            "users": views,
+                        }))?
+                    );
+                    return Ok(());
+                }
+                eprintln!(
+                    "{} account(s) still carry a legacy hash ({} not yet wrapped: run `oxidp user rewrap-legacy`)",
+                    stats.accounts, stats.bare
+                );
+                users
+            } else {
+                accounts::list(state, limit, offset).await?
+            };
             if output.json {
                 let views: Vec<_> = users.iter().map(view).collect();
                 println!("{}", serde_json::to_string_pretty(&views)?);
@@ -648,7 +700,11 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
             }
             Ok(())
         }
-        UserCommand::Import { file, output } => {
+        UserCommand::Import {
+            file,
+            allow_weak_legacy,
+            output,
+        } => {
             let mut text = String::new();
             if file.as_os_str() == "-" {
                 std::io::stdin().read_to_string(&mut text)?;
@@ -656,7 +712,7 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
                 text = std::fs::read_to_string(&file)
                     .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             }
-            let outcomes = accounts::import(state, &Actor::cli(), &text).await;
+            let outcomes = accounts::import(state, &Actor::cli(), &text, allow_weak_legacy).await;
             let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
             if output.json {
                 println!(
@@ -682,6 +738,34 @@ async fn user_command(state: &AppState, command: UserCommand) -> anyhow::Result<
             }
             if failed > 0 {
                 anyhow::bail!("{failed} record(s) were not imported");
+            }
+            Ok(())
+        }
+        UserCommand::RewrapLegacy { output } => {
+            let started = std::time::Instant::now();
+            let report = accounts::legacy::rewrap(state, &Actor::cli(), |done, total| {
+                eprint!("\rrewrap-legacy: {done}/{total} legacy rows scanned");
+            })
+            .await;
+            eprintln!();
+            let report = report?;
+            let stats = accounts::legacy::recompute(state).await?;
+            if output.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "scanned": report.scanned, "wrapped": report.wrapped,
+                        "skipped": report.skipped, "legacy_accounts": stats.accounts, "bare": stats.bare })
+                );
+            } else {
+                println!(
+                    "{} legacy hash(es) wrapped in argon2id ({} changed meanwhile, left alone) in {:.1} s; \
+                     {} account(s) still on a legacy hash, {} bare",
+                    report.wrapped,
+                    report.skipped,
+                    started.elapsed().as_secs_f64(),
+                    stats.accounts,
+                    stats.bare
+                );
             }
             Ok(())
         }

@@ -89,5 +89,15 @@ pub fn render(state: &AppState) -> String {
             "# HELP oxidp_sqlite_wal_bytes Size of the SQLite write-ahead log.\n# TYPE oxidp_sqlite_wal_bytes gauge\noxidp_sqlite_wal_bytes {wal}\n"
         ));
     }
+    out.push_str(&format!(
+        "# HELP oxidp_legacy_password_accounts Accounts still carrying an imported legacy (bcrypt/PBKDF2, wrapped) password hash; they move to argon2id at their next sign-in.\n\
+         # TYPE oxidp_legacy_password_accounts gauge\noxidp_legacy_password_accounts {}\n",
+        state.hasher.legacy_accounts()
+    ));
+    out.push_str(&format!(
+        "# HELP oxidp_argon2_memory_fallbacks_total argon2 working memory allocated outside the pre-allocated pool.\n\
+         # TYPE oxidp_argon2_memory_fallbacks_total counter\noxidp_argon2_memory_fallbacks_total {}\n",
+        state.hasher.pool_fallbacks()
+    ));
     out
 }

@@ -141,6 +141,23 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             }
         }
     });
+    let memory_state = state.clone();
+    tokio::spawn(async move {
+        // argon2 regions unused for a while go back to the kernel (issue 12 item 11),
+        // and the gauge of accounts still on a legacy hash follows upgrades elsewhere.
+        let mut interval = tokio::time::interval(crate::authn::password::POOL_IDLE);
+        let mut ticks = 0u64;
+        loop {
+            interval.tick().await;
+            memory_state.hasher.release_idle_memory();
+            ticks += 1;
+            if ticks.is_multiple_of(12)
+                && let Err(error) = crate::accounts::legacy::refresh_count(&memory_state).await
+            {
+                tracing::warn!(%error, "counting legacy password hashes failed");
+            }
+        }
+    });
     let audit_state = state.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(60));

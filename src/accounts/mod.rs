@@ -3,11 +3,14 @@
 //! Used by the CLI, the account pages and the admin API. Every change is audited
 //! in the transaction that makes it, with the actor who asked for it.
 
+pub mod legacy;
+
 use serde::Deserialize;
 
 use serde_json::json;
 
 use crate::audit::{self, Actor};
+use crate::authn::legacy::{LegacyError, LegacyParams, Stored};
 use crate::authn::password::{self, Verification};
 use crate::authn::session;
 use crate::db::models::{logins, users};
@@ -36,6 +39,8 @@ pub enum AccountError {
     NotFound,
     #[error("unsupported password hash format (expected argon2id, bcrypt, or PBKDF2-SHA256)")]
     UnsupportedHash,
+    #[error("{0}")]
+    WeakLegacyHash(#[from] LegacyError),
     #[error(transparent)]
     Db(DbError),
     #[error(transparent)]
@@ -77,8 +82,13 @@ pub struct Profile {
 pub enum Credential {
     None,
     Password(Password),
-    /// A hash exported from another system; re-hashed at the next sign-in.
-    ImportedHash(String),
+    /// A hash exported from another system; a legacy one (bcrypt, PBKDF2) is
+    /// stored wrapped in argon2id, and re-hashed at the next sign-in. Legacy
+    /// parameters below the import floor are refused unless `allow_weak`.
+    ImportedHash {
+        hash: String,
+        allow_weak: bool,
+    },
 }
 
 pub struct NewAccount {
@@ -94,7 +104,8 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewAccount) -> Resul
     let username = Username::parse(&input.username)?;
     let email = input.email.as_deref().map(Email::parse).transpose()?;
     let now = state.clock.now();
-    let imported = matches!(input.credential, Credential::ImportedHash(_));
+    let imported = matches!(input.credential, Credential::ImportedHash { .. });
+    let mut legacy_params: Option<LegacyParams> = None;
     let password_hash = match input.credential {
         Credential::None => None,
         Credential::Password(password) => {
@@ -105,12 +116,18 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewAccount) -> Resul
             password.check_policy(&context)?;
             Some(state.hasher.hash(&password).await?)
         }
-        Credential::ImportedHash(hash) => {
-            if !password::is_supported_hash(&hash) {
-                return Err(AccountError::UnsupportedHash);
+        Credential::ImportedHash { hash, allow_weak } => match crate::authn::legacy::classify(&hash) {
+            Stored::Argon2(_) if password::is_supported_hash(&hash) => Some(hash),
+            Stored::Bare(params, output) => {
+                if !allow_weak {
+                    params.check_floor()?;
+                }
+                legacy_params = Some(params.clone());
+                // The bare legacy hash never reaches the database.
+                Some(state.hasher.wrap(params, output).await?)
             }
-            Some(hash)
-        }
+            _ => return Err(AccountError::UnsupportedHash),
+        },
     };
     let row = users::NewUser {
         id: UserId::generate().to_string(),
@@ -152,6 +169,9 @@ pub async fn create(state: &AppState, actor: &Actor, input: NewAccount) -> Resul
                 }
             }
             users::insert(conn, &row)?;
+            if let Some(params) = &legacy_params {
+                legacy::record_work(conn, params)?;
+            }
             audit::record(
                 conn,
                 &actor,
@@ -323,8 +343,9 @@ pub struct ImportOutcome {
 }
 
 /// Imports users from JSON Lines. Each line lands or fails on its own; the outcome
-/// lists both.
-pub async fn import(state: &AppState, actor: &Actor, text: &str) -> Vec<ImportOutcome> {
+/// lists both. Legacy hashes weaker than the floor (`authn::legacy`) fail unless
+/// `allow_weak_legacy`.
+pub async fn import(state: &AppState, actor: &Actor, text: &str, allow_weak_legacy: bool) -> Vec<ImportOutcome> {
     let mut outcomes = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -345,7 +366,10 @@ pub async fn import(state: &AppState, actor: &Actor, text: &str) -> Vec<ImportOu
         };
         let username = record.username.clone();
         let credential = match record.password_hash {
-            Some(hash) => Credential::ImportedHash(hash),
+            Some(hash) => Credential::ImportedHash {
+                hash,
+                allow_weak: allow_weak_legacy,
+            },
             None => Credential::None,
         };
         let p = record.profile;
@@ -387,6 +411,9 @@ pub async fn import(state: &AppState, actor: &Actor, text: &str) -> Vec<ImportOu
                 error: Some(e.to_string()),
             },
         });
+    }
+    if let Err(error) = legacy::recompute(state).await {
+        tracing::warn!(%error, "recomputing the legacy hash statistics failed");
     }
     outcomes
 }

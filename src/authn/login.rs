@@ -130,6 +130,8 @@ pub async fn authenticate(state: &AppState, attempt: Attempt<'_>) -> Result<Sign
     }
 
     let stored = context.user.as_ref().and_then(|u| u.password_hash.clone());
+    // The legacy work every verification pads to, as recorded by the latest import.
+    crate::accounts::legacy::refresh_work(state).await;
     let verification = state.hasher.verify(attempt.password, stored.clone()).await;
     let valid = match (&context.user, &verification) {
         (Some(user), Verification::Valid { .. }) if !user.disabled => true,
@@ -373,12 +375,18 @@ async fn upgrade_hash(state: &AppState, user_id: &str, old: &str, password: &Pas
         }
     };
     let (id, old) = (user_id.to_owned(), old.to_owned());
+    let previous = old.clone();
     match state
         .db
-        .run(move |conn| users::replace_hash(conn, &id, &old, &new))
+        .run(move |conn| users::replace_hash(conn, &id, &previous, &new))
         .await
     {
-        Ok(true) => tracing::info!(%user_id, from = scheme, "password re-hashed with argon2id"),
+        Ok(true) => {
+            if crate::authn::legacy::params_of(&old).is_some() {
+                state.hasher.legacy_upgraded();
+            }
+            tracing::info!(%user_id, from = scheme, "password re-hashed with argon2id")
+        }
         Ok(false) => {}
         Err(error) => tracing::warn!(%user_id, %error, "storing the re-hashed password failed"),
     }

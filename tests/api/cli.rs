@@ -142,7 +142,16 @@ async fn imported_legacy_hashes_are_upgraded_at_first_sign_in() {
         ),
     )
     .unwrap();
-    let output = app.cli(&["user", "import", file.to_str().unwrap(), "--json"], None);
+    let output = app.cli(
+        &[
+            "user",
+            "import",
+            file.to_str().unwrap(),
+            "--allow-weak-legacy",
+            "--json",
+        ],
+        None,
+    );
     assert!(!output.status.success(), "failed lines make the exit non-zero");
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["imported"], 2);
@@ -163,8 +172,12 @@ async fn imported_legacy_hashes_are_upgraded_at_first_sign_in() {
     assert_eq!(imported.len(), 2);
 
     for (user, password, scheme) in [
-        ("old-bcrypt", "legacy bcrypt secret 1", "bcrypt"),
-        ("old-django", "legacy pbkdf2 secret 2", "pbkdf2-sha256"),
+        ("old-bcrypt", "legacy bcrypt secret 1", "bcrypt (wrapped in argon2id)"),
+        (
+            "old-django",
+            "legacy pbkdf2 secret 2",
+            "pbkdf2-sha256 (wrapped in argon2id)",
+        ),
     ] {
         assert_eq!(
             app.cli_json(&["user", "show", user, "--json"], None)["password_scheme"],

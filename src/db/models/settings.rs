@@ -31,3 +31,16 @@ pub fn get_or_insert(conn: &mut AnyConnection, key: &str, value: &str) -> Result
         },
     }
 }
+
+/// Stores `value` under `key`, replacing any previous value.
+pub fn set(conn: &mut AnyConnection, key: &str, value: &str) -> Result<(), DbError> {
+    let updated = diesel::update(server_settings::table.find(key))
+        .set(server_settings::value.eq(value))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(server_settings::table)
+            .values((server_settings::key.eq(key), server_settings::value.eq(value)))
+            .execute(conn)?;
+    }
+    Ok(())
+}

@@ -163,3 +163,43 @@ pub fn recent_hashes(conn: &mut AnyConnection, id: &str, limit: i64) -> Result<V
 pub fn count(conn: &mut AnyConnection) -> Result<i64, DbError> {
     Ok(users::table.count().get_result(conn)?)
 }
+
+/// Filter: accounts whose password hash is a legacy one (wrapped or bare), i.e.
+/// neither absent nor plain argon2id.
+fn legacy_filter() -> diesel::dsl::And<
+    diesel::dsl::IsNotNull<users::password_hash>,
+    diesel::dsl::NotLike<users::password_hash, &'static str>,
+> {
+    users::password_hash
+        .is_not_null()
+        .and(users::password_hash.not_like("$argon2id$%"))
+}
+
+/// How many accounts still carry a legacy hash.
+pub fn legacy_count(conn: &mut AnyConnection) -> Result<i64, DbError> {
+    Ok(users::table.filter(legacy_filter()).count().get_result(conn)?)
+}
+
+/// Accounts still carrying a legacy hash, by username.
+pub fn list_legacy(conn: &mut AnyConnection, limit: i64, offset: i64) -> Result<Vec<UserRow>, DbError> {
+    Ok(users::table
+        .filter(legacy_filter())
+        .order(users::username.asc())
+        .limit(limit)
+        .offset(offset)
+        .select(UserRow::as_select())
+        .load(conn)?)
+}
+
+/// (id, hash) of legacy-hash accounts with an id after `after`, in id order: a
+/// page of a scan over large tables.
+pub fn legacy_page(conn: &mut AnyConnection, after: &str, limit: i64) -> Result<Vec<(String, String)>, DbError> {
+    let rows: Vec<(String, Option<String>)> = users::table
+        .filter(legacy_filter())
+        .filter(users::id.gt(after))
+        .order(users::id.asc())
+        .limit(limit)
+        .select((users::id, users::password_hash))
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(id, hash)| Some((id, hash?))).collect())
+}
