@@ -41,7 +41,7 @@ async fn stored_hash(app: &TestApp, username: &str) -> String {
 }
 
 async fn metric(app: &TestApp, name: &str) -> i64 {
-    let text = reqwest::get(app.url("/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(app.metrics_url()).await.unwrap().text().await.unwrap();
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("{name} missing from /metrics"))
