@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200}
-PORT=${OXIDP_BENCH_PORT:-18081}
+PORT=${BENCH_PORT:-18081}
 WORK=$(mktemp -d)
 trap 'kill "${SAMPLER:-0}" "${SERVER:-0}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
