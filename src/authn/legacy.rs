@@ -64,7 +64,7 @@ impl LegacyParams {
             Self::Bcrypt { cost, salt } => bcrypt_output(password, *cost, *salt).unwrap_or_default(),
             Self::Pbkdf2Sha256 { iterations, salt, len } => {
                 let mut out = vec![0u8; *len];
-                pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, *iterations, &mut out);
+                pbkdf2_sha256(password, salt, *iterations, &mut out);
                 out
             }
         }
@@ -279,15 +279,51 @@ pub fn pad(work: LegacyWork, own: Option<&LegacyParams>) {
         while left > 0 {
             let iterations = left.min(u64::from(u32::MAX)) as u32;
             let mut out = [0u8; 32];
-            pbkdf2::pbkdf2_hmac::<Sha256>(b"oxidp legacy padding", b"oxidp-padding", iterations, &mut out);
+            pbkdf2_sha256(b"oxidp legacy padding", b"oxidp-padding", iterations, &mut out);
             std::hint::black_box(out);
             left -= u64::from(iterations);
         }
     }
 }
 
+/// PBKDF2-HMAC-SHA256 through OpenSSL (already linked for TLS to PostgreSQL):
+/// optimised C even in a debug build of oxidp, where a generic
+/// `pbkdf2_hmac::<Sha256>` instantiated in this crate would be unoptimised and
+/// many times slower. The account's own legacy computation and the equal-work
+/// padding both use this function, so they always cost the same.
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], iterations: u32, out: &mut [u8]) {
+    let done = openssl::pkcs5::pbkdf2_hmac(
+        password,
+        salt,
+        iterations as usize,
+        openssl::hash::MessageDigest::sha256(),
+        out,
+    );
+    if done.is_err() {
+        // Not expected (OpenSSL refuses only absurd parameters); compute it in Rust.
+        pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn openssl_pbkdf2_matches_the_rust_crate() {
+        for (salt, len) in [
+            (&b"somesalt"[..], 32usize),
+            (&[7u8; 16][..], 32),
+            (&[1u8; 48][..], 64),
+            (&[2u8; 60][..], 32),
+            (&[3u8; 16][..], 8),
+        ] {
+            let mut fast = vec![0u8; len];
+            super::pbkdf2_sha256(b"pw", salt, 1000, &mut fast);
+            let mut generic = vec![0u8; len];
+            pbkdf2::pbkdf2_hmac::<sha2::Sha256>(b"pw", salt, 1000, &mut generic);
+            assert_eq!(fast, generic, "salt {} bytes, {len} bytes out", salt.len());
+        }
+    }
+
     use super::*;
 
     #[test]
