@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::db::maintenance::{self, Checkpoint, PurgeStats};
+use crate::db::maintenance::{self, Checkpoint, Partitioned, PurgeStats};
 use crate::db::models::{audit, clients, codes, grants, logins, mfa, webauthn};
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
@@ -35,12 +35,6 @@ pub async fn purge_once(db: &Db, now: i64, retention: Retention) -> Result<Purge
     stats.add(maintenance::purge_in_batches(db, move |c, n| grants::purge_grants_batch(c, now, n)).await?);
     stats.add(maintenance::purge_in_batches(db, move |c, n| grants::purge_revocations_batch(c, now, n)).await?);
     stats.add(maintenance::purge_in_batches(db, move |c, n| grants::forget_successors_batch(c, now, n)).await?);
-    if retention.audit_days > 0 {
-        let before = now - retention.audit_days * 86_400;
-        stats.add(maintenance::purge_in_batches(db, move |c, n| audit::purge_batch(c, before, n)).await?);
-    }
-    let before = now - retention.attempts_days * 86_400;
-    stats.add(maintenance::purge_in_batches(db, move |c, n| logins::purge_attempts_batch(c, before, n)).await?);
     // Small tables: one statement each.
     let rows = db
         .run(move |conn| {
@@ -48,6 +42,47 @@ pub async fn purge_once(db: &Db, now: i64, retention: Retention) -> Result<Purge
         })
         .await?;
     stats.rows += rows;
+    // Last: on PostgreSQL a partition DROP may time out waiting for its lock (it
+    // fails rather than queue writers); the other tables are done by then.
+    stats.add(expire_append_only(db, Partitioned::AuditEvents, now, retention.audit_days).await?);
+    stats.add(expire_append_only(db, Partitioned::LoginAttempts, now, retention.attempts_days).await?);
+    Ok(stats)
+}
+
+/// Expires an append-only table past `days` (0 keeps it forever). SQLite: row by
+/// row in batches, exactly at the retention. PostgreSQL: the monthly partitions a
+/// month ahead are created, a month is dropped whole once it ended `days` ago, so a
+/// row lives between `days` and `days` + one month; rows in the default partition
+/// (older than the partitions) expire row by row, exactly.
+async fn expire_append_only(db: &Db, table: Partitioned, now: i64, days: i64) -> Result<PurgeStats, DbError> {
+    let before = (days > 0).then(|| now - days * 86_400);
+    let mut stats = PurgeStats::default();
+    let rotated = db
+        .run(move |conn| maintenance::rotate_month_partitions(conn, table, now, before))
+        .await?;
+    let Some(before) = before else {
+        return Ok(stats);
+    };
+    match rotated {
+        Some((_, dropped)) => {
+            stats.partitions_dropped = dropped as usize;
+            stats.add(
+                maintenance::purge_in_batches(db, move |c, n| {
+                    maintenance::purge_default_partition_batch(c, table, before, n)
+                })
+                .await?,
+            );
+        }
+        None => {
+            stats.add(
+                maintenance::purge_in_batches(db, move |c, n| match table {
+                    Partitioned::AuditEvents => audit::purge_batch(c, before, n),
+                    Partitioned::LoginAttempts => logins::purge_attempts_batch(c, before, n),
+                })
+                .await?,
+            );
+        }
+    }
     Ok(stats)
 }
 

@@ -70,6 +70,8 @@ pub struct PurgeStats {
     pub batches: usize,
     /// The longest single DELETE: how long one batch held the write lock.
     pub longest_batch: Duration,
+    /// PostgreSQL: monthly partitions dropped whole (their rows are not in `rows`).
+    pub partitions_dropped: usize,
 }
 
 impl PurgeStats {
@@ -77,6 +79,7 @@ impl PurgeStats {
         self.rows += other.rows;
         self.batches += other.batches;
         self.longest_batch = self.longest_batch.max(other.longest_batch);
+        self.partitions_dropped += other.partitions_dropped;
     }
 }
 
@@ -127,4 +130,122 @@ where
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The append-only tables that PostgreSQL keeps in monthly range partitions on `at`
+/// (migration `2026-12-03-000016_monthly_partitions`). SQLite keeps them as plain
+/// tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partitioned {
+    AuditEvents,
+    LoginAttempts,
+}
+
+impl Partitioned {
+    pub const ALL: [Partitioned; 2] = [Partitioned::AuditEvents, Partitioned::LoginAttempts];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Partitioned::AuditEvents => "audit_events",
+            Partitioned::LoginAttempts => "login_attempts",
+        }
+    }
+
+    /// Where rows outside every monthly partition land; expired row by row.
+    fn default_partition(self) -> &'static str {
+        match self {
+            Partitioned::AuditEvents => "audit_events_default",
+            Partitioned::LoginAttempts => "login_attempts_default",
+        }
+    }
+}
+
+/// How far ahead the monthly partitions exist: the current month and the next two,
+/// so a new month's rows never land in the default partition.
+pub const PARTITIONS_AHEAD_SECS: i64 = 62 * 86_400;
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    n: i32,
+}
+
+/// PostgreSQL: makes sure `table` has its monthly partitions from `now`'s month
+/// through `PARTITIONS_AHEAD_SECS` ahead, and drops the monthly partitions whose
+/// month ended at or before `before` (`None` keeps them all). Answers
+/// `(created, dropped)`; SQLite answers `None`. A DROP waits at most 200 ms for its
+/// lock (set in the SQL function), so it never holds writers back for long.
+pub fn rotate_month_partitions(
+    conn: &mut AnyConnection,
+    table: Partitioned,
+    now: i64,
+    before: Option<i64>,
+) -> Result<Option<(i32, i32)>, DbError> {
+    let AnyConnection::Postgresql(conn) = conn else {
+        return Ok(None);
+    };
+    let created = diesel::sql_query("SELECT oxidp_ensure_month_partitions($1, $2, $3) AS n")
+        .bind::<diesel::sql_types::Text, _>(table.table())
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(now + PARTITIONS_AHEAD_SECS)
+        .get_result::<Count>(conn)?
+        .n;
+    let dropped = match before {
+        Some(before) => {
+            diesel::sql_query("SELECT oxidp_drop_month_partitions($1, $2) AS n")
+                .bind::<diesel::sql_types::Text, _>(table.table())
+                .bind::<BigInt, _>(before)
+                .get_result::<Count>(conn)?
+                .n
+        }
+        None => 0,
+    };
+    Ok(Some((created, dropped)))
+}
+
+#[derive(diesel::QueryableByName)]
+struct Id {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+}
+
+/// PostgreSQL: one batch of the row-by-row expiry of `table`'s default partition
+/// (rows older than every monthly partition, e.g. from before the migration).
+/// Monthly partitions are never touched here: they go whole.
+pub fn purge_default_partition_batch(
+    conn: &mut AnyConnection,
+    table: Partitioned,
+    before: i64,
+    limit: i64,
+) -> Result<Batch, DbError> {
+    let AnyConnection::Postgresql(pg) = conn else {
+        return Ok(Batch {
+            deleted: 0,
+            write_time: Duration::ZERO,
+        });
+    };
+    let ids: Vec<String> = diesel::sql_query(format!(
+        "SELECT id FROM {} WHERE at < $1 ORDER BY at LIMIT $2",
+        table.default_partition()
+    ))
+    .bind::<BigInt, _>(before)
+    .bind::<BigInt, _>(limit)
+    .load::<Id>(pg)?
+    .into_iter()
+    .map(|row| row.id)
+    .collect();
+    if ids.is_empty() {
+        return Ok(Batch {
+            deleted: 0,
+            write_time: Duration::ZERO,
+        });
+    }
+    let started = Instant::now();
+    let deleted = diesel::sql_query(format!("DELETE FROM {} WHERE id = ANY($1)", table.default_partition()))
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ids)
+        .execute(pg)?;
+    Ok(Batch {
+        deleted,
+        write_time: started.elapsed(),
+    })
 }

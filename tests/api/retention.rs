@@ -348,3 +348,147 @@ async fn the_periodic_checkpoint_resets_the_sqlite_wal() {
         assert_eq!(busy, app.config.database.busy_timeout_ms as i64);
     }
 }
+
+/// The end of the UTC month holding `at` (Unix seconds).
+fn month_end(at: i64) -> i64 {
+    let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
+    let (year, month) = match t.month() {
+        time::Month::December => (t.year() + 1, time::Month::January),
+        m => (t.year(), m.next()),
+    };
+    time::Date::from_calendar_date(year, month, 1)
+        .unwrap()
+        .midnight()
+        .assume_utc()
+        .unix_timestamp()
+}
+
+#[derive(diesel::QueryableByName)]
+struct Name {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
+
+async fn monthly_partitions(app: &TestApp, table: &'static str) -> Vec<String> {
+    app.state
+        .db
+        .run(move |conn| {
+            let names = diesel::sql_query(
+                "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = $1::regclass ORDER BY c.relname",
+            )
+            .bind::<diesel::sql_types::Text, _>(table)
+            .load::<Name>(conn)?;
+            Ok(names.into_iter().map(|n| n.name).collect())
+        })
+        .await
+        .unwrap()
+}
+
+/// PostgreSQL keeps audit events and sign-in attempts in monthly partitions: a month
+/// is dropped whole once it ended `retention` days ago (a row lives between the
+/// retention and the retention plus one month), no row of a younger month is
+/// touched, and the partitions for the coming months are created ahead.
+#[tokio::test]
+async fn postgresql_drops_whole_months_once_they_are_past_retention() {
+    // The app's own background purge keeps everything (it could otherwise drop the
+    // months this test sets up before the test's purge runs); the test purges with
+    // 90 / 30 days itself.
+    let app = spawn_app_with(|c| {
+        c.audit.retention_days = 0;
+        c.login.attempts_retention_days = 3650;
+    })
+    .await;
+    let retention = Retention {
+        audit_days: 90,
+        attempts_days: 30,
+    };
+    if app.state.db.backend() != oxidp::db::Backend::Postgres {
+        eprintln!("SKIPPED: monthly partitions are PostgreSQL only (run with TEST_DATABASE_URL)");
+        return;
+    }
+    let now = app.clock.now();
+    // Partitions for the past eight months, as a server running that long has them.
+    app.state
+        .db
+        .run(move |conn| {
+            for table in ["audit_events", "login_attempts"] {
+                diesel::sql_query("SELECT oxidp_ensure_month_partitions($1, $2, $3)")
+                    .bind::<diesel::sql_types::Text, _>(table)
+                    .bind::<BigInt, _>(now - 240 * DAY)
+                    .bind::<BigInt, _>(now)
+                    .execute(conn)?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let audit_times: Vec<i64> = [200, 150, 121, 119, 95, 91, 89, 30, 1, 0]
+        .iter()
+        .map(|d| now - d * DAY)
+        .collect();
+    let attempt_times: Vec<i64> = [200, 62, 59, 31, 29, 0].iter().map(|d| now - d * DAY).collect();
+    app.state
+        .db
+        .transaction({
+            let (audit_times, attempt_times) = (audit_times.clone(), attempt_times.clone());
+            move |conn| {
+                for &at in &audit_times {
+                    audit::insert(conn, &audit_row(at))?;
+                }
+                for &at in &attempt_times {
+                    logins::insert_attempt(conn, &attempt_row(at))?;
+                }
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+
+    let stats = housekeeping::purge_once(&app.state.db, now, retention).await.unwrap();
+    println!("{stats:?}");
+
+    let audit_cutoff = now - 90 * DAY;
+    let expected: Vec<i64> = audit_times
+        .iter()
+        .copied()
+        .filter(|&at| month_end(at) > audit_cutoff)
+        .collect();
+    assert_eq!(
+        audit_ats(&app).await,
+        expected,
+        "audit rows of months not yet past retention stay"
+    );
+    // Every row younger than the retention stays; the 200-day-old one is gone.
+    assert!(expected.contains(&(now - 89 * DAY)) && !expected.contains(&(now - 200 * DAY)));
+    let attempt_cutoff = now - 30 * DAY;
+    let expected_attempts = attempt_times
+        .iter()
+        .filter(|&&at| month_end(at) > attempt_cutoff)
+        .count() as i64;
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) AS n FROM login_attempts").await,
+        expected_attempts
+    );
+    assert!(stats.partitions_dropped >= 2 + 4, "{stats:?}");
+    assert_eq!(stats.rows, 0, "nothing was deleted row by row: {stats:?}");
+
+    for (table, cutoff) in [("audit_events", audit_cutoff), ("login_attempts", attempt_cutoff)] {
+        let names = monthly_partitions(&app, table).await;
+        let month_of = |at: i64| {
+            let t = time::OffsetDateTime::from_unix_timestamp(at).unwrap();
+            format!("{table}_{:04}_{:02}", t.year(), t.month() as u8)
+        };
+        // The current month and the next two exist; none that ended before the cutoff.
+        for ahead in [0, 31, 62] {
+            let name = month_of(now + ahead * DAY);
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(!names.contains(&month_of(cutoff - 32 * DAY)), "{names:?}");
+        assert!(names.contains(&format!("{table}_default")), "{names:?}");
+    }
+
+    // A second run finds nothing left to do.
+    let again = housekeeping::purge_once(&app.state.db, now, retention).await.unwrap();
+    assert_eq!((again.rows, again.partitions_dropped), (0, 0), "{again:?}");
+}
