@@ -1,14 +1,21 @@
-//! Configuration, layered: built-in defaults → optional TOML file (`--config`) →
-//! `OXIDP_*` environment variables. Every key has one env name (`section.key` →
-//! `OXIDP_SECTION__KEY`, top-level `key` → `OXIDP_KEY`). A bad value fails at
-//! start with a message naming the key.
+//! Configuration, layered by figment: built-in defaults (the structs' `Default`s) →
+//! optional TOML file (`--config`) → `OXIDP_*` environment variables. Every key has
+//! one env name (`section.key` → `OXIDP_SECTION__KEY`, top-level `key` → `OXIDP_KEY`).
+//! An unknown key or a bad value fails at start with a message naming the key;
+//! checks across keys follow in `validate`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use figment::error::{Actual, Kind};
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
+
+use crate::domain::Cidr;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -101,35 +108,12 @@ pub enum IntrospectionMode {
     All,
 }
 
-impl std::str::FromStr for IntrospectionMode {
-    type Err = &'static str;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "off" => Ok(Self::Off),
-            "sensitive" => Ok(Self::Sensitive),
-            "all" => Ok(Self::All),
-            _ => Err("expected off, sensitive or all"),
-        }
-    }
-}
-
 /// `commerce.introspection_fallback`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IntrospectionFallback {
     Local,
     Deny,
-}
-
-impl std::str::FromStr for IntrospectionFallback {
-    type Err = &'static str;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "local" => Ok(Self::Local),
-            "deny" => Ok(Self::Deny),
-            _ => Err("expected local or deny"),
-        }
-    }
 }
 
 impl Default for CommerceConfig {
@@ -329,7 +313,8 @@ pub struct LoginConfig {
     /// Risk score at or above which an attempt is refused without checking the password.
     pub deny_score: i64,
     /// Proxies (IP or CIDR) whose `X-Forwarded-For` is believed; empty = none.
-    pub trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "cidr_list")]
+    pub trusted_proxies: Vec<Cidr>,
     /// Lifetime of the known-device cookie, in days.
     pub device_cookie_days: i64,
     /// Sign-in history (risk signals, the account page) is kept this many days.
@@ -604,229 +589,152 @@ impl ConfigError {
     }
 }
 
-type Setter = fn(&mut Config, &str) -> Result<(), String>;
+/// The prefix of every configuration variable.
+const ENV_PREFIX: &str = "OXIDP_";
 
-/// Every key that can be set from the environment, with its parser.
-const KEYS: &[(&str, Setter)] = &[
-    ("issuer", |c, v| set_string(&mut c.issuer, v)),
-    ("bind", |c, v| set_string(&mut c.bind, v)),
-    ("data_dir", |c, v| {
-        c.data_dir = PathBuf::from(v);
-        Ok(())
-    }),
-    ("database_url", |c, v| {
-        c.database_url = Some(v.to_owned());
-        Ok(())
-    }),
-    ("pepper", |c, v| {
-        c.pepper = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("key_encryption_secret", |c, v| {
-        c.key_encryption_secret = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("database.pool_size", |c, v| parse_into(&mut c.database.pool_size, v)),
-    ("database.connect_timeout_secs", |c, v| {
-        parse_into(&mut c.database.connect_timeout_secs, v)
-    }),
-    ("database.busy_timeout_ms", |c, v| {
-        parse_into(&mut c.database.busy_timeout_ms, v)
-    }),
-    ("database.wal_checkpoint_secs", |c, v| {
-        parse_into(&mut c.database.wal_checkpoint_secs, v)
-    }),
-    ("database.sqlite_cache_kib", |c, v| {
-        parse_into(&mut c.database.sqlite_cache_kib, v)
-    }),
-    ("database.purge_interval_secs", |c, v| {
-        parse_into(&mut c.database.purge_interval_secs, v)
-    }),
-    ("audit.retention_days", |c, v| {
-        parse_into(&mut c.audit.retention_days, v)
-    }),
-    ("session.idle_timeout_secs", |c, v| {
-        parse_into(&mut c.session.idle_timeout_secs, v)
-    }),
-    ("session.absolute_timeout_secs", |c, v| {
-        parse_into(&mut c.session.absolute_timeout_secs, v)
-    }),
-    ("session.warn_before_secs", |c, v| {
-        parse_into(&mut c.session.warn_before_secs, v)
-    }),
-    ("session.single_session", |c, v| {
-        parse_into(&mut c.session.single_session, v)
-    }),
-    ("argon2.memory_kib", |c, v| parse_into(&mut c.argon2.memory_kib, v)),
-    ("argon2.iterations", |c, v| parse_into(&mut c.argon2.iterations, v)),
-    ("argon2.parallelism", |c, v| parse_into(&mut c.argon2.parallelism, v)),
-    ("argon2.max_concurrent", |c, v| {
-        parse_into(&mut c.argon2.max_concurrent, v)
-    }),
-    ("http.max_body_bytes", |c, v| parse_into(&mut c.http.max_body_bytes, v)),
-    ("http.workers", |c, v| parse_into(&mut c.http.workers, v)),
-    ("tokens.access_token_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.access_token_ttl_secs, v)
-    }),
-    ("tokens.refresh_token_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.refresh_token_ttl_secs, v)
-    }),
-    ("tokens.code_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.code_ttl_secs, v)
-    }),
-    ("tokens.request_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.request_ttl_secs, v)
-    }),
-    ("tokens.client_cache_secs", |c, v| {
-        parse_into(&mut c.tokens.client_cache_secs, v)
-    }),
-    ("tokens.refresh_reuse_grace_secs", |c, v| {
-        parse_into(&mut c.tokens.refresh_reuse_grace_secs, v)
-    }),
-    ("keys.rotation_days", |c, v| parse_into(&mut c.keys.rotation_days, v)),
-    ("keys.publish_ahead_secs", |c, v| {
-        parse_into(&mut c.keys.publish_ahead_secs, v)
-    }),
-    ("keys.retain_secs", |c, v| parse_into(&mut c.keys.retain_secs, v)),
-    ("keys.refresh_secs", |c, v| parse_into(&mut c.keys.refresh_secs, v)),
-    ("admin.bootstrap", |c, v| parse_into(&mut c.admin.bootstrap, v)),
-    ("admin.username", |c, v| set_string(&mut c.admin.username, v)),
-    ("admin.initial_password", |c, v| {
-        c.admin.initial_password = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("webauthn.enabled", |c, v| {
-        let mut enabled = true;
-        parse_into(&mut enabled, v)?;
-        c.webauthn.enabled = Some(enabled);
-        Ok(())
-    }),
-    ("webauthn.rp_id", |c, v| {
-        c.webauthn.rp_id = Some(v.to_owned());
-        Ok(())
-    }),
-    ("webauthn.rp_name", |c, v| {
-        c.webauthn.rp_name = Some(v.to_owned());
-        Ok(())
-    }),
-    ("webauthn.origin", |c, v| {
-        c.webauthn.origin = Some(v.to_owned());
-        Ok(())
-    }),
-    ("login.ip_per_minute", |c, v| parse_into(&mut c.login.ip_per_minute, v)),
-    ("login.ip_burst", |c, v| parse_into(&mut c.login.ip_burst, v)),
-    ("login.account_per_minute", |c, v| {
-        parse_into(&mut c.login.account_per_minute, v)
-    }),
-    ("login.account_burst", |c, v| parse_into(&mut c.login.account_burst, v)),
-    ("login.client_failures_per_minute", |c, v| {
-        parse_into(&mut c.login.client_failures_per_minute, v)
-    }),
-    ("login.delay_after", |c, v| parse_into(&mut c.login.delay_after, v)),
-    ("login.delay_max_secs", |c, v| {
-        parse_into(&mut c.login.delay_max_secs, v)
-    }),
-    ("login.lockout_after", |c, v| parse_into(&mut c.login.lockout_after, v)),
-    ("login.window_secs", |c, v| parse_into(&mut c.login.window_secs, v)),
-    ("login.stuffing_usernames", |c, v| {
-        parse_into(&mut c.login.stuffing_usernames, v)
-    }),
-    ("login.deny_score", |c, v| parse_into(&mut c.login.deny_score, v)),
-    ("login.trusted_proxies", |c, v| {
-        c.login.trusted_proxies = v
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect();
-        Ok(())
-    }),
-    ("login.device_cookie_days", |c, v| {
-        parse_into(&mut c.login.device_cookie_days, v)
-    }),
-    ("login.attempts_retention_days", |c, v| {
-        parse_into(&mut c.login.attempts_retention_days, v)
-    }),
-    ("commerce.bind", |c, v| set_string(&mut c.commerce.bind, v)),
-    ("commerce.public_url", |c, v| set_string(&mut c.commerce.public_url, v)),
-    ("commerce.database_url", |c, v| {
-        c.commerce.database_url = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.issuer", |c, v| {
-        c.commerce.issuer = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.audience", |c, v| {
-        c.commerce.audience = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.jwks_refresh_secs", |c, v| {
-        parse_into(&mut c.commerce.jwks_refresh_secs, v)
-    }),
-    ("commerce.jwks_min_refetch_secs", |c, v| {
-        parse_into(&mut c.commerce.jwks_min_refetch_secs, v)
-    }),
-    ("commerce.jwks_max_stale_secs", |c, v| {
-        parse_into(&mut c.commerce.jwks_max_stale_secs, v)
-    }),
-    ("commerce.token_cache_capacity", |c, v| {
-        parse_into(&mut c.commerce.token_cache_capacity, v)
-    }),
-    ("metrics.bind", |c, v| set_string(&mut c.metrics.bind, v)),
-    ("metrics.token", |c, v| {
-        c.metrics.token = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("login.device_max_failures", |c, v| {
-        parse_into(&mut c.login.device_max_failures, v)
-    }),
-    ("login.second_step_delay_after", |c, v| {
-        parse_into(&mut c.login.second_step_delay_after, v)
-    }),
-    ("login.second_step_lockout_after", |c, v| {
-        parse_into(&mut c.login.second_step_lockout_after, v)
-    }),
-    ("commerce.introspection", |c, v| {
-        parse_into(&mut c.commerce.introspection, v)
-    }),
-    ("commerce.introspection_client_id", |c, v| {
-        c.commerce.introspection_client_id = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.introspection_client_secret", |c, v| {
-        c.commerce.introspection_client_secret = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("commerce.introspection_cache_secs", |c, v| {
-        parse_into(&mut c.commerce.introspection_cache_secs, v)
-    }),
-    ("commerce.introspection_fallback", |c, v| {
-        parse_into(&mut c.commerce.introspection_fallback, v)
-    }),
-    ("log.format", |c, v| set_string(&mut c.log.format, v)),
-    ("log.level", |c, v| set_string(&mut c.log.level, v)),
-];
-
-fn set_string(target: &mut String, value: &str) -> Result<(), String> {
-    *target = value.to_owned();
-    Ok(())
-}
-
-fn parse_into<T: std::str::FromStr>(target: &mut T, value: &str) -> Result<(), String>
-where
-    T::Err: std::fmt::Display,
-{
-    *target = value
-        .trim()
-        .parse()
-        .map_err(|e| format!("cannot parse `{value}`: {e}"))?;
-    Ok(())
-}
+/// How figment names the environment layer; errors from it name variables.
+const ENV_SOURCE: &str = "OXIDP_* environment variables";
 
 /// The environment variable for a key: `session.idle_timeout_secs` → `OXIDP_SESSION__IDLE_TIMEOUT_SECS`.
 pub fn env_name(key: &str) -> String {
-    format!("OXIDP_{}", key.replace('.', "__").to_uppercase())
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
+
+/// The `OXIDP_*` variables as a figment layer: `OXIDP_SECTION__KEY` is `section.key`.
+/// Values stay strings (a secret such as `123…` is never read as a number); numbers,
+/// booleans and lists are read from them on extraction (`extract_lossy`, `cidr_list`).
+struct Environment {
+    vars: Vec<(String, String)>,
+}
+
+impl Environment {
+    /// Keeps the `OXIDP_*` variables except `OXIDP_CONFIG` (the file, not a setting);
+    /// a name that cannot be a key (lowercase, empty `__` segments) is unknown.
+    fn new(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: Vec<_> = vars
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(ENV_PREFIX) && name != "OXIDP_CONFIG")
+            .collect();
+        for (name, _) in &vars {
+            let well_formed = name[ENV_PREFIX.len()..].split("__").all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            });
+            if !well_formed {
+                return Err(Self::unknown(name));
+            }
+        }
+        Ok(Self { vars })
+    }
+
+    fn unknown(name: &str) -> ConfigError {
+        ConfigError::new(name, "unknown setting (see `oxidp --help` and the README)")
+    }
+
+    /// Maps an extraction error to the key at fault. A variable that names no
+    /// setting is reported by its own name; a bad value by its dotted key.
+    fn explain(&self, error: &figment::Error) -> ConfigError {
+        let key = error.path.join(".");
+        let name = env_name(&key);
+        let below = format!("{name}__");
+        if let Some((var, _)) = self.vars.iter().find(|(var, _)| var.starts_with(&below)) {
+            return Self::unknown(var);
+        }
+        if matches!(error.kind, Kind::UnknownField(..)) {
+            return Self::unknown(&name);
+        }
+        ConfigError::new(key, problem(&error.kind))
+    }
+}
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_SOURCE)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        fn insert(dict: &mut Dict, path: &[&str], value: &str) {
+            match path {
+                [] => {}
+                [leaf] => {
+                    dict.insert((*leaf).to_owned(), Value::from(value.to_owned()));
+                }
+                [section, rest @ ..] => {
+                    let entry = dict
+                        .entry((*section).to_owned())
+                        .or_insert_with(|| Value::from(Dict::new()));
+                    if !matches!(entry, Value::Dict(..)) {
+                        // `OXIDP_X` and `OXIDP_X__Y` both set: `X` is no section, and
+                        // the error will name `OXIDP_X__Y`.
+                        *entry = Value::from(Dict::new());
+                    }
+                    if let Value::Dict(_, inner) = entry {
+                        insert(inner, rest, value);
+                    }
+                }
+            }
+        }
+        let mut dict = Dict::new();
+        for (name, value) in &self.vars {
+            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+            insert(&mut dict, &key.split("__").collect::<Vec<_>>(), value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// What is wrong with a value, without echoing anything that could be a secret:
+/// a secret accepts any string, so only values found where a string belongs
+/// (numbers, booleans) are summarised by their kind.
+fn problem(kind: &Kind) -> String {
+    match kind {
+        Kind::InvalidType(found @ Actual::Str(_), expected) => format!("expected {expected}, found {found}"),
+        Kind::InvalidType(found, expected) => {
+            let found = match found {
+                Actual::Bool(_) => "a boolean",
+                Actual::Unsigned(_) | Actual::Signed(_) | Actual::Float(_) => "a number",
+                Actual::Seq => "a list",
+                Actual::Map => "a table",
+                _ => "another kind of value",
+            };
+            format!("expected {expected}, found {found}")
+        }
+        Kind::UnknownVariant(found, expected) => {
+            format!("`{found}` is not one of `{}`", expected.join("`, `"))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `login.trusted_proxies`: a TOML list of addresses and networks, or one string
+/// with commas between them (as the environment gives it).
+fn cidr_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Cidr>, D::Error> {
+    struct List;
+    impl<'de> serde::de::Visitor<'de> for List {
+        type Value = Vec<Cidr>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of IP addresses or CIDRs, or one string of them separated by commas")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            text.split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| p.parse().map_err(E::custom))
+                .collect()
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+            let mut list = Vec::new();
+            while let Some(item) = items.next_element::<String>()? {
+                list.push(item.parse().map_err(serde::de::Error::custom)?);
+            }
+            Ok(list)
+        }
+    }
+    deserializer.deserialize_any(List)
 }
 
 impl Config {
@@ -840,33 +748,48 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str::<Config>(&text).map_err(|e| {
-                    let key = e
-                        .span()
-                        .map(|span| toml_key_at(&text, span.start))
-                        .unwrap_or_else(|| "--config".to_owned());
-                    ConfigError::new(key, e.message().to_owned())
-                })?
+        // Defaults are the structs' `Default`s (`#[serde(default)]`), so a layer
+        // only holds what it sets.
+        let mut layers = Figment::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+            // figment reports a syntax error by line; name the key on it instead.
+            if let Err(e) = text.parse::<toml::Table>() {
+                let key = e
+                    .span()
+                    .map(|span| toml_key_at(&text, span.start))
+                    .unwrap_or_else(|| "--config".to_owned());
+                return Err(ConfigError::new(key, e.message().to_owned()));
             }
-            None => Config::default(),
-        };
-        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("OXIDP_")).collect();
-        for (name, value) in &env {
-            if name == "OXIDP_CONFIG" {
-                continue;
-            }
-            let Some((key, setter)) = KEYS.iter().find(|(key, _)| env_name(key) == *name) else {
-                return Err(ConfigError::new(
-                    name,
-                    "unknown setting (see `oxidp --help` and the README)",
-                ));
-            };
-            setter(&mut config, value).map_err(|message| ConfigError::new(*key, message))?;
+            layers = layers.merge(Toml::string(&text));
         }
+        let env = Environment::new(env)?;
+        let config: Config = layers.merge(&env).extract_lossy().map_err(|error| {
+            let from_env = error.metadata.as_ref().is_some_and(|m| m.name == ENV_SOURCE);
+            if from_env {
+                return env.explain(&error);
+            }
+            // List positions (`login.trusted_proxies.0`) are not keys.
+            let key: Vec<&str> = error
+                .path
+                .iter()
+                .map(String::as_str)
+                .filter(|part| part.parse::<usize>().is_err())
+                .collect();
+            let key = if key.is_empty() {
+                "--config".to_owned()
+            } else {
+                key.join(".")
+            };
+            match &error.kind {
+                Kind::UnknownField(_, expected) => ConfigError::new(
+                    key,
+                    format!("unknown setting (expected one of `{}`)", expected.join("`, `")),
+                ),
+                kind => ConfigError::new(key, problem(kind)),
+            }
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -1009,14 +932,6 @@ impl Config {
                 return Err(ConfigError::new(key, "must be at most 100 (NIST SP 800-63B §5.2.2)"));
             }
         }
-        for proxy in &l.trusted_proxies {
-            if crate::authn::risk::Cidr::parse(proxy).is_none() {
-                return Err(ConfigError::new(
-                    "login.trusted_proxies",
-                    format!("`{proxy}` is not an IP address or CIDR"),
-                ));
-            }
-        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::new("log.format", "must be `text` or `json`"));
         }
@@ -1028,7 +943,6 @@ impl Config {
             ("key_encryption_secret", &self.key_encryption_secret),
         ] {
             if let Some(secret) = secret {
-                use secrecy::ExposeSecret;
                 if secret.expose_secret().len() < 32 {
                     return Err(ConfigError::new(key, "must be at least 32 characters of random data"));
                 }
@@ -1107,11 +1021,6 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("oxidp.db").display()))
     }
-
-    /// The keys settable from the environment, for `--help` and the README.
-    pub fn keys() -> impl Iterator<Item = &'static str> {
-        KEYS.iter().map(|(key, _)| *key)
-    }
 }
 
 fn is_loopback_host(url: &Url) -> bool {
@@ -1181,11 +1090,40 @@ mod tests {
         );
     }
 
+    /// Every key, found by asking figment which fields each section accepts (all
+    /// sections deny unknown fields): probing `section.zz_probe` lists the
+    /// section's fields; probing a key that is no section fails otherwise.
+    fn every_key() -> Vec<String> {
+        fn fields(section: &str) -> Option<&'static [&'static str]> {
+            let probe = env_name(&format!("{section}zz_probe"));
+            let layer = Environment::new([(probe, "1".to_owned())]).unwrap();
+            match Figment::from(layer).extract_lossy::<Config>().unwrap_err().kind {
+                Kind::UnknownField(_, expected) => Some(expected),
+                _ => None,
+            }
+        }
+        let mut keys = Vec::new();
+        for top in fields("").unwrap() {
+            match fields(&format!("{top}.")) {
+                Some(inner) => keys.extend(inner.iter().map(|key| format!("{top}.{key}"))),
+                None => keys.push((*top).to_owned()),
+            }
+        }
+        keys
+    }
+
     #[test]
     fn every_key_has_an_environment_name_in_the_cli_help() {
-        let help = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
-        for key in Config::keys() {
-            assert!(help.contains(&env_name(key)), "{key} is missing from `oxidp --help`");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut help = std::fs::read_to_string(root.join("src/main.rs")).unwrap();
+        for file in std::fs::read_dir(root.join("src/cli")).unwrap() {
+            help.push_str(&std::fs::read_to_string(file.unwrap().path()).unwrap_or_default());
+        }
+        let keys = every_key();
+        assert!(keys.len() > 70, "{keys:?}");
+        assert!(keys.contains(&"login.trusted_proxies".to_owned()) && keys.contains(&"pepper".to_owned()));
+        for key in keys {
+            assert!(help.contains(&env_name(&key)), "{key} is missing from `oxidp --help`");
         }
     }
 
@@ -1201,6 +1139,169 @@ mod tests {
         let config = Config::load_from(Some(&path), env(&[("OXIDP_SESSION__IDLE_TIMEOUT_SECS", "600")])).unwrap();
         assert_eq!(config.issuer, "https://id.example.com");
         assert_eq!(config.session.idle_timeout_secs, 600);
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oxidp.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn each_layer_overrides_the_one_before_key_by_key() {
+        let (_dir, path) = file(
+            "[session]\nidle_timeout_secs = 900\nwarn_before_secs = 120\n[login]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+        );
+        let config = Config::load_from(
+            Some(&path),
+            env(&[
+                ("OXIDP_SESSION__WARN_BEFORE_SECS", "60"),
+                ("OXIDP_LOGIN__TRUSTED_PROXIES", "192.168.0.1, 2001:db8::/32,"),
+                ("OXIDP_SESSION__SINGLE_SESSION", "true"),
+                ("OXIDP_CONFIG", "/ignored/here.toml"),
+            ]),
+        )
+        .unwrap();
+        // Default, untouched by either layer.
+        assert_eq!(config.session.absolute_timeout_secs, 12 * 3600);
+        assert_eq!(config.login.ip_burst, 20);
+        // The file over the default.
+        assert_eq!(config.session.idle_timeout_secs, 900);
+        // The environment over the file and over the default.
+        assert_eq!(config.session.warn_before_secs, 60);
+        assert!(config.session.single_session);
+        let proxies: Vec<String> = config.login.trusted_proxies.iter().map(Cidr::to_string).collect();
+        assert_eq!(proxies, ["192.168.0.1/32", "2001:db8::/32"]);
+        // Parsed once, here: the network test works on the loaded value.
+        assert!(config.login.trusted_proxies[1].contains("2001:db8::7".parse().unwrap()));
+        let file_only = Config::load_from(Some(&path), env(&[])).unwrap();
+        let proxies: Vec<String> = file_only.login.trusted_proxies.iter().map(Cidr::to_string).collect();
+        assert_eq!(proxies, ["10.0.0.0/8"]);
+        let empty = Config::load_from(Some(&path), env(&[("OXIDP_LOGIN__TRUSTED_PROXIES", "")])).unwrap();
+        assert!(
+            empty.login.trusted_proxies.is_empty(),
+            "an empty variable clears the list"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named_where_they_were_written() {
+        for name in [
+            "OXIDP_BENCH_DATABASE_URL",
+            "OXIDP_SESSION__IDLE_TIMEOUT_MINUTES",
+            "OXIDP_NOPE__DEEPER__STILL",
+            "OXIDP_ISSUER__HOST",
+            "OXIDP_SESSION",
+            "OXIDP_session__idle_timeout_secs",
+            "OXIDP_SESSION____IDLE",
+            "OXIDP_",
+        ] {
+            let err = Config::load_from(None, env(&[(name, "1")])).unwrap_err();
+            if name == "OXIDP_SESSION" {
+                // A section given a value: named as the key it is.
+                assert_eq!(err.key, "session", "{err}");
+                continue;
+            }
+            assert_eq!(err.key, name, "{err}");
+            assert!(err.to_string().contains("unknown setting"), "{err}");
+        }
+        let (_dir, path) = file("issuer = \"http://localhost:8080\"\n[session]\nidle_timeout_minutes = 5\n");
+        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert_eq!(err.key, "session.idle_timeout_minutes");
+        assert!(
+            err.message.contains("idle_timeout_secs"),
+            "lists what is accepted: {err}"
+        );
+        let (_dir, path) = file("bench_database_url = \"x\"\n");
+        assert_eq!(
+            Config::load_from(Some(&path), env(&[])).unwrap_err().key,
+            "bench_database_url"
+        );
+        let (_dir, path) = file("[sessions]\nidle_timeout_secs = 5\n");
+        assert_eq!(Config::load_from(Some(&path), env(&[])).unwrap_err().key, "sessions");
+    }
+
+    #[test]
+    fn malformed_values_are_named_by_their_key() {
+        for (name, value, key) in [
+            ("OXIDP_ARGON2__MEMORY_KIB", "lots", "argon2.memory_kib"),
+            ("OXIDP_ARGON2__MEMORY_KIB", "-5", "argon2.memory_kib"),
+            ("OXIDP_HTTP__WORKERS", "1.5", "http.workers"),
+            ("OXIDP_SESSION__SINGLE_SESSION", "maybe", "session.single_session"),
+            ("OXIDP_WEBAUTHN__ENABLED", "", "webauthn.enabled"),
+            (
+                "OXIDP_LOGIN__TRUSTED_PROXIES",
+                "10.0.0.0/8,example.com",
+                "login.trusted_proxies",
+            ),
+            ("OXIDP_LOGIN__TRUSTED_PROXIES", "10.0.0.0/33", "login.trusted_proxies"),
+        ] {
+            let err = Config::load_from(None, env(&[(name, value)])).unwrap_err();
+            assert_eq!(err.key, key, "{name}={value}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("configuration key `{key}`: ")),
+                "{err}"
+            );
+        }
+        let err =
+            Config::load_from(None, env(&[("OXIDP_LOGIN__TRUSTED_PROXIES", "10.0.0.1,example.com")])).unwrap_err();
+        assert!(
+            err.message.contains("`example.com` is not an IP address or CIDR"),
+            "{err}"
+        );
+        for (text, key) in [
+            ("[argon2]\nmemory_kib = \"lots\"\n", "argon2.memory_kib"),
+            ("[argon2]\nmemory_kib = lots\n", "argon2.memory_kib"),
+            (
+                "[login]\ntrusted_proxies = [\"10.0.0.0/8\", 7]\n",
+                "login.trusted_proxies",
+            ),
+            (
+                "[login]\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]\n",
+                "login.trusted_proxies",
+            ),
+            ("[commerce]\nintrospection = \"sometimes\"\n", "commerce.introspection"),
+            ("issuer = [\"x\"]\n", "issuer"),
+        ] {
+            let (_dir, path) = file(text);
+            let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
+            assert_eq!(err.key, key, "{text}: {err}");
+        }
+        let missing = Path::new("/nonexistent/oxidp.toml");
+        assert_eq!(Config::load_from(Some(missing), env(&[])).unwrap_err().key, "--config");
+    }
+
+    #[test]
+    fn secrets_stay_strings_and_are_never_printed() {
+        let digits = "12345678901234567890123456789012345";
+        let listish = "[not, a, list] but thirty-two characters";
+        let config = Config::load_from(
+            None,
+            env(&[
+                ("OXIDP_PEPPER", digits),
+                ("OXIDP_KEY_ENCRYPTION_SECRET", listish),
+                ("OXIDP_ADMIN__INITIAL_PASSWORD", "true"),
+                ("OXIDP_METRICS__TOKEN", "0000000000000000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.pepper.as_ref().unwrap().expose_secret(), digits);
+        assert_eq!(config.key_encryption_secret.as_ref().unwrap().expose_secret(), listish);
+        assert_eq!(config.admin.initial_password.as_ref().unwrap().expose_secret(), "true");
+        assert_eq!(
+            config.metrics.token.as_ref().unwrap().expose_secret(),
+            "0000000000000000"
+        );
+        let debug = format!("{config:?}");
+        for secret in [digits, listish, "0000000000000000"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        // A secret of the wrong type in the file: its value is not echoed.
+        let (_dir, path) = file(&format!("pepper = {digits}\n"));
+        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
+        assert_eq!(err.key, "pepper");
+        assert!(!err.to_string().contains(digits), "{err}");
     }
 
     #[test]
