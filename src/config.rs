@@ -1,14 +1,21 @@
-//! Configuration, layered: built-in defaults → optional TOML file (`--config`) →
-//! `OXIDP_*` environment variables. Every key has one env name (`section.key` →
-//! `OXIDP_SECTION__KEY`, top-level `key` → `OXIDP_KEY`). A bad value fails at
-//! start with a message naming the key.
+//! Configuration: the settings as serde structs with their defaults, and the checks
+//! across keys (`validate`). Layered by figment (`load`): built-in defaults →
+//! optional TOML file (`--config`) → `OXIDP_*` environment variables. Every key has
+//! one env name (`section.key` → `OXIDP_SECTION__KEY`, top-level `key` → `OXIDP_KEY`).
+//! An unknown key or a bad value fails at start with a message naming the key.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
+
+use crate::domain::Cidr;
+
+mod load;
+
+pub use load::env_name;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -101,35 +108,12 @@ pub enum IntrospectionMode {
     All,
 }
 
-impl std::str::FromStr for IntrospectionMode {
-    type Err = &'static str;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "off" => Ok(Self::Off),
-            "sensitive" => Ok(Self::Sensitive),
-            "all" => Ok(Self::All),
-            _ => Err("expected off, sensitive or all"),
-        }
-    }
-}
-
 /// `commerce.introspection_fallback`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IntrospectionFallback {
     Local,
     Deny,
-}
-
-impl std::str::FromStr for IntrospectionFallback {
-    type Err = &'static str;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "local" => Ok(Self::Local),
-            "deny" => Ok(Self::Deny),
-            _ => Err("expected local or deny"),
-        }
-    }
 }
 
 impl Default for CommerceConfig {
@@ -329,7 +313,8 @@ pub struct LoginConfig {
     /// Risk score at or above which an attempt is refused without checking the password.
     pub deny_score: i64,
     /// Proxies (IP or CIDR) whose `X-Forwarded-For` is believed; empty = none.
-    pub trusted_proxies: Vec<String>,
+    #[serde(deserialize_with = "load::cidr_list")]
+    pub trusted_proxies: Vec<Cidr>,
     /// Lifetime of the known-device cookie, in days.
     pub device_cookie_days: i64,
     /// Sign-in history (risk signals, the account page) is kept this many days.
@@ -604,273 +589,7 @@ impl ConfigError {
     }
 }
 
-type Setter = fn(&mut Config, &str) -> Result<(), String>;
-
-/// Every key that can be set from the environment, with its parser.
-const KEYS: &[(&str, Setter)] = &[
-    ("issuer", |c, v| set_string(&mut c.issuer, v)),
-    ("bind", |c, v| set_string(&mut c.bind, v)),
-    ("data_dir", |c, v| {
-        c.data_dir = PathBuf::from(v);
-        Ok(())
-    }),
-    ("database_url", |c, v| {
-        c.database_url = Some(v.to_owned());
-        Ok(())
-    }),
-    ("pepper", |c, v| {
-        c.pepper = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("key_encryption_secret", |c, v| {
-        c.key_encryption_secret = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("database.pool_size", |c, v| parse_into(&mut c.database.pool_size, v)),
-    ("database.connect_timeout_secs", |c, v| {
-        parse_into(&mut c.database.connect_timeout_secs, v)
-    }),
-    ("database.busy_timeout_ms", |c, v| {
-        parse_into(&mut c.database.busy_timeout_ms, v)
-    }),
-    ("database.wal_checkpoint_secs", |c, v| {
-        parse_into(&mut c.database.wal_checkpoint_secs, v)
-    }),
-    ("database.sqlite_cache_kib", |c, v| {
-        parse_into(&mut c.database.sqlite_cache_kib, v)
-    }),
-    ("database.purge_interval_secs", |c, v| {
-        parse_into(&mut c.database.purge_interval_secs, v)
-    }),
-    ("audit.retention_days", |c, v| {
-        parse_into(&mut c.audit.retention_days, v)
-    }),
-    ("session.idle_timeout_secs", |c, v| {
-        parse_into(&mut c.session.idle_timeout_secs, v)
-    }),
-    ("session.absolute_timeout_secs", |c, v| {
-        parse_into(&mut c.session.absolute_timeout_secs, v)
-    }),
-    ("session.warn_before_secs", |c, v| {
-        parse_into(&mut c.session.warn_before_secs, v)
-    }),
-    ("session.single_session", |c, v| {
-        parse_into(&mut c.session.single_session, v)
-    }),
-    ("argon2.memory_kib", |c, v| parse_into(&mut c.argon2.memory_kib, v)),
-    ("argon2.iterations", |c, v| parse_into(&mut c.argon2.iterations, v)),
-    ("argon2.parallelism", |c, v| parse_into(&mut c.argon2.parallelism, v)),
-    ("argon2.max_concurrent", |c, v| {
-        parse_into(&mut c.argon2.max_concurrent, v)
-    }),
-    ("http.max_body_bytes", |c, v| parse_into(&mut c.http.max_body_bytes, v)),
-    ("http.workers", |c, v| parse_into(&mut c.http.workers, v)),
-    ("tokens.access_token_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.access_token_ttl_secs, v)
-    }),
-    ("tokens.refresh_token_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.refresh_token_ttl_secs, v)
-    }),
-    ("tokens.code_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.code_ttl_secs, v)
-    }),
-    ("tokens.request_ttl_secs", |c, v| {
-        parse_into(&mut c.tokens.request_ttl_secs, v)
-    }),
-    ("tokens.client_cache_secs", |c, v| {
-        parse_into(&mut c.tokens.client_cache_secs, v)
-    }),
-    ("tokens.refresh_reuse_grace_secs", |c, v| {
-        parse_into(&mut c.tokens.refresh_reuse_grace_secs, v)
-    }),
-    ("keys.rotation_days", |c, v| parse_into(&mut c.keys.rotation_days, v)),
-    ("keys.publish_ahead_secs", |c, v| {
-        parse_into(&mut c.keys.publish_ahead_secs, v)
-    }),
-    ("keys.retain_secs", |c, v| parse_into(&mut c.keys.retain_secs, v)),
-    ("keys.refresh_secs", |c, v| parse_into(&mut c.keys.refresh_secs, v)),
-    ("admin.bootstrap", |c, v| parse_into(&mut c.admin.bootstrap, v)),
-    ("admin.username", |c, v| set_string(&mut c.admin.username, v)),
-    ("admin.initial_password", |c, v| {
-        c.admin.initial_password = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("webauthn.enabled", |c, v| {
-        let mut enabled = true;
-        parse_into(&mut enabled, v)?;
-        c.webauthn.enabled = Some(enabled);
-        Ok(())
-    }),
-    ("webauthn.rp_id", |c, v| {
-        c.webauthn.rp_id = Some(v.to_owned());
-        Ok(())
-    }),
-    ("webauthn.rp_name", |c, v| {
-        c.webauthn.rp_name = Some(v.to_owned());
-        Ok(())
-    }),
-    ("webauthn.origin", |c, v| {
-        c.webauthn.origin = Some(v.to_owned());
-        Ok(())
-    }),
-    ("login.ip_per_minute", |c, v| parse_into(&mut c.login.ip_per_minute, v)),
-    ("login.ip_burst", |c, v| parse_into(&mut c.login.ip_burst, v)),
-    ("login.account_per_minute", |c, v| {
-        parse_into(&mut c.login.account_per_minute, v)
-    }),
-    ("login.account_burst", |c, v| parse_into(&mut c.login.account_burst, v)),
-    ("login.client_failures_per_minute", |c, v| {
-        parse_into(&mut c.login.client_failures_per_minute, v)
-    }),
-    ("login.delay_after", |c, v| parse_into(&mut c.login.delay_after, v)),
-    ("login.delay_max_secs", |c, v| {
-        parse_into(&mut c.login.delay_max_secs, v)
-    }),
-    ("login.lockout_after", |c, v| parse_into(&mut c.login.lockout_after, v)),
-    ("login.window_secs", |c, v| parse_into(&mut c.login.window_secs, v)),
-    ("login.stuffing_usernames", |c, v| {
-        parse_into(&mut c.login.stuffing_usernames, v)
-    }),
-    ("login.deny_score", |c, v| parse_into(&mut c.login.deny_score, v)),
-    ("login.trusted_proxies", |c, v| {
-        c.login.trusted_proxies = v
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect();
-        Ok(())
-    }),
-    ("login.device_cookie_days", |c, v| {
-        parse_into(&mut c.login.device_cookie_days, v)
-    }),
-    ("login.attempts_retention_days", |c, v| {
-        parse_into(&mut c.login.attempts_retention_days, v)
-    }),
-    ("commerce.bind", |c, v| set_string(&mut c.commerce.bind, v)),
-    ("commerce.public_url", |c, v| set_string(&mut c.commerce.public_url, v)),
-    ("commerce.database_url", |c, v| {
-        c.commerce.database_url = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.issuer", |c, v| {
-        c.commerce.issuer = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.audience", |c, v| {
-        c.commerce.audience = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.jwks_refresh_secs", |c, v| {
-        parse_into(&mut c.commerce.jwks_refresh_secs, v)
-    }),
-    ("commerce.jwks_min_refetch_secs", |c, v| {
-        parse_into(&mut c.commerce.jwks_min_refetch_secs, v)
-    }),
-    ("commerce.jwks_max_stale_secs", |c, v| {
-        parse_into(&mut c.commerce.jwks_max_stale_secs, v)
-    }),
-    ("commerce.token_cache_capacity", |c, v| {
-        parse_into(&mut c.commerce.token_cache_capacity, v)
-    }),
-    ("metrics.bind", |c, v| set_string(&mut c.metrics.bind, v)),
-    ("metrics.token", |c, v| {
-        c.metrics.token = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("login.device_max_failures", |c, v| {
-        parse_into(&mut c.login.device_max_failures, v)
-    }),
-    ("login.second_step_delay_after", |c, v| {
-        parse_into(&mut c.login.second_step_delay_after, v)
-    }),
-    ("login.second_step_lockout_after", |c, v| {
-        parse_into(&mut c.login.second_step_lockout_after, v)
-    }),
-    ("commerce.introspection", |c, v| {
-        parse_into(&mut c.commerce.introspection, v)
-    }),
-    ("commerce.introspection_client_id", |c, v| {
-        c.commerce.introspection_client_id = Some(v.to_owned());
-        Ok(())
-    }),
-    ("commerce.introspection_client_secret", |c, v| {
-        c.commerce.introspection_client_secret = Some(SecretString::from(v.to_owned()));
-        Ok(())
-    }),
-    ("commerce.introspection_cache_secs", |c, v| {
-        parse_into(&mut c.commerce.introspection_cache_secs, v)
-    }),
-    ("commerce.introspection_fallback", |c, v| {
-        parse_into(&mut c.commerce.introspection_fallback, v)
-    }),
-    ("log.format", |c, v| set_string(&mut c.log.format, v)),
-    ("log.level", |c, v| set_string(&mut c.log.level, v)),
-];
-
-fn set_string(target: &mut String, value: &str) -> Result<(), String> {
-    *target = value.to_owned();
-    Ok(())
-}
-
-fn parse_into<T: std::str::FromStr>(target: &mut T, value: &str) -> Result<(), String>
-where
-    T::Err: std::fmt::Display,
-{
-    *target = value
-        .trim()
-        .parse()
-        .map_err(|e| format!("cannot parse `{value}`: {e}"))?;
-    Ok(())
-}
-
-/// The environment variable for a key: `session.idle_timeout_secs` → `OXIDP_SESSION__IDLE_TIMEOUT_SECS`.
-pub fn env_name(key: &str) -> String {
-    format!("OXIDP_{}", key.replace('.', "__").to_uppercase())
-}
-
 impl Config {
-    /// Loads defaults, then the TOML file if given, then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, std::env::vars())
-    }
-
-    /// As `load`, with the environment passed in (tests).
-    pub fn load_from(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let mut config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
-                toml::from_str::<Config>(&text).map_err(|e| {
-                    let key = e
-                        .span()
-                        .map(|span| toml_key_at(&text, span.start))
-                        .unwrap_or_else(|| "--config".to_owned());
-                    ConfigError::new(key, e.message().to_owned())
-                })?
-            }
-            None => Config::default(),
-        };
-        let env: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("OXIDP_")).collect();
-        for (name, value) in &env {
-            if name == "OXIDP_CONFIG" {
-                continue;
-            }
-            let Some((key, setter)) = KEYS.iter().find(|(key, _)| env_name(key) == *name) else {
-                return Err(ConfigError::new(
-                    name,
-                    "unknown setting (see `oxidp --help` and the README)",
-                ));
-            };
-            setter(&mut config, value).map_err(|message| ConfigError::new(*key, message))?;
-        }
-        config.validate()?;
-        Ok(config)
-    }
-
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let issuer = self.issuer_url()?;
@@ -1009,14 +728,6 @@ impl Config {
                 return Err(ConfigError::new(key, "must be at most 100 (NIST SP 800-63B §5.2.2)"));
             }
         }
-        for proxy in &l.trusted_proxies {
-            if crate::authn::risk::Cidr::parse(proxy).is_none() {
-                return Err(ConfigError::new(
-                    "login.trusted_proxies",
-                    format!("`{proxy}` is not an IP address or CIDR"),
-                ));
-            }
-        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(ConfigError::new("log.format", "must be `text` or `json`"));
         }
@@ -1027,11 +738,10 @@ impl Config {
             ("pepper", &self.pepper),
             ("key_encryption_secret", &self.key_encryption_secret),
         ] {
-            if let Some(secret) = secret {
-                use secrecy::ExposeSecret;
-                if secret.expose_secret().len() < 32 {
-                    return Err(ConfigError::new(key, "must be at least 32 characters of random data"));
-                }
+            if let Some(secret) = secret
+                && secret.expose_secret().len() < 32
+            {
+                return Err(ConfigError::new(key, "must be at least 32 characters of random data"));
             }
         }
         Ok(())
@@ -1107,11 +817,6 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("oxidp.db").display()))
     }
-
-    /// The keys settable from the environment, for `--help` and the README.
-    pub fn keys() -> impl Iterator<Item = &'static str> {
-        KEYS.iter().map(|(key, _)| *key)
-    }
 }
 
 fn is_loopback_host(url: &Url) -> bool {
@@ -1123,34 +828,10 @@ fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-/// Finds the dotted key whose value starts near `offset` in a TOML text, so a
-/// type error in the file names the key rather than a byte position.
-fn toml_key_at(text: &str, offset: usize) -> String {
-    let mut section = String::new();
-    let mut found = String::from("--config");
-    let mut position = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') && trimmed.ends_with(']') {
-            section = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
-        } else if let Some((key, _)) = trimmed.split_once('=') {
-            let key = key.trim();
-            found = if section.is_empty() {
-                key.to_owned()
-            } else {
-                format!("{section}.{key}")
-            };
-        }
-        position += line.len();
-        if position > offset {
-            break;
-        }
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -1182,28 +863,6 @@ mod tests {
     }
 
     #[test]
-    fn every_key_has_an_environment_name_in_the_cli_help() {
-        let help = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
-        for key in Config::keys() {
-            assert!(help.contains(&env_name(key)), "{key} is missing from `oxidp --help`");
-        }
-    }
-
-    #[test]
-    fn environment_overrides_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("oxidp.toml");
-        std::fs::write(
-            &path,
-            "issuer = \"https://id.example.com\"\n[session]\nidle_timeout_secs = 900\n",
-        )
-        .unwrap();
-        let config = Config::load_from(Some(&path), env(&[("OXIDP_SESSION__IDLE_TIMEOUT_SECS", "600")])).unwrap();
-        assert_eq!(config.issuer, "https://id.example.com");
-        assert_eq!(config.session.idle_timeout_secs, 600);
-    }
-
-    #[test]
     fn the_metrics_listener_is_loopback_by_default_and_can_be_switched_off() {
         let config = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(
@@ -1218,24 +877,6 @@ mod tests {
         assert_eq!(err.key, "metrics.bind");
         let err = Config::load_from(None, env(&[("OXIDP_METRICS__TOKEN", "short")])).unwrap_err();
         assert_eq!(err.key, "metrics.token");
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let err = Config::load_from(None, env(&[("OXIDP_SESSION__IDLE_TIMEOUT_SECS", "soon")])).unwrap_err();
-        assert_eq!(err.key, "session.idle_timeout_secs");
-        let err = Config::load_from(None, env(&[("OXIDP_ISSUER", "http://id.example.com")])).unwrap_err();
-        assert_eq!(err.key, "issuer");
-        let err = Config::load_from(None, env(&[("OXIDP_NOPE", "1")])).unwrap_err();
-        assert_eq!(err.key, "OXIDP_NOPE");
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("oxidp.toml");
-        std::fs::write(&path, "[argon2]\nmemory_kib = \"lots\"\n").unwrap();
-        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
-        assert_eq!(err.key, "argon2.memory_kib");
-        std::fs::write(&path, "[session]\nidle_timeout_minutes = 5\n").unwrap();
-        let err = Config::load_from(Some(&path), env(&[])).unwrap_err();
-        assert!(err.to_string().contains("idle_timeout_minutes"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::authn::password::PasswordHasher;
-use crate::authn::risk::{Cidr, Limiters};
+use crate::authn::risk::Limiters;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Db, PoolSettings};
@@ -30,8 +30,6 @@ pub struct AppState {
     pub limiters: Limiters,
     /// HMAC key for username counter keys and known-device cookies.
     pub login_key: [u8; 32],
-    /// Parsed `login.trusted_proxies`.
-    pub trusted_proxies: Vec<Cidr>,
     /// Process counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// client_credentials issuances waiting to be audited.
@@ -77,12 +75,6 @@ impl AppState {
         let csrf_key = secrets.derive_key("csrf");
         let login_key = secrets.derive_key("login");
         let limiters = Limiters::new(&config.login);
-        let trusted_proxies = config
-            .login
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| Cidr::parse(p))
-            .collect();
         let secrets = Arc::new(secrets);
         let keys = KeyStore::default();
         keys.initialize(&db, &secrets, clock.now()).await?;
@@ -101,7 +93,6 @@ impl AppState {
             rbac,
             limiters,
             login_key,
-            trusted_proxies,
             metrics: Default::default(),
             issuance: Default::default(),
             webauthn,

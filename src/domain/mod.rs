@@ -1,5 +1,6 @@
 //! Newtypes that make invalid values unrepresentable: parse at the edge, then trust.
 
+pub mod cidr;
 pub mod client_id;
 pub mod email;
 pub mod password;
@@ -8,6 +9,7 @@ pub mod scope;
 mod user_id;
 pub mod username;
 
+pub use cidr::Cidr;
 pub use client_id::ClientId;
 pub use email::Email;
 pub use password::{Password, PasswordPolicyError};

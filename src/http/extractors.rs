@@ -112,7 +112,9 @@ fn page_of_form(req: &HttpRequest) -> String {
 pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr().map(|a| a.ip());
     let state = req.app_data::<web::Data<AppState>>();
-    let trusted = state.map(|s| s.trusted_proxies.as_slice()).unwrap_or_default();
+    let trusted = state
+        .map(|s| s.config.login.trusted_proxies.as_slice())
+        .unwrap_or_default();
     let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     crate::authn::risk::client_ip(peer, forwarded, trusted)
 }
