@@ -6,6 +6,7 @@ mod cli;
 mod introspection;
 mod openapi;
 mod outage;
+mod rp_flow;
 mod tokens;
 
 use std::net::TcpListener;

@@ -1,0 +1,1 @@
+CREATE DATABASE oxidp_commerce OWNER oxidp;
