@@ -517,3 +517,221 @@ pub async fn close_challenge(db: &Db, token: &str) -> Result<(), DbError> {
     db.run(move |conn| mfa::delete_challenge(conn, &hash)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::db::testing::TestDb;
+
+    struct Setup {
+        t: TestDb,
+        secrets: ServerSecrets,
+        config: Config,
+        metrics: Metrics,
+        clock: Arc<ManualClock>,
+        user: UserRow,
+    }
+
+    async fn setup() -> Setup {
+        let t = TestDb::new().await;
+        let clock = ManualClock::at(1_800_000_000);
+        let user = t.user("alice", clock.now()).await;
+        Setup {
+            t,
+            secrets: ServerSecrets::from_parts("unit-test pepper", "unit-test key-encryption secret"),
+            config: Config::default(),
+            metrics: Metrics::default(),
+            clock,
+            user,
+        }
+    }
+
+    impl Setup {
+        async fn enrol(&self) -> (Enrolment, Vec<String>) {
+            let (db, now) = (&self.t.db, self.clock.now());
+            let enrolment = start_enrolment(db, &self.secrets, &self.config, now, &self.user)
+                .await
+                .unwrap();
+            let code = code_at(&enrolment, now);
+            let codes = confirm_enrolment(db, &self.secrets, &self.config, now, &self.user, &code)
+                .await
+                .unwrap();
+            (enrolment, codes)
+        }
+
+        async fn verify(&self, code: &str) -> Result<Proof, MfaError> {
+            let now = self.clock.now();
+            verify(
+                &self.t.db,
+                &self.secrets,
+                &self.config,
+                &self.metrics,
+                now,
+                &self.user,
+                code,
+            )
+            .await
+        }
+    }
+
+    /// The app's code at `now`.
+    fn code_at(enrolment: &Enrolment, now: i64) -> String {
+        let secret = Secret::try_from_base32(&enrolment.secret).unwrap();
+        let app = totp(secret.as_bytes().to_vec(), "alice", "unit").unwrap();
+        app.generate(now as u64).to_string()
+    }
+
+    /// A code that is not the app's at `now` (one digit changed).
+    fn wrong_at(enrolment: &Enrolment, now: i64) -> String {
+        let right = code_at(enrolment, now);
+        let first = (right.as_bytes()[0] - b'0' + 1) % 10;
+        format!("{first}{}", &right[1..])
+    }
+
+    fn count(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn the_app_is_on_only_once_a_first_code_confirms_it() {
+        let s = setup().await;
+        let now = s.clock.now();
+        let enrolment = start_enrolment(&s.t.db, &s.secrets, &s.config, now, &s.user)
+            .await
+            .unwrap();
+        assert!(enrolment.otpauth_url.starts_with("otpauth://totp/"));
+        assert!(enrolment.qr_svg.contains("<svg"));
+        assert!(!is_enrolled(&s.t.db, &s.user.id).await.unwrap());
+        let shown_again = pending_enrolment(&s.t.db, &s.secrets, &s.config, &s.user)
+            .await
+            .unwrap();
+        assert_eq!(shown_again.secret, enrolment.secret);
+
+        let wrong = wrong_at(&enrolment, now);
+        let refused = confirm_enrolment(&s.t.db, &s.secrets, &s.config, now, &s.user, &wrong).await;
+        assert!(matches!(refused, Err(MfaError::InvalidCode)), "{refused:?}");
+        let right = code_at(&enrolment, now);
+        let codes = confirm_enrolment(&s.t.db, &s.secrets, &s.config, now, &s.user, &right)
+            .await
+            .unwrap();
+        assert_eq!(codes.len(), RECOVERY_CODES);
+        assert!(is_enrolled(&s.t.db, &s.user.id).await.unwrap());
+        assert_eq!(s.t.events("mfa.totp.enable").await.len(), 1);
+        let restarted = start_enrolment(&s.t.db, &s.secrets, &s.config, now, &s.user).await;
+        assert!(
+            matches!(restarted, Err(MfaError::AlreadyEnrolled)),
+            "{:?}",
+            restarted.err()
+        );
+    }
+
+    #[tokio::test]
+    async fn each_time_step_is_accepted_once() {
+        let s = setup().await;
+        let (enrolment, _) = s.enrol().await;
+        let confirming = code_at(&enrolment, s.clock.now());
+        assert!(matches!(s.verify(&confirming).await, Err(MfaError::InvalidCode)));
+        s.clock.advance(30);
+        let next = code_at(&enrolment, s.clock.now());
+        assert_eq!(s.verify(&next).await.unwrap(), Proof::Totp);
+        assert!(matches!(s.verify(&next).await, Err(MfaError::InvalidCode)));
+        assert_eq!(count(&s.metrics.second_step_checks), 3);
+        assert_eq!(s.t.events("mfa.failure").await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_recovery_code_works_once_however_it_is_typed() {
+        let s = setup().await;
+        let (_, codes) = s.enrol().await;
+        let first = s.verify(&codes[0]).await.unwrap();
+        assert_eq!(first, Proof::RecoveryCode { remaining: 9 });
+        assert!(matches!(s.verify(&codes[0]).await, Err(MfaError::InvalidCode)));
+        let loose = codes[1].replace('-', "").to_uppercase();
+        let second = s.verify(&loose).await.unwrap();
+        assert_eq!(second, Proof::RecoveryCode { remaining: 8 });
+        assert_eq!(factors(&s.t.db, &s.user.id).await.unwrap().recovery_codes, 8);
+    }
+
+    #[tokio::test]
+    async fn wrong_codes_are_delayed_then_locked_and_refusals_are_not_checked() {
+        let mut s = setup().await;
+        s.config.login.second_step_delay_after = 2;
+        s.config.login.second_step_lockout_after = 3;
+        let (enrolment, codes) = s.enrol().await;
+        for _ in 0..2 {
+            let wrong = wrong_at(&enrolment, s.clock.now());
+            assert!(matches!(s.verify(&wrong).await, Err(MfaError::InvalidCode)));
+        }
+        let right = code_at(&enrolment, s.clock.now() + 30);
+        let delayed = s.verify(&right).await;
+        assert!(
+            matches!(delayed, Err(MfaError::TooManyAttempts { wait_secs: 1 })),
+            "{delayed:?}"
+        );
+        assert_eq!(
+            (
+                count(&s.metrics.second_step_checks),
+                count(&s.metrics.second_step_refused)
+            ),
+            (2, 1)
+        );
+
+        s.clock.advance(1);
+        let wrong = wrong_at(&enrolment, s.clock.now());
+        assert!(matches!(s.verify(&wrong).await, Err(MfaError::InvalidCode)));
+        assert_eq!(s.t.events("mfa.lockout").await.len(), 1);
+        s.clock.advance(3600);
+        let right = code_at(&enrolment, s.clock.now());
+        assert!(matches!(s.verify(&right).await, Err(MfaError::Locked)));
+        // A recovery code still opens the lock (until RECOVERY_LOCKOUT failures).
+        let unlocked = s.verify(&codes[0]).await.unwrap();
+        assert_eq!(unlocked, Proof::RecoveryCode { remaining: 9 });
+        assert_eq!(s.verify(&right).await.unwrap(), Proof::Totp);
+    }
+
+    #[tokio::test]
+    async fn a_pending_second_step_expires_and_closes() {
+        let s = setup().await;
+        let (db, now) = (&s.t.db, s.clock.now());
+        let token = open_challenge(db, now, &s.user.id, "pwd", None, "/account")
+            .await
+            .unwrap();
+        let found = find_challenge(db, now, &token).await.unwrap().expect("open");
+        assert_eq!(
+            (found.user_id.as_str(), found.amr.as_str()),
+            (s.user.id.as_str(), "pwd")
+        );
+        assert!(find_challenge(db, now, "another token").await.unwrap().is_none());
+        let later = now + CHALLENGE_TTL_SECS;
+        assert!(find_challenge(db, later, &token).await.unwrap().is_none(), "expired");
+        close_challenge(db, &token).await.unwrap();
+        assert!(find_challenge(db, now, &token).await.unwrap().is_none(), "closed");
+    }
+
+    #[tokio::test]
+    async fn turning_it_off_or_new_codes_need_a_recent_sign_in() {
+        let s = setup().await;
+        let (_, old_codes) = s.enrol().await;
+        let now = s.clock.now();
+        let stale = now - RECENT_AUTH_SECS - 1;
+        assert!(require_recent(now, now - RECENT_AUTH_SECS).is_ok());
+        let refused = disable(&s.t.db, now, &s.user.id, "this-session", stale).await;
+        assert!(matches!(refused, Err(MfaError::ReauthenticationRequired)));
+        let refused = regenerate_codes(&s.t.db, now, &s.user.id, stale).await;
+        assert!(matches!(refused, Err(MfaError::ReauthenticationRequired)));
+        assert!(is_enrolled(&s.t.db, &s.user.id).await.unwrap());
+
+        let new_codes = regenerate_codes(&s.t.db, now, &s.user.id, now).await.unwrap();
+        assert!(matches!(s.verify(&old_codes[0]).await, Err(MfaError::InvalidCode)));
+        s.clock.advance(2);
+        assert!(matches!(s.verify(&new_codes[0]).await, Ok(Proof::RecoveryCode { .. })));
+        disable(&s.t.db, s.clock.now(), &s.user.id, "this-session", s.clock.now())
+            .await
+            .unwrap();
+        assert!(!is_enrolled(&s.t.db, &s.user.id).await.unwrap());
+        assert_eq!(s.t.events("mfa.totp.disable").await.len(), 1);
+    }
+}

@@ -90,19 +90,22 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Stores a started ceremony's state (`ceremony_state`, webauthn-rs's, kept
+/// server-side) and hands out the token and the options for the browser.
 async fn open(
     c: Ceremony<'_>,
     purpose: &'static str,
     user_id: Option<String>,
-    ceremony_state: String,
-    options: Value,
+    ceremony_state: &impl serde::Serialize,
+    options: &impl serde::Serialize,
 ) -> Result<Started, PasskeyError> {
+    let options = serde_json::to_value(options).map_err(|e| PasskeyError::Internal(e.into()))?;
     let token = crypto::random_token();
     let row = CeremonyRow {
         token_hash: crypto::sha256_hex(&token),
         purpose: purpose.to_owned(),
         user_id,
-        state: ceremony_state,
+        state: to_json(ceremony_state)?,
         created_at: c.now,
         expires_at: c.now + CEREMONY_TTL_SECS,
     };
@@ -161,6 +164,23 @@ async fn refused(c: Ceremony<'_>, user_id: Option<&str>, ip: Option<String>, pur
     }
 }
 
+/// The browser's answer to a ceremony; a malformed one is refused, and audited.
+async fn answer<T: serde::de::DeserializeOwned>(
+    c: Ceremony<'_>,
+    user_id: Option<&str>,
+    ip: &Option<String>,
+    purpose: &str,
+    response: &str,
+) -> Result<T, PasskeyError> {
+    match serde_json::from_str(response) {
+        Ok(answer) => Ok(answer),
+        Err(e) => {
+            refused(c, user_id, ip.clone(), purpose, format!("malformed response: {e}")).await;
+            Err(PasskeyError::Rejected)
+        }
+    }
+}
+
 /// Sensitive changes need a sign-in within `mfa::RECENT_AUTH_SECS` of `now`.
 fn require_recent(now: i64, auth_time: i64) -> Result<(), PasskeyError> {
     crate::authn::mfa::require_recent(now, auth_time).map_err(|_| PasskeyError::ReauthenticationRequired)
@@ -197,7 +217,7 @@ pub async fn start_registration(c: Ceremony<'_>, user: &UserRow, auth_time: i64)
         selection["requireResidentKey"] = json!(true);
     }
     let saved = json!({ "handle": handle.to_string(), "registration": registration });
-    open(c, REGISTER, Some(user.id.clone()), saved.to_string(), options).await
+    open(c, REGISTER, Some(user.id.clone()), &saved, &options).await
 }
 
 /// Parses a credential name: trimmed, 1 to 64 characters, no control characters.
@@ -230,13 +250,7 @@ pub async fn finish_registration(
     let handle = saved["handle"].as_str().unwrap_or_default().to_owned();
     let registration: PasskeyRegistration =
         serde_json::from_value(saved["registration"].clone()).map_err(|e| PasskeyError::Internal(e.into()))?;
-    let credential: RegisterPublicKeyCredential = match serde_json::from_str(response) {
-        Ok(c) => c,
-        Err(e) => {
-            refused(c, Some(&user.id), ip, REGISTER, format!("malformed response: {e}")).await;
-            return Err(PasskeyError::Rejected);
-        }
-    };
+    let credential: RegisterPublicKeyCredential = answer(c, Some(&user.id), &ip, REGISTER, response).await?;
     let passkey = match relying(&c)?.finish_passkey_registration(&credential, &registration) {
         Ok(p) => p,
         Err(e) => {
@@ -309,14 +323,7 @@ pub async fn start_second_factor(c: Ceremony<'_>, user_id: &str) -> Result<Start
     let (options, authentication) = relying(&c)?
         .start_passkey_authentication(&passkeys)
         .map_err(|e| PasskeyError::Internal(anyhow::anyhow!("starting an authentication: {e}")))?;
-    open(
-        c,
-        SECOND_FACTOR,
-        Some(user_id.to_owned()),
-        to_json(&authentication)?,
-        serde_json::to_value(&options).map_err(|e| PasskeyError::Internal(e.into()))?,
-    )
-    .await
+    open(c, SECOND_FACTOR, Some(user_id.to_owned()), &authentication, &options).await
 }
 
 /// Verifies the second step for `user_id` (the person whose password passed).
@@ -332,13 +339,7 @@ pub async fn finish_second_factor(
         return Err(PasskeyError::CeremonyExpired);
     }
     let authentication: PasskeyAuthentication = from_json(&ceremony.state)?;
-    let credential: PublicKeyCredential = match serde_json::from_str(response) {
-        Ok(c) => c,
-        Err(e) => {
-            refused(c, Some(user_id), ip, SECOND_FACTOR, format!("malformed response: {e}")).await;
-            return Err(PasskeyError::Rejected);
-        }
-    };
+    let credential: PublicKeyCredential = answer(c, Some(user_id), &ip, SECOND_FACTOR, response).await?;
     let stored = credential_row(c.db, credential.get_credential_id()).await?;
     let Some(stored) = stored.filter(|row| row.user_id == user_id) else {
         refused(
@@ -427,14 +428,7 @@ pub async fn start_passwordless(c: Ceremony<'_>) -> Result<Started, PasskeyError
         .map_err(|e| PasskeyError::Internal(anyhow::anyhow!("starting a discoverable authentication: {e}")))?;
     // A button press asks with the browser's own dialog, not autofill (conditional) mediation.
     options.mediation = None;
-    open(
-        c,
-        PASSWORDLESS,
-        None,
-        to_json(&authentication)?,
-        serde_json::to_value(&options).map_err(|e| PasskeyError::Internal(e.into()))?,
-    )
-    .await
+    open(c, PASSWORDLESS, None, &authentication, &options).await
 }
 
 /// Finishes a passwordless sign-in: the passkey names its account (user handle).
@@ -446,13 +440,7 @@ pub async fn finish_passwordless(
 ) -> Result<(UserRow, Used), PasskeyError> {
     let ceremony = take(c, token, PASSWORDLESS).await?;
     let authentication: DiscoverableAuthentication = from_json(&ceremony.state)?;
-    let credential: PublicKeyCredential = match serde_json::from_str(response) {
-        Ok(c) => c,
-        Err(e) => {
-            refused(c, None, ip, PASSWORDLESS, format!("malformed response: {e}")).await;
-            return Err(PasskeyError::Rejected);
-        }
-    };
+    let credential: PublicKeyCredential = answer(c, None, &ip, PASSWORDLESS, response).await?;
     let (handle, raw_id) = match relying(&c)?.identify_discoverable_authentication(&credential) {
         Ok(found) => found,
         Err(e) => {
@@ -551,4 +539,127 @@ pub async fn delete(
 /// The allowed origin of `rp`, for tests and diagnostics.
 pub fn origin(rp: &Webauthn) -> Option<Url> {
     rp.get_allowed_origins().first().cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use webauthn_rs::prelude::WebauthnBuilder;
+
+    use super::*;
+    use crate::authn::mfa::RECENT_AUTH_SECS;
+    use crate::db::testing::TestDb;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn relying_party() -> Webauthn {
+        let origin = Url::parse("https://idp.example").unwrap();
+        WebauthnBuilder::new("idp.example", &origin).unwrap().build().unwrap()
+    }
+
+    fn at<'a>(t: &'a TestDb, rp: Option<&'a Webauthn>, now: i64) -> Ceremony<'a> {
+        Ceremony { db: &t.db, rp, now }
+    }
+
+    #[tokio::test]
+    async fn with_the_relying_party_off_every_ceremony_is_refused() {
+        let t = TestDb::new().await;
+        let alice = t.user("alice", NOW).await;
+        let off = at(&t, None, NOW);
+        assert!(matches!(start_passwordless(off).await, Err(PasskeyError::Disabled)));
+        let registration = start_registration(off, &alice, NOW).await;
+        assert!(matches!(registration, Err(PasskeyError::Disabled)));
+        // An old sign-in is asked to sign in again first, and a person without
+        // credentials is told so, whether or not the relying party is on.
+        let stale = start_registration(off, &alice, NOW - RECENT_AUTH_SECS - 1).await;
+        assert!(matches!(stale, Err(PasskeyError::ReauthenticationRequired)));
+        let second = start_second_factor(off, &alice.id).await;
+        assert!(matches!(second, Err(PasskeyError::NoCredentials)));
+        let finished = finish_passwordless(off, "no such ceremony", "{}", None).await;
+        assert!(matches!(finished, Err(PasskeyError::CeremonyExpired)));
+    }
+
+    #[tokio::test]
+    async fn a_ceremony_is_answered_at_most_once_and_refusals_are_audited() {
+        let (t, rp) = (TestDb::new().await, relying_party());
+        let started = start_passwordless(at(&t, Some(&rp), NOW)).await.unwrap();
+        assert!(started.options["publicKey"]["challenge"].is_string());
+        let ip = Some("192.0.2.1".to_owned());
+        let answer = finish_passwordless(at(&t, Some(&rp), NOW + 1), &started.token, "{}", ip.clone()).await;
+        assert!(matches!(answer, Err(PasskeyError::Rejected)), "{:?}", answer.err());
+        let refusals = t.events("mfa.webauthn.failure").await;
+        assert_eq!(refusals.len(), 1);
+        assert_eq!((refusals[0].actor.as_str(), &refusals[0].ip), ("anonymous", &ip));
+        assert!(refusals[0].details.contains("passwordless"));
+
+        let again = finish_passwordless(at(&t, Some(&rp), NOW + 2), &started.token, "{}", None).await;
+        assert!(matches!(again, Err(PasskeyError::CeremonyExpired)), "{:?}", again.err());
+        assert_eq!(t.events("mfa.webauthn.failure").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_ceremony_expires_and_serves_only_its_own_purpose() {
+        let (t, rp) = (TestDb::new().await, relying_party());
+        let alice = t.user("alice", NOW).await;
+        let started = start_passwordless(at(&t, Some(&rp), NOW)).await.unwrap();
+        let late = at(&t, Some(&rp), NOW + CEREMONY_TTL_SECS);
+        let expired = finish_passwordless(late, &started.token, "{}", None).await;
+        assert!(
+            matches!(expired, Err(PasskeyError::CeremonyExpired)),
+            "{:?}",
+            expired.err()
+        );
+
+        let started = start_passwordless(at(&t, Some(&rp), NOW)).await.unwrap();
+        let other = finish_second_factor(at(&t, Some(&rp), NOW), &alice.id, &started.token, "{}", None).await;
+        assert!(matches!(other, Err(PasskeyError::CeremonyExpired)), "{:?}", other.err());
+        let spent = finish_passwordless(at(&t, Some(&rp), NOW), &started.token, "{}", None).await;
+        assert!(
+            matches!(spent, Err(PasskeyError::CeremonyExpired)),
+            "taken by the wrong use"
+        );
+        assert!(t.events("mfa.webauthn.failure").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_registration_belongs_to_the_person_who_started_it() {
+        let (t, rp) = (TestDb::new().await, relying_party());
+        let (alice, bob) = (t.user("alice", NOW).await, t.user("bob", NOW).await);
+        let on = at(&t, Some(&rp), NOW);
+        let started = start_registration(on, &alice, NOW).await.unwrap();
+        let selection = &started.options["publicKey"]["authenticatorSelection"];
+        assert_eq!(selection["residentKey"], "required");
+        assert_eq!(selection["userVerification"], "required");
+        let stolen = finish_registration(on, &bob, NOW, &started.token, "key", "{}", None).await;
+        assert!(
+            matches!(stolen, Err(PasskeyError::CeremonyExpired)),
+            "{:?}",
+            stolen.err()
+        );
+        let spent = finish_registration(on, &alice, NOW, &started.token, "key", "{}", None).await;
+        assert!(matches!(spent, Err(PasskeyError::CeremonyExpired)), "{:?}", spent.err());
+
+        // A bad name is refused before the ceremony is used up; a malformed answer is audited.
+        let started = start_registration(on, &alice, NOW).await.unwrap();
+        let unnamed = finish_registration(on, &alice, NOW, &started.token, "  ", "{}", None).await;
+        assert!(matches!(unnamed, Err(PasskeyError::InvalidName)), "{:?}", unnamed.err());
+        let malformed = finish_registration(on, &alice, NOW, &started.token, "key", "not json", None).await;
+        assert!(
+            matches!(malformed, Err(PasskeyError::Rejected)),
+            "{:?}",
+            malformed.err()
+        );
+        let refusals = t.events("mfa.webauthn.failure").await;
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals[0].actor, format!("user:{}", alice.id));
+        assert!(list(&t.db, &alice.id).await.unwrap().is_empty());
+    }
+
+    #[test]
+    fn credential_names_are_trimmed_and_bounded() {
+        assert_eq!(parse_name("  Work key ").unwrap(), "Work key");
+        assert_eq!(parse_name(&"k".repeat(MAX_NAME_CHARS)).unwrap().len(), MAX_NAME_CHARS);
+        for bad in ["", "   ", "tab\there", &"k".repeat(MAX_NAME_CHARS + 1)] {
+            assert!(matches!(parse_name(bad), Err(PasskeyError::InvalidName)), "{bad:?}");
+        }
+    }
 }
