@@ -5,8 +5,7 @@
 use serde_json::Value;
 
 use crate::db::models::audit::{self, AuditFilter, AuditRow};
-use crate::db::{AnyConnection, DbError};
-use crate::state::AppState;
+use crate::db::{AnyConnection, Db, DbError};
 
 /// Who makes a change.
 #[derive(Debug, Clone)]
@@ -69,26 +68,24 @@ pub fn record(
     )
 }
 
-/// Records one event in its own transaction.
+/// Records one event, at `now`, in its own transaction.
 pub async fn record_now(
-    state: &AppState,
+    db: &Db,
+    now: i64,
     actor: &Actor,
     action: &'static str,
     target: Option<String>,
     details: Value,
 ) -> Result<(), DbError> {
     let actor = actor.clone();
-    let now = state.clock.now();
-    state
-        .db
-        .run(move |conn| record(conn, &actor, action, target.as_deref(), details, now))
+    db.run(move |conn| record(conn, &actor, action, target.as_deref(), details, now))
         .await
 }
 
 /// Events matching `filter`, newest first; at most `limit` (1..=500).
-pub async fn query(state: &AppState, filter: AuditFilter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+pub async fn query(db: &Db, filter: AuditFilter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
     let limit = limit.clamp(1, 500);
-    state.db.run(move |conn| audit::list(conn, &filter, limit)).await
+    db.run(move |conn| audit::list(conn, &filter, limit)).await
 }
 
 /// client_credentials tokens are issued without any database write, so their
@@ -114,17 +111,15 @@ impl IssuanceCounter {
     }
 }
 
-/// Writes the counted client_credentials issuances as audit events; returns how
-/// many clients had some. On failure the counts are put back for the next try.
-pub async fn flush_issuance(state: &AppState, window_secs: i64) -> Result<usize, DbError> {
-    let counts = state.issuance.drain();
+/// Writes the issuances counted in `issuance` as audit events at `now`; returns
+/// how many clients had some. On failure the counts are put back for the next try.
+pub async fn flush_issuance(db: &Db, issuance: &IssuanceCounter, now: i64, window_secs: i64) -> Result<usize, DbError> {
+    let counts = issuance.drain();
     if counts.is_empty() {
         return Ok(0);
     }
-    let now = state.clock.now();
     let written = counts.clone();
-    let result = state
-        .db
+    let result = db
         .transaction(move |conn| {
             for (client_id, count) in &written {
                 record(
@@ -142,7 +137,7 @@ pub async fn flush_issuance(state: &AppState, window_secs: i64) -> Result<usize,
     if result.is_err() {
         for (client_id, count) in counts {
             for _ in 0..count {
-                state.issuance.note(&client_id);
+                issuance.note(&client_id);
             }
         }
     }

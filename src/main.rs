@@ -799,11 +799,12 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
         ClientCommand::Create { id, fields, output } => {
             let mut spec = fields.into_spec()?;
             spec.id = id;
-            let created = clients::create(state, &Actor::cli(), spec).await?;
+            let created =
+                clients::create(&state.db, state.clock.now(), &state.config.tokens, &Actor::cli(), spec).await?;
             print_client(&created.client, created.secret.as_deref(), &output)
         }
         ClientCommand::List { limit, offset, output } => {
-            let all = clients::list(state, limit.clamp(1, 1000), offset.max(0)).await?;
+            let all = clients::list(&state.db, limit.clamp(1, 1000), offset.max(0)).await?;
             if output.json {
                 let views: Vec<_> = all.iter().map(clients::describe).collect();
                 println!("{}", serde_json::to_string_pretty(&views)?);
@@ -823,18 +824,26 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
             Ok(())
         }
         ClientCommand::Show { client_id, output } => {
-            print_client(&clients::find(state, &client_id).await?, None, &output)
+            print_client(&clients::find(&state.db, &client_id).await?, None, &output)
         }
         ClientCommand::Update {
             client_id,
             fields,
             output,
         } => {
-            let updated = clients::update(state, &Actor::cli(), &client_id, fields.into_spec()?).await?;
+            let updated = clients::update(
+                &state.db,
+                &state.clients,
+                state.clock.now(),
+                &Actor::cli(),
+                &client_id,
+                fields.into_spec()?,
+            )
+            .await?;
             print_client(&updated.client, updated.secret.as_deref(), &output)
         }
         ClientCommand::Delete { client_id, output } => {
-            clients::delete(state, &Actor::cli(), &client_id).await?;
+            clients::delete(&state.db, &state.clients, state.clock.now(), &Actor::cli(), &client_id).await?;
             if output.json {
                 println!("{}", serde_json::json!({ "client_id": client_id, "deleted": true }));
             } else {
@@ -843,7 +852,8 @@ async fn client_command(state: &AppState, command: ClientCommand) -> anyhow::Res
             Ok(())
         }
         ClientCommand::RotateSecret { client_id, output } => {
-            let secret = clients::rotate_secret(state, &Actor::cli(), &client_id).await?;
+            let secret =
+                clients::rotate_secret(&state.db, &state.clients, state.clock.now(), &Actor::cli(), &client_id).await?;
             if output.json {
                 println!(
                     "{}",

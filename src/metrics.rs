@@ -3,7 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::state::AppState;
+use crate::authn::password::PasswordHasher;
+use crate::db::Db;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -31,8 +32,9 @@ impl Metrics {
     }
 }
 
-pub fn render(state: &AppState) -> String {
-    let m = &state.metrics;
+/// The counters of `m`, of the password hasher, and of the database (SQLite's
+/// write-ahead log), as `GET /metrics` serves them.
+pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
     let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let mut out = String::new();
     let mut counter = |name: &str, help: &str, lines: &[(&str, u64)]| {
@@ -44,7 +46,7 @@ pub fn render(state: &AppState) -> String {
     counter(
         "oxidp_password_hashes_total",
         "Password hashes computed (argon2id, legacy verifications, dummy hashes for unknown users).",
-        &[("", state.hasher.computed())],
+        &[("", hasher.computed())],
     );
     counter(
         "oxidp_login_attempts_total",
@@ -74,7 +76,7 @@ pub fn render(state: &AppState) -> String {
             ("{result=\"refused\"}", get(&m.second_step_refused)),
         ],
     );
-    if let Some(path) = state.db.sqlite_path() {
+    if let Some(path) = db.sqlite_path() {
         counter(
             "oxidp_sqlite_wal_checkpoints_total",
             "Periodic wal_checkpoint(TRUNCATE) runs by result (busy: readers or a writer held on; retried next run).",
@@ -92,12 +94,12 @@ pub fn render(state: &AppState) -> String {
     out.push_str(&format!(
         "# HELP oxidp_legacy_password_accounts Accounts still carrying an imported legacy (bcrypt/PBKDF2, wrapped) password hash; they move to argon2id at their next sign-in.\n\
          # TYPE oxidp_legacy_password_accounts gauge\noxidp_legacy_password_accounts {}\n",
-        state.hasher.legacy_accounts()
+        hasher.legacy_accounts()
     ));
     out.push_str(&format!(
         "# HELP oxidp_argon2_memory_fallbacks_total argon2 working memory allocated outside the pre-allocated pool.\n\
          # TYPE oxidp_argon2_memory_fallbacks_total counter\noxidp_argon2_memory_fallbacks_total {}\n",
-        state.hasher.pool_fallbacks()
+        hasher.pool_fallbacks()
     ));
     out
 }

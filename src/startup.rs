@@ -108,7 +108,9 @@ impl Application {
             let _ = task.await;
         }
         // The last minute's client_credentials issuances still go to the audit log.
-        if let Err(error) = crate::audit::flush_issuance(&self.state, 60).await {
+        if let Err(error) =
+            crate::audit::flush_issuance(&self.state.db, &self.state.issuance, self.state.clock.now(), 60).await
+        {
             tracing::warn!(%error, "writing the last client_credentials audit events failed");
         }
         Ok(())
@@ -164,7 +166,9 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         interval.tick().await;
         loop {
             interval.tick().await;
-            if let Err(error) = crate::audit::flush_issuance(&audit_state, 60).await {
+            if let Err(error) =
+                crate::audit::flush_issuance(&audit_state.db, &audit_state.issuance, audit_state.clock.now(), 60).await
+            {
                 tracing::warn!(%error, "writing client_credentials audit events failed; kept for the next minute");
             }
         }

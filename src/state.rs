@@ -45,7 +45,7 @@ impl AppState {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         // What the configuration alone decides is settled before the database is
         // touched or secrets are written.
-        let webauthn = crate::authn::webauthn::relying_party(&config)?.map(Arc::new);
+        let webauthn = crate::authn::webauthn::relying_party::from_config(&config)?.map(Arc::new);
         if webauthn.is_none() {
             tracing::warn!(
                 issuer = %config.issuer(),
@@ -97,5 +97,23 @@ impl AppState {
             issuance: Default::default(),
             webauthn,
         })
+    }
+
+    /// What a WebAuthn ceremony needs, with the time now.
+    pub fn webauthn_ceremony(&self) -> crate::authn::webauthn::relying_party::Ceremony<'_> {
+        crate::authn::webauthn::relying_party::Ceremony {
+            db: &self.db,
+            rp: self.webauthn.as_deref(),
+            now: self.clock.now(),
+        }
+    }
+
+    /// What an RBAC change needs, with the time now.
+    pub fn rbac_change(&self) -> crate::rbac::Change<'_> {
+        crate::rbac::Change {
+            db: &self.db,
+            cache: &self.rbac,
+            now: self.clock.now(),
+        }
     }
 }

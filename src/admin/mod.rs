@@ -254,7 +254,7 @@ pub async fn list_users(state: &AppState, limit: Option<i64>, cursor: Option<&st
 
 pub async fn show_user(state: &AppState, id: &str) -> Result<Value, AdminError> {
     let user = accounts::find(state, id).await?;
-    let roles = crate::rbac::assignments(state, crate::rbac::Subject::User(user.id.clone())).await?;
+    let roles = crate::rbac::assignments(&state.db, crate::rbac::Subject::User(user.id.clone())).await?;
     let mut value = user_json(&user);
     value["roles"] = json!(roles.assigned);
     value["authorized_roles"] = json!(roles.authorized);
@@ -383,7 +383,7 @@ pub async fn list_clients(
 ) -> Result<Page<Value>, AdminError> {
     let limit = page_size(limit)?;
     let offset = offset_cursor(cursor)?;
-    let list = clients::list(state, limit + 1, offset).await?;
+    let list = clients::list(&state.db, limit + 1, offset).await?;
     let more = list.len() as i64 > limit;
     Ok(Page {
         items: list.iter().take(limit as usize).map(clients::describe).collect(),
@@ -392,8 +392,8 @@ pub async fn list_clients(
 }
 
 pub async fn show_client(state: &AppState, id: &str) -> Result<Value, AdminError> {
-    let client = clients::find(state, id).await?;
-    let roles = crate::rbac::assignments(state, crate::rbac::Subject::Client(id.to_owned())).await?;
+    let client = clients::find(&state.db, id).await?;
+    let roles = crate::rbac::assignments(&state.db, crate::rbac::Subject::Client(id.to_owned())).await?;
     let mut value = clients::describe(&client);
     value["roles"] = json!(roles.assigned);
     Ok(value)
@@ -409,27 +409,36 @@ fn with_secret(created: clients::Created) -> Value {
 }
 
 pub async fn create_client(state: &AppState, who: &Principal, spec: ClientSpec) -> Result<Value, AdminError> {
-    let created = clients::create(state, &who.actor, spec).await?;
+    let created = clients::create(&state.db, state.clock.now(), &state.config.tokens, &who.actor, spec).await?;
     Ok(with_secret(created))
 }
 
 pub async fn update_client(state: &AppState, who: &Principal, id: &str, spec: ClientSpec) -> Result<Value, AdminError> {
-    crate::rbac::escalation::may_manage_client(state, &who.actor, &who.grantor(), id, "client.update").await?;
-    let updated = clients::update(state, &who.actor, id, spec).await?;
+    crate::rbac::escalation::may_manage_client(state.rbac_change(), &who.actor, &who.grantor(), id, "client.update")
+        .await?;
+    let updated = clients::update(&state.db, &state.clients, state.clock.now(), &who.actor, id, spec).await?;
     state.rbac.clear();
     Ok(with_secret(updated))
 }
 
 pub async fn delete_client(state: &AppState, who: &Principal, id: &str) -> Result<(), AdminError> {
-    crate::rbac::escalation::may_manage_client(state, &who.actor, &who.grantor(), id, "client.delete").await?;
-    clients::delete(state, &who.actor, id).await?;
+    crate::rbac::escalation::may_manage_client(state.rbac_change(), &who.actor, &who.grantor(), id, "client.delete")
+        .await?;
+    clients::delete(&state.db, &state.clients, state.clock.now(), &who.actor, id).await?;
     state.rbac.clear();
     Ok(())
 }
 
 pub async fn rotate_client_secret(state: &AppState, who: &Principal, id: &str) -> Result<Value, AdminError> {
-    crate::rbac::escalation::may_manage_client(state, &who.actor, &who.grantor(), id, "client.secret.rotate").await?;
-    let secret = clients::rotate_secret(state, &who.actor, id).await?;
+    crate::rbac::escalation::may_manage_client(
+        state.rbac_change(),
+        &who.actor,
+        &who.grantor(),
+        id,
+        "client.secret.rotate",
+    )
+    .await?;
+    let secret = clients::rotate_secret(&state.db, &state.clients, state.clock.now(), &who.actor, id).await?;
     Ok(json!({ "client_id": id, "client_secret": secret }))
 }
 
@@ -488,7 +497,7 @@ pub async fn bootstrap(state: &AppState) -> Result<Option<Bootstrapped>, AdminEr
         Err(e) => return Err(e.into()),
     };
     crate::rbac::assign(
-        state,
+        state.rbac_change(),
         &actor,
         crate::rbac::Subject::User(user.id.clone()),
         crate::rbac::ADMIN_ROLE,

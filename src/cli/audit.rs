@@ -41,7 +41,7 @@ pub async fn run(state: &AppState, args: AuditArgs) -> anyhow::Result<()> {
         until: args.until,
         before: None,
     };
-    let events = oxidp::audit::query(state, filter, args.limit).await?;
+    let events = oxidp::audit::query(&state.db, filter, args.limit).await?;
     if args.json {
         let values: Vec<serde_json::Value> = events
             .iter()

@@ -157,23 +157,23 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             parents,
             output,
         } => {
-            rbac::create_role(state, &actor, &name, &description).await?;
+            rbac::create_role(state.rbac_change(), &actor, &name, &description).await?;
             for parent in &parents {
-                rbac::add_parent(state, &actor, &name, parent).await?;
+                rbac::add_parent(state.rbac_change(), &actor, &name, parent).await?;
             }
-            let role = rbac::show_role(state, &name).await?;
+            let role = rbac::show_role(&state.db, &name).await?;
             emit(&output, serde_json::to_value(&role)?, || {
                 format!("created role {}", describe(&role))
             })
         }
         RoleCommand::List { name, output } => {
             let roles = match name {
-                Some(name) => vec![rbac::show_role(state, &name).await?],
+                Some(name) => vec![rbac::show_role(&state.db, &name).await?],
                 None => {
                     let mut all = Vec::new();
                     let mut after = String::new();
                     loop {
-                        let page = rbac::list_roles(state, &after, 200).await?;
+                        let page = rbac::list_roles(&state.db, &after, 200).await?;
                         let done = page.len() < 200;
                         after = page.last().map(|r| r.name.clone()).unwrap_or_default();
                         all.extend(page);
@@ -188,7 +188,7 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             })
         }
         RoleCommand::Delete { name, output } => {
-            rbac::delete_role(state, &actor, &name).await?;
+            rbac::delete_role(state.rbac_change(), &actor, &name).await?;
             emit(&output, serde_json::json!({ "deleted": name }), || {
                 format!("deleted role {name}")
             })
@@ -199,8 +199,8 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             audience,
             output,
         } => {
-            let added = rbac::grant(state, &actor, &role, &permission, audience.as_deref()).await?;
-            let view = rbac::show_role(state, &role).await?;
+            let added = rbac::grant(state.rbac_change(), &actor, &role, &permission, audience.as_deref()).await?;
+            let view = rbac::show_role(&state.db, &role).await?;
             emit(&output, serde_json::to_value(&view)?, || {
                 let verb = if added { "granted" } else { "already had" };
                 format!("{role} {verb} {permission}")
@@ -211,10 +211,10 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             permission,
             output,
         } => {
-            if !rbac::revoke(state, &actor, &role, &permission).await? {
+            if !rbac::revoke(state.rbac_change(), &actor, &role, &permission).await? {
                 anyhow::bail!("the role {role} does not hold {permission}");
             }
-            let view = rbac::show_role(state, &role).await?;
+            let view = rbac::show_role(&state.db, &role).await?;
             emit(&output, serde_json::to_value(&view)?, || {
                 format!("revoked {permission} from {role}")
             })
@@ -226,29 +226,29 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             output,
         } => {
             if remove {
-                if !rbac::remove_parent(state, &actor, &role, &parent).await? {
+                if !rbac::remove_parent(state.rbac_change(), &actor, &role, &parent).await? {
                     anyhow::bail!("{parent} is not a parent of {role}");
                 }
             } else {
-                rbac::add_parent(state, &actor, &role, &parent).await?;
+                rbac::add_parent(state.rbac_change(), &actor, &role, &parent).await?;
             }
-            let view = rbac::show_role(state, &role).await?;
+            let view = rbac::show_role(&state.db, &role).await?;
             emit(&output, serde_json::to_value(&view)?, || describe(&view))
         }
         RoleCommand::Assign { role, who, output } => {
             let subject = who.subject();
-            rbac::assign(state, &actor, subject.clone(), &role).await?;
-            let view = rbac::assignments(state, subject).await?;
+            rbac::assign(state.rbac_change(), &actor, subject.clone(), &role).await?;
+            let view = rbac::assignments(&state.db, subject).await?;
             emit(&output, serde_json::to_value(&view)?, || {
                 format!("{} now holds: {}", view.subject, view.assigned.join(", "))
             })
         }
         RoleCommand::Unassign { role, who, output } => {
             let subject = who.subject();
-            if !rbac::unassign(state, &actor, subject.clone(), &role).await? {
+            if !rbac::unassign(state.rbac_change(), &actor, subject.clone(), &role).await? {
                 anyhow::bail!("the role {role} is not assigned");
             }
-            let view = rbac::assignments(state, subject).await?;
+            let view = rbac::assignments(&state.db, subject).await?;
             emit(&output, serde_json::to_value(&view)?, || {
                 format!("{} now holds: {}", view.subject, view.assigned.join(", "))
             })
@@ -261,7 +261,7 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             output,
         } => {
             if list {
-                let sets = rbac::list_exclusive_sets(state).await?;
+                let sets = rbac::list_exclusive_sets(&state.db).await?;
                 return emit(&output, serde_json::to_value(&sets)?, || {
                     sets.iter()
                         .map(|s| format!("{}: {}", s.name, s.roles.join(", ")))
@@ -271,18 +271,18 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             }
             let name = name.unwrap_or_default();
             if delete {
-                rbac::delete_exclusive_set(state, &actor, &name).await?;
+                rbac::delete_exclusive_set(state.rbac_change(), &actor, &name).await?;
                 return emit(&output, serde_json::json!({ "deleted": name }), || {
                     format!("deleted exclusive set {name}")
                 });
             }
-            let set = rbac::create_exclusive_set(state, &actor, &name, &roles).await?;
+            let set = rbac::create_exclusive_set(state.rbac_change(), &actor, &name, &roles).await?;
             emit(&output, serde_json::to_value(&set)?, || {
                 format!("no one may hold more than one of: {}", set.roles.join(", "))
             })
         }
         RoleCommand::Show { who, output } => {
-            let view = rbac::assignments(state, who.subject()).await?;
+            let view = rbac::assignments(&state.db, who.subject()).await?;
             emit(&output, serde_json::to_value(&view)?, || {
                 format!(
                     "{}\n  assigned: {}\n  authorized (with inherited): {}",

@@ -7,6 +7,8 @@
 pub mod maintenance;
 pub mod models;
 pub mod schema;
+#[cfg(test)]
+pub(crate) mod testing;
 
 mod manager;
 mod migrations;

@@ -404,7 +404,7 @@ pub async fn decide(
         if none {
             return Ok(Step::Fail(OAuthError::InteractionRequired));
         }
-        return Ok(if crate::authn::mfa::is_enrolled(state, &auth.user.id).await? {
+        return Ok(if crate::authn::mfa::is_enrolled(&state.db, &auth.user.id).await? {
             Step::StepUp
         } else {
             Step::Fail(OAuthError::AccessDenied(

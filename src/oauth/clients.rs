@@ -9,15 +9,15 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::audit::{self, Actor};
+use crate::config::TokenConfig;
 use crate::crypto;
 use crate::db::models::clients::{self, ClientRow};
-use crate::db::{Db, DbError};
+use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::{ClientId, RedirectUri, Scopes};
 use crate::oidc::keys::SigningAlg;
-use crate::state::AppState;
 
 /// Token endpoint authentication methods (RFC 7591 §2, OIDC Core §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -376,8 +376,42 @@ pub struct Created {
     pub secret: Option<String>,
 }
 
-pub async fn create(state: &AppState, actor: &Actor, spec: ClientSpec) -> Result<Created, ClientError> {
-    let now = state.clock.now();
+/// Makes one change to client `id` and records `action` about it in the same
+/// transaction; `write` returning false (no such client) records nothing and
+/// answers `NotFound`.
+async fn audited<F>(
+    db: &Db,
+    now: i64,
+    actor: &Actor,
+    id: &str,
+    action: &'static str,
+    details: Value,
+    write: F,
+) -> Result<(), ClientError>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<bool, DbError> + Send + 'static,
+{
+    let (actor, target) = (actor.clone(), format!("client:{id}"));
+    let written = db
+        .transaction(move |conn| {
+            if !write(conn)? {
+                return Ok(false);
+            }
+            audit::record(conn, &actor, action, Some(&target), details, now)?;
+            Ok(true)
+        })
+        .await?;
+    if written { Ok(()) } else { Err(ClientError::NotFound) }
+}
+
+/// Registers a client at `now`; unset lifetimes come from `tokens`.
+pub async fn create(
+    db: &Db,
+    now: i64,
+    tokens: &TokenConfig,
+    actor: &Actor,
+    spec: ClientSpec,
+) -> Result<Created, ClientError> {
     let id = match &spec.id {
         Some(id) => ClientId::parse(id).map_err(|e| invalid("id", e.to_string()))?,
         None => ClientId::generate(),
@@ -397,8 +431,8 @@ pub async fn create(state: &AppState, actor: &Actor, spec: ClientSpec) -> Result
         grant_types: "authorization_code refresh_token".to_owned(),
         scopes: "openid profile email phone address offline_access roles".to_owned(),
         audience: None,
-        access_token_ttl: state.config.tokens.access_token_ttl_secs,
-        refresh_token_ttl: state.config.tokens.refresh_token_ttl_secs,
+        access_token_ttl: tokens.access_token_ttl_secs,
+        refresh_token_ttl: tokens.refresh_token_ttl_secs,
         id_token_alg: "ES256".to_owned(),
         require_consent: true,
         refresh_without_offline_access: false,
@@ -416,37 +450,40 @@ pub async fn create(state: &AppState, actor: &Actor, spec: ClientSpec) -> Result
         .then(crypto::random_token);
     row.secret_hash = secret.as_deref().map(crypto::sha256_hex);
     let client = Client::from_row(row.clone())?;
-    let actor = actor.clone();
-    state
-        .db
-        .transaction(move |conn| {
-            clients::insert(conn, &row)?;
-            let target = format!("client:{}", row.id);
-            audit::record(conn, &actor, "client.create", Some(&target), json!({}), now)
-        })
-        .await?;
+    let id = row.id.clone();
+    audited(db, now, actor, &id, "client.create", json!({}), move |conn| {
+        clients::insert(conn, &row).map(|()| true)
+    })
+    .await?;
     Ok(Created { client, secret })
 }
 
-pub async fn find(state: &AppState, id: &str) -> Result<Client, ClientError> {
+pub async fn find(db: &Db, id: &str) -> Result<Client, ClientError> {
     let key = id.to_owned();
-    let row = state
-        .db
+    let row = db
         .read(move |conn| clients::find(conn, &key))
         .await?
         .ok_or(ClientError::NotFound)?;
     Ok(Client::from_row(row)?)
 }
 
-pub async fn list(state: &AppState, limit: i64, offset: i64) -> Result<Vec<Client>, ClientError> {
-    let rows = state.db.read(move |conn| clients::list(conn, limit, offset)).await?;
+pub async fn list(db: &Db, limit: i64, offset: i64) -> Result<Vec<Client>, ClientError> {
+    let rows = db.read(move |conn| clients::list(conn, limit, offset)).await?;
     rows.into_iter()
         .map(|r| Client::from_row(r).map_err(ClientError::from))
         .collect()
 }
 
-/// Changes a client. Switching to a secret-based method issues a new secret.
-pub async fn update(state: &AppState, actor: &Actor, id: &str, spec: ClientSpec) -> Result<Created, ClientError> {
+/// Changes a client at `now` and drops it from `registry`. Switching to a
+/// secret-based method issues a new secret.
+pub async fn update(
+    db: &Db,
+    registry: &ClientRegistry,
+    now: i64,
+    actor: &Actor,
+    id: &str,
+    spec: ClientSpec,
+) -> Result<Created, ClientError> {
     if spec.id.is_some() {
         return Err(invalid("id", "a client id cannot be changed"));
     }
@@ -456,14 +493,13 @@ pub async fn update(state: &AppState, actor: &Actor, id: &str, spec: ClientSpec)
         _ => Vec::new(),
     };
     let key = id.to_owned();
-    let stored = state
-        .db
+    let stored = db
         .run(move |conn| clients::find(conn, &key))
         .await?
         .ok_or(ClientError::NotFound)?;
     let had_secret = stored.secret_hash.is_some();
     let mut row = apply(spec, stored)?;
-    row.updated_at = state.clock.now();
+    row.updated_at = now;
     let method = AuthMethod::parse(&row.auth_method).expect("checked");
     let mut secret = None;
     if method.uses_secret() && !had_secret {
@@ -474,44 +510,37 @@ pub async fn update(state: &AppState, actor: &Actor, id: &str, spec: ClientSpec)
         row.secret_hash = None;
     }
     let client = Client::from_row(row.clone())?;
-    let (actor, now, new_secret) = (actor.clone(), row.updated_at, secret.is_some());
-    state
-        .db
-        .transaction(move |conn| {
-            if !clients::update(conn, &row)? {
-                return Err(DbError::NotFound);
-            }
-            let target = format!("client:{}", row.id);
-            let details = json!({ "fields": fields, "new_secret": new_secret });
-            audit::record(conn, &actor, "client.update", Some(&target), details, now)
-        })
-        .await?;
-    state.clients.forget(id);
+    let details = json!({ "fields": fields, "new_secret": secret.is_some() });
+    audited(db, now, actor, id, "client.update", details, move |conn| {
+        clients::update(conn, &row)
+    })
+    .await?;
+    registry.forget(id);
     Ok(Created { client, secret })
 }
 
-/// Deleting a client removes its codes, grants, refresh tokens and consents (cascade).
-pub async fn delete(state: &AppState, actor: &Actor, id: &str) -> Result<(), ClientError> {
+/// Deletes a client at `now` and drops it from `registry`. Its codes, grants,
+/// refresh tokens and consents go with it (cascade).
+pub async fn delete(db: &Db, registry: &ClientRegistry, now: i64, actor: &Actor, id: &str) -> Result<(), ClientError> {
     let key = id.to_owned();
-    let (actor, now) = (actor.clone(), state.clock.now());
-    let deleted = state
-        .db
-        .transaction(move |conn| {
-            if !clients::delete(conn, &key)? {
-                return Ok(false);
-            }
-            let target = format!("client:{key}");
-            audit::record(conn, &actor, "client.delete", Some(&target), json!({}), now)?;
-            Ok(true)
-        })
-        .await?;
-    state.clients.forget(id);
-    if deleted { Ok(()) } else { Err(ClientError::NotFound) }
+    let deleted = audited(db, now, actor, id, "client.delete", json!({}), move |conn| {
+        clients::delete(conn, &key)
+    })
+    .await;
+    registry.forget(id);
+    deleted
 }
 
-/// Issues a new secret; the old one stops working at once.
-pub async fn rotate_secret(state: &AppState, actor: &Actor, id: &str) -> Result<String, ClientError> {
-    let client = find(state, id).await?;
+/// Issues a new secret at `now` and drops the client from `registry`; the old
+/// secret stops working at once.
+pub async fn rotate_secret(
+    db: &Db,
+    registry: &ClientRegistry,
+    now: i64,
+    actor: &Actor,
+    id: &str,
+) -> Result<String, ClientError> {
+    let client = find(db, id).await?;
     if !client.auth_method.uses_secret() {
         return Err(invalid(
             "auth_method",
@@ -520,20 +549,12 @@ pub async fn rotate_secret(state: &AppState, actor: &Actor, id: &str) -> Result<
     }
     let secret = crypto::random_token();
     let hash = crypto::sha256_hex(&secret);
-    let now = state.clock.now();
     let key = id.to_owned();
-    let actor = actor.clone();
-    state
-        .db
-        .transaction(move |conn| {
-            if !clients::set_secret_hash(conn, &key, &hash, now)? {
-                return Err(DbError::NotFound);
-            }
-            let target = format!("client:{key}");
-            audit::record(conn, &actor, "client.rotate_secret", Some(&target), json!({}), now)
-        })
-        .await?;
-    state.clients.forget(id);
+    audited(db, now, actor, id, "client.rotate_secret", json!({}), move |conn| {
+        clients::set_secret_hash(conn, &key, &hash, now)
+    })
+    .await?;
+    registry.forget(id);
     Ok(secret)
 }
 
@@ -559,4 +580,133 @@ pub fn describe(client: &Client) -> serde_json::Value {
         "has_jwks": client.jwks.is_some(),
         "created_at": client.created_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::TestDb;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn spec(value: Value) -> ClientSpec {
+        serde_json::from_value(value).expect("a client spec")
+    }
+
+    async fn service(t: &TestDb, id: &str) -> Created {
+        let spec = spec(json!({ "id": id, "grant_types": ["client_credentials"] }));
+        create(&t.db, NOW, &TokenConfig::default(), &Actor::cli(), spec)
+            .await
+            .expect("create client")
+    }
+
+    #[tokio::test]
+    async fn a_new_client_keeps_only_the_hash_of_its_secret_and_is_audited_once() {
+        let t = TestDb::new().await;
+        let created = service(&t, "billing").await;
+        let secret = created.secret.expect("a secret-based client gets a secret");
+        let stored = find(&t.db, "billing").await.unwrap();
+        assert_eq!(stored.secret_hash, Some(crypto::sha256_hex(&secret)));
+        assert_eq!(stored.access_token_ttl, TokenConfig::default().access_token_ttl_secs);
+        assert_eq!(stored.created_at, NOW);
+        let events = t.events("client.create").await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].target.as_deref(), Some("client:billing"));
+        assert!(!events[0].details.contains(&secret));
+
+        let spec = spec(json!({ "id": "billing", "grant_types": ["client_credentials"] }));
+        let again = create(&t.db, NOW, &TokenConfig::default(), &Actor::cli(), spec).await;
+        assert!(matches!(again, Err(ClientError::Exists)), "{:?}", again.err());
+        assert_eq!(t.events("client.create").await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_incoherent_client_is_refused_before_anything_is_written() {
+        let t = TestDb::new().await;
+        for (value, field) in [
+            (
+                json!({ "auth_method": "none", "grant_types": ["client_credentials"] }),
+                "grant_types",
+            ),
+            (
+                json!({ "auth_method": "private_key_jwt", "grant_types": ["client_credentials"] }),
+                "jwks",
+            ),
+            (json!({ "grant_types": ["authorization_code"] }), "redirect_uris"),
+            (
+                json!({ "grant_types": ["client_credentials"], "access_token_ttl": 5 }),
+                "access_token_ttl",
+            ),
+            (json!({ "id": "no spaces allowed" }), "id"),
+        ] {
+            let refused = create(&t.db, NOW, &TokenConfig::default(), &Actor::cli(), spec(value)).await;
+            match refused {
+                Err(ClientError::Invalid { field: named, .. }) => assert_eq!(named, field),
+                other => panic!("{field}: {:?}", other.err()),
+            }
+        }
+        assert!(list(&t.db, 10, 0).await.unwrap().is_empty());
+        assert!(t.events("client.create").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn changes_made_here_reach_this_instances_registry_at_once() {
+        let t = TestDb::new().await;
+        let registry = ClientRegistry::new(Duration::from_secs(3600));
+        let first = service(&t, "billing").await.secret.unwrap();
+        let cached = registry.get(&t.db, "billing").await.unwrap().unwrap();
+        assert_eq!(cached.name, "billing");
+
+        let renamed = spec(json!({ "name": "Billing" }));
+        update(&t.db, &registry, NOW + 1, &Actor::cli(), "billing", renamed)
+            .await
+            .unwrap();
+        let cached = registry.get(&t.db, "billing").await.unwrap().unwrap();
+        assert_eq!(cached.name, "Billing");
+
+        let second = rotate_secret(&t.db, &registry, NOW + 2, &Actor::cli(), "billing")
+            .await
+            .unwrap();
+        assert_ne!(first, second);
+        let cached = registry.get(&t.db, "billing").await.unwrap().unwrap();
+        assert_eq!(cached.secret_hash, Some(crypto::sha256_hex(&second)));
+
+        delete(&t.db, &registry, NOW + 3, &Actor::cli(), "billing")
+            .await
+            .unwrap();
+        assert!(registry.get(&t.db, "billing").await.unwrap().is_none());
+        let again = delete(&t.db, &registry, NOW + 4, &Actor::cli(), "billing").await;
+        assert!(matches!(again, Err(ClientError::NotFound)), "{:?}", again.err());
+        assert_eq!(t.events("client.delete").await.len(), 1);
+        let updates = t.events("client.update").await;
+        assert_eq!(updates.len(), 1);
+        assert!(updates[0].details.contains("name") && !updates[0].details.contains("Billing"));
+    }
+
+    #[tokio::test]
+    async fn a_client_without_a_secret_has_none_to_rotate_and_an_unknown_one_nothing_to_update() {
+        let t = TestDb::new().await;
+        let registry = ClientRegistry::new(Duration::from_secs(3600));
+        let public = spec(json!({
+            "id": "spa",
+            "auth_method": "none",
+            "redirect_uris": ["https://spa.example/callback"],
+        }));
+        let created = create(&t.db, NOW, &TokenConfig::default(), &Actor::cli(), public)
+            .await
+            .unwrap();
+        assert!(created.secret.is_none() && created.client.is_public());
+        let refused = rotate_secret(&t.db, &registry, NOW, &Actor::cli(), "spa").await;
+        assert!(matches!(
+            refused,
+            Err(ClientError::Invalid {
+                field: "auth_method",
+                ..
+            })
+        ));
+        let unknown = update(&t.db, &registry, NOW, &Actor::cli(), "nobody", ClientSpec::default()).await;
+        assert!(matches!(unknown, Err(ClientError::NotFound)), "{:?}", unknown.err());
+        assert!(t.events("client.rotate_secret").await.is_empty());
+        assert!(t.events("client.update").await.is_empty());
+    }
 }

@@ -153,9 +153,14 @@ async fn client_credentials(
     };
     let aud = audience(state, client, resource.as_deref())?;
     // Scopes requested ∩ allowed (above) ∩ the service account's permissions for this audience.
-    let entitled =
-        rbac_claims::for_client(state, client.id.as_str(), rbac_claims::audience_key(state, &aud[0])).await?;
-    let registered = rbac_claims::registered(state).await?;
+    let entitled = rbac_claims::for_client(
+        &state.db,
+        &state.rbac,
+        client.id.as_str(),
+        rbac_claims::audience_key(state.config.issuer_str(), &aud[0]),
+    )
+    .await?;
+    let registered = rbac_claims::registered(&state.db, &state.rbac).await?;
     let (granted, permissions) = rbac_claims::narrow(&granted, &entitled, &registered);
     if explicit && granted.is_empty() {
         return Err(OAuthError::InvalidScope(
@@ -248,7 +253,7 @@ async fn authorization_code(
     let refresh_ttl = client.refresh_token_ttl;
     let single_session = client.single_session;
     // Read before the transaction (cached, idempotent): after the commit only signing is left.
-    let registered = rbac_claims::registered(state).await?;
+    let registered = rbac_claims::registered(&state.db, &state.rbac).await?;
     let issuer = state.config.issuer_str().to_owned();
     let client_audience = client.audience.clone();
     let outcome = state
@@ -524,7 +529,7 @@ async fn refresh(
     let grace = state.config.tokens.refresh_reuse_grace_secs;
     let key = state.secrets.derive_key(SUCCESSOR_KEY);
     // Read before the transaction (cached, idempotent): after the commit only signing is left.
-    let registered = rbac_claims::registered(state).await?;
+    let registered = rbac_claims::registered(&state.db, &state.rbac).await?;
     let issuer = state.config.issuer_str().to_owned();
     let client_audience = client.audience.clone();
     let outcome = state

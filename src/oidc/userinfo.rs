@@ -79,7 +79,7 @@ pub async fn userinfo(state: &AppState, token: &str) -> Result<Map<String, Value
         .ok_or_else(|| BearerError::InvalidToken("the user no longer exists or is disabled".into()))?;
     let mut info = claims::for_scopes(&user, &scopes);
     if scopes.contains("roles") {
-        let roles = crate::rbac::claims::for_user(state, &user.id, None).await?.roles;
+        let roles = crate::rbac::claims::for_user(&state.db, &user.id, None).await?.roles;
         info.insert("roles".into(), serde_json::json!(roles));
     }
     Ok(info)

@@ -12,10 +12,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::db::models::rbac;
-use crate::db::{AnyConnection, DbError};
+use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::Scopes;
 use crate::rbac::hierarchy::{closure, is_permission_name};
-use crate::state::AppState;
 
 /// A subject's roles and its permissions for one audience, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -58,9 +57,9 @@ pub fn effective_in(
     })
 }
 
-/// The permission audience of a token audience: oxidp's issuer maps to `None`.
-pub fn audience_key(state: &AppState, aud: &str) -> Option<String> {
-    (aud != state.config.issuer_str()).then(|| aud.to_owned())
+/// The permission audience of a token audience: oxidp's `issuer` maps to `None`.
+pub fn audience_key(issuer: &str, aud: &str) -> Option<String> {
+    (aud != issuer).then(|| aud.to_owned())
 }
 
 /// Client id → permission audience → entitlements and when they were read.
@@ -91,43 +90,42 @@ impl RbacCache {
 
 /// Every registered permission name (a scope is a permission request only when it
 /// names one; other scopes, even `api:read`, are plain OAuth scopes).
-pub async fn registered(state: &AppState) -> Result<Arc<BTreeSet<String>>, DbError> {
-    if let Some((names, loaded)) = state.rbac.registered.read().unwrap_or_else(|e| e.into_inner()).as_ref()
-        && loaded.elapsed() < state.rbac.ttl
+pub async fn registered(db: &Db, cache: &RbacCache) -> Result<Arc<BTreeSet<String>>, DbError> {
+    if let Some((names, loaded)) = cache.registered.read().unwrap_or_else(|e| e.into_inner()).as_ref()
+        && loaded.elapsed() < cache.ttl
     {
         return Ok(names.clone());
     }
-    let names: Arc<BTreeSet<String>> = Arc::new(state.db.read(rbac::all_permission_names).await?.into_iter().collect());
-    *state.rbac.registered.write().unwrap_or_else(|e| e.into_inner()) = Some((names.clone(), Instant::now()));
+    let names: Arc<BTreeSet<String>> = Arc::new(db.read(rbac::all_permission_names).await?.into_iter().collect());
+    *cache.registered.write().unwrap_or_else(|e| e.into_inner()) = Some((names.clone(), Instant::now()));
     Ok(names)
 }
 
+/// A client's entitlements for `audience`, from `cache` or the database.
 pub async fn for_client(
-    state: &AppState,
+    db: &Db,
+    cache: &RbacCache,
     client_id: &str,
     audience: Option<String>,
 ) -> Result<Arc<Effective>, DbError> {
-    if let Some((hit, loaded)) = state
-        .rbac
+    if let Some((hit, loaded)) = cache
         .entries
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(client_id)
         .and_then(|by_audience| by_audience.get(&audience))
-        && loaded.elapsed() < state.rbac.ttl
+        && loaded.elapsed() < cache.ttl
     {
         return Ok(hit.clone());
     }
     let (id, aud) = (client_id.to_owned(), audience.clone());
     let effective = Arc::new(
-        state
-            .db
-            .read(move |conn| effective_in(conn, SubjectRef::Client(&id), aud.as_deref()))
+        db.read(move |conn| effective_in(conn, SubjectRef::Client(&id), aud.as_deref()))
             .await?,
     );
-    let mut entries = state.rbac.entries.write().unwrap_or_else(|e| e.into_inner());
+    let mut entries = cache.entries.write().unwrap_or_else(|e| e.into_inner());
     if entries.len() > 10_000 {
-        let ttl = state.rbac.ttl;
+        let ttl = cache.ttl;
         entries.retain(|_, by_audience| {
             by_audience.retain(|_, (_, loaded)| loaded.elapsed() < ttl);
             !by_audience.is_empty()
@@ -140,11 +138,9 @@ pub async fn for_client(
     Ok(effective)
 }
 
-pub async fn for_user(state: &AppState, user_id: &str, audience: Option<String>) -> Result<Effective, DbError> {
+pub async fn for_user(db: &Db, user_id: &str, audience: Option<String>) -> Result<Effective, DbError> {
     let id = user_id.to_owned();
-    state
-        .db
-        .read(move |conn| effective_in(conn, SubjectRef::User(&id), audience.as_deref()))
+    db.read(move |conn| effective_in(conn, SubjectRef::User(&id), audience.as_deref()))
         .await
 }
 

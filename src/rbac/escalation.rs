@@ -12,12 +12,11 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use super::{RbacError, Subject, change, resolve, split};
+use super::hierarchy::closure;
+use super::{Change, Outcome, RbacError, Subject, apply, assigned_roles, resolve};
 use crate::audit::{self, Actor};
 use crate::db::models::rbac as store;
 use crate::db::{AnyConnection, DbError};
-use crate::rbac::hierarchy::closure;
-use crate::state::AppState;
 
 /// Lets an admin-API caller hand out permissions it does not hold (held by `admin` only).
 pub const ESCALATE: &str = "oxidp:roles:escalate";
@@ -44,10 +43,7 @@ pub(super) fn permissions_reachable(conn: &mut AnyConnection, roles: &[String]) 
 /// Every permission a user or client holds now.
 fn held_by(conn: &mut AnyConnection, subject: &Subject) -> Result<BTreeSet<String>, RbacError> {
     let id = resolve(conn, subject)?;
-    let assigned = match subject {
-        Subject::User(_) => store::roles_of_user(conn, &id)?,
-        Subject::Client(_) => store::roles_of_client(conn, &id)?,
-    };
+    let assigned = assigned_roles(conn, subject, &id)?;
     Ok(permissions_reachable(conn, &assigned)?)
 }
 
@@ -91,7 +87,7 @@ pub(super) fn check(
 /// hold every permission the client holds (so it cannot take over a client that
 /// is more powerful than itself). `operation` names the change for the audit log.
 pub async fn may_manage_client(
-    state: &AppState,
+    at: Change<'_>,
     actor: &Actor,
     grantor: &Grantor,
     client_id: &str,
@@ -106,13 +102,12 @@ pub async fn may_manage_client(
     ) {
         return Ok(());
     }
-    let (actor, grantor, client) = (actor.clone(), grantor.clone(), Subject::Client(client_id.to_owned()));
-    change(state, move |conn, now| {
-        split((|| {
-            let target = format!("client:{}", resolve(conn, &client)?);
-            let granted = held_by(conn, &client)?;
-            check(conn, &grantor, &actor, now, operation, &target, &granted)
-        })())
+    let (grantor, client) = (grantor.clone(), Subject::Client(client_id.to_owned()));
+    apply(at, actor, move |conn, actor, now| {
+        let target = client.target(&resolve(conn, &client)?);
+        let granted = held_by(conn, &client)?;
+        check(conn, &grantor, actor, now, operation, &target, &granted)?;
+        Ok(Outcome::unchanged(()))
     })
     .await
 }

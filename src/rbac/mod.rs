@@ -1,31 +1,37 @@
-//! Role-based access control: roles, namespaced permissions, role hierarchy
-//! (cycles refused), static separation of duty (exclusive role sets), and the
-//! assignment of roles to users and to clients (service accounts).
+//! Role-based access control: roles and their hierarchy (`roles`), namespaced
+//! permissions granted to roles (`permissions`), the assignment of roles to
+//! users and to clients (service accounts, `assignments`), static separation of
+//! duty (`exclusive_sets`), the no-escalation rule for admin-API callers
+//! (`escalation`), the pure rules (`hierarchy`) and what roles put into tokens
+//! (`claims`).
 //!
-//! Every change runs in one transaction that first takes the RBAC lock, so the
-//! cycle and separation-of-duty checks see every concurrent change (two
-//! concurrent assignments of exclusive roles: exactly one succeeds), and writes
-//! its audit event in the same transaction.
+//! Every change goes through [`apply`]: one transaction that first takes the
+//! RBAC lock, so the cycle and separation-of-duty checks see every concurrent
+//! change (two concurrent assignments of exclusive roles: exactly one
+//! succeeds), and that writes the change's audit events before it commits.
 
+mod assignments;
 pub mod claims;
 pub mod escalation;
+mod exclusive_sets;
 pub mod hierarchy;
+mod permissions;
+mod roles;
 
+pub use assignments::{Assignments, assign, assign_by, assignments, unassign};
 pub use escalation::{ESCALATE, Grantor};
+pub use exclusive_sets::{ExclusiveSet, create_exclusive_set, delete_exclusive_set, list_exclusive_sets};
+pub use permissions::{create_permission, delete_permission, grant, grant_by, list_permissions, revoke};
+pub use roles::{RoleView, add_parent, add_parent_by, create_role, delete_role, list_roles, remove_parent, show_role};
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use serde::Serialize;
-use serde_json::json;
+use serde_json::Value;
 
 use crate::audit::{self, Actor};
-use crate::db::models::rbac::{self as store, PermissionRow, RoleRow};
+use crate::db::models::rbac as store;
 use crate::db::models::{clients, users};
-use crate::db::{AnyConnection, DbError};
-use crate::state::AppState;
-use hierarchy::{
-    Conflict, OWN_NAMESPACE, closure, creates_cycle, is_permission_name, is_valid_role_name, sod_conflict,
-};
+use crate::db::{AnyConnection, Db, DbError};
+use claims::RbacCache;
+use hierarchy::{Conflict, is_valid_role_name};
 
 /// The built-in administrator role (holds every `oxidp:*` permission).
 pub const ADMIN_ROLE: &str = "admin";
@@ -84,32 +90,106 @@ impl Subject {
             Subject::Client(c) => format!("client {c}"),
         }
     }
+
+    /// The audit target for the stored id of this subject.
+    fn target(&self, id: &str) -> String {
+        match self {
+            Subject::User(_) => format!("user:{id}"),
+            Subject::Client(_) => format!("client:{id}"),
+        }
+    }
 }
 
-/// A role with its direct parents and permissions, and everything it inherits.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoleView {
-    pub name: String,
-    pub description: String,
-    pub parents: Vec<String>,
-    pub permissions: Vec<String>,
-    pub inherited_roles: Vec<String>,
-    pub effective_permissions: Vec<String>,
-    pub created_at: i64,
+/// What an RBAC change needs of the application.
+#[derive(Clone, Copy)]
+pub struct Change<'a> {
+    /// Where the change is made (one transaction, under the RBAC lock).
+    pub db: &'a Db,
+    /// This instance's entitlement cache, cleared once the change commits.
+    pub cache: &'a RbacCache,
+    /// When: the audit events' time and new rows' `created_at`.
+    pub now: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ExclusiveSet {
-    pub name: String,
-    pub roles: Vec<String>,
+/// An audit event a change records about `target`.
+struct Event {
+    action: &'static str,
+    target: String,
+    details: Value,
 }
 
-/// A subject's assigned roles and the roles it is authorized for through the hierarchy.
-#[derive(Debug, Clone, Serialize)]
-pub struct Assignments {
-    pub subject: String,
-    pub assigned: Vec<String>,
-    pub authorized: Vec<String>,
+impl Event {
+    fn new(action: &'static str, target: &str, details: Value) -> Self {
+        Self {
+            action,
+            target: target.to_owned(),
+            details,
+        }
+    }
+}
+
+/// What a change did: its answer and the audit events it records, in order.
+struct Outcome<T> {
+    value: T,
+    events: Vec<Event>,
+}
+
+impl<T> Outcome<T> {
+    /// Nothing changed: nothing is recorded.
+    fn unchanged(value: T) -> Self {
+        Self { value, events: vec![] }
+    }
+
+    fn recorded(value: T, event: Event) -> Self {
+        Self {
+            value,
+            events: vec![event],
+        }
+    }
+}
+
+impl Outcome<bool> {
+    /// `changed` is the answer; `event` is recorded only when it is true.
+    fn changed_if(changed: bool, event: Event) -> Self {
+        if changed {
+            Self::recorded(true, event)
+        } else {
+            Self::unchanged(false)
+        }
+    }
+}
+
+/// Runs one change: takes the RBAC lock, runs `f` (given the actor and the
+/// time), records the events it returns as `actor`, and commits; then clears
+/// this instance's entitlement cache. A refusal commits what `f` wrote before
+/// refusing (an escalation refusal's own audit event); a database error rolls
+/// everything back.
+async fn apply<T, F>(at: Change<'_>, actor: &Actor, f: F) -> Result<T, RbacError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut AnyConnection, &Actor, i64) -> Result<Outcome<T>, RbacError> + Send + 'static,
+{
+    let (actor, now) = (actor.clone(), at.now);
+    let outcome = at
+        .db
+        .transaction(move |conn| {
+            store::lock(conn)?;
+            match f(conn, &actor, now) {
+                Ok(Outcome { value, events }) => {
+                    for event in events {
+                        audit::record(conn, &actor, event.action, Some(&event.target), event.details, now)?;
+                    }
+                    Ok(Ok(value))
+                }
+                Err(RbacError::Db(error)) => Err(error),
+                Err(refusal) => Ok(Err(refusal)),
+            }
+        })
+        .await?;
+    if outcome.is_ok() {
+        at.cache.clear();
+    }
+    outcome
 }
 
 fn role_name(name: &str) -> Result<String, RbacError> {
@@ -117,14 +197,6 @@ fn role_name(name: &str) -> Result<String, RbacError> {
         Ok(name.to_owned())
     } else {
         Err(RbacError::InvalidRoleName(name.to_owned()))
-    }
-}
-
-fn permission_name(name: &str) -> Result<String, RbacError> {
-    if is_permission_name(name) {
-        Ok(name.to_owned())
-    } else {
-        Err(RbacError::InvalidPermissionName(name.to_owned()))
     }
 }
 
@@ -146,575 +218,172 @@ fn resolve(conn: &mut AnyConnection, subject: &Subject) -> Result<String, RbacEr
     }
 }
 
-/// Runs a change under the RBAC lock, then clears this instance's entitlement cache.
-async fn change<T, F>(state: &AppState, f: F) -> Result<T, RbacError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut AnyConnection, i64) -> Result<Result<T, RbacError>, DbError> + Send + 'static,
-{
-    let now = state.clock.now();
-    let outcome = state
-        .db
-        .transaction(move |conn| {
-            store::lock(conn)?;
-            f(conn, now)
-        })
-        .await?;
-    if outcome.is_ok() {
-        state.rbac.clear();
-    }
-    outcome
-}
-
-/// Turns `Result<T, RbacError>` computed inside a transaction into the shape `change` wants,
-/// letting database errors abort (and roll back) the transaction.
-fn split<T>(result: Result<T, RbacError>) -> Result<Result<T, RbacError>, DbError> {
-    match result {
-        Err(RbacError::Db(db)) => Err(db),
-        other => Ok(other),
+/// The roles assigned to the subject stored as `id`.
+fn assigned_roles(conn: &mut AnyConnection, subject: &Subject, id: &str) -> Result<Vec<String>, DbError> {
+    match subject {
+        Subject::User(_) => store::roles_of_user(conn, id),
+        Subject::Client(_) => store::roles_of_client(conn, id),
     }
 }
 
-/// The first subject (user or client) whose authorized roles break an exclusive set.
-fn any_conflict(
-    conn: &mut AnyConnection,
-    edges: &[(String, String)],
-    members: &[(String, String)],
-) -> Result<Option<(String, Conflict)>, DbError> {
-    let mut subjects: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (user, role) in store::all_user_assignments(conn)? {
-        subjects.entry(format!("user {user}")).or_default().push(role);
-    }
-    for (client, role) in store::all_client_assignments(conn)? {
-        subjects.entry(format!("client {client}")).or_default().push(role);
-    }
-    Ok(subjects
-        .into_iter()
-        .find_map(|(subject, assigned)| sod_conflict(&closure(&assigned, edges), members).map(|c| (subject, c))))
-}
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
 
-pub async fn create_role(state: &AppState, actor: &Actor, name: &str, description: &str) -> Result<RoleRow, RbacError> {
-    let row = RoleRow {
-        name: role_name(name)?,
-        description: description.to_owned(),
-        created_at: state.clock.now(),
-    };
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            if store::find_role(conn, &row.name)?.is_some() {
-                return Err(RbacError::AlreadyExists(row.name.clone()));
-            }
-            store::insert_role(conn, &row)?;
-            audit::record(
-                conn,
-                &actor,
-                "role.create",
-                Some(&row.name),
-                json!({ "description": row.description }),
-                now,
-            )?;
-            Ok(row)
-        })())
-    })
-    .await
-}
+    use super::*;
+    use crate::db::testing::TestDb;
 
-pub async fn delete_role(state: &AppState, actor: &Actor, name: &str) -> Result<(), RbacError> {
-    if name == ADMIN_ROLE {
-        return Err(RbacError::BuiltIn(name.to_owned()));
-    }
-    let name = name.to_owned();
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            if !store::delete_role(conn, &name)? {
-                return Err(RbacError::UnknownRole(name.clone()));
-            }
-            audit::record(conn, &actor, "role.delete", Some(&name), json!({}), now)?;
-            Ok(())
-        })())
-    })
-    .await
-}
+    const NOW: i64 = 1_800_000_000;
+    const BOOKS: &str = "https://books.example";
 
-fn view(conn: &mut AnyConnection, row: RoleRow, edges: &[(String, String)]) -> Result<RoleView, DbError> {
-    let parents: Vec<String> = edges
-        .iter()
-        .filter(|(r, _)| *r == row.name)
-        .map(|(_, p)| p.clone())
-        .collect();
-    let all = closure(std::slice::from_ref(&row.name), edges);
-    let inherited: Vec<String> = all.iter().filter(|r| **r != row.name).cloned().collect();
-    let all: Vec<String> = all.into_iter().collect();
-    let effective: BTreeSet<String> = store::permissions_of_roles(conn, &all)?
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    Ok(RoleView {
-        permissions: store::permissions_of_role(conn, &row.name)?,
-        name: row.name,
-        description: row.description,
-        parents,
-        inherited_roles: inherited,
-        effective_permissions: effective.into_iter().collect(),
-        created_at: row.created_at,
-    })
-}
-
-pub async fn show_role(state: &AppState, name: &str) -> Result<RoleView, RbacError> {
-    let name = name.to_owned();
-    state
-        .db
-        .run(move |conn| {
-            let Some(row) = store::find_role(conn, &name)? else {
-                return Ok(Err(RbacError::UnknownRole(name)));
-            };
-            let edges = store::all_parents(conn)?;
-            Ok(Ok(view(conn, row, &edges)?))
-        })
-        .await?
-}
-
-/// Roles ordered by name, after `after` (the previous page's last name).
-pub async fn list_roles(state: &AppState, after: &str, limit: i64) -> Result<Vec<RoleView>, RbacError> {
-    let after = after.to_owned();
-    Ok(state
-        .db
-        .run(move |conn| {
-            let edges = store::all_parents(conn)?;
-            store::list_roles(conn, &after, limit)?
-                .into_iter()
-                .map(|row| view(conn, row, &edges))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await?)
-}
-
-fn checked_audience(name: &str, audience: Option<&str>) -> Result<Option<String>, RbacError> {
-    let own = name.split(':').next() == Some(OWN_NAMESPACE);
-    match audience {
-        _ if own => Err(RbacError::ReservedNamespace),
-        None => Err(RbacError::AudienceRequired(name.to_owned())),
-        Some(aud) => {
-            let ok = url::Url::parse(aud).is_ok_and(|u| u.fragment().is_none() && !u.cannot_be_a_base());
-            if ok {
-                Ok(Some(aud.to_owned()))
-            } else {
-                Err(RbacError::InvalidAudience(aud.to_owned()))
-            }
+    fn at<'a>(t: &'a TestDb, cache: &'a RbacCache) -> Change<'a> {
+        Change {
+            db: &t.db,
+            cache,
+            now: NOW,
         }
     }
-}
 
-pub async fn create_permission(
-    state: &AppState,
-    actor: &Actor,
-    name: &str,
-    audience: Option<&str>,
-    description: &str,
-) -> Result<PermissionRow, RbacError> {
-    let name = permission_name(name)?;
-    let row = PermissionRow {
-        audience: checked_audience(&name, audience)?,
-        name,
-        description: description.to_owned(),
-        created_at: state.clock.now(),
-    };
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            if store::find_permission(conn, &row.name)?.is_some() {
-                return Err(RbacError::AlreadyExists(row.name.clone()));
-            }
-            store::insert_permission(conn, &row)?;
-            audit::record(
-                conn,
-                &actor,
-                "permission.create",
-                Some(&row.name),
-                json!({ "audience": row.audience, "description": row.description }),
-                now,
-            )?;
-            Ok(row)
-        })())
-    })
-    .await
-}
-
-pub async fn delete_permission(state: &AppState, actor: &Actor, name: &str) -> Result<(), RbacError> {
-    if name.split(':').next() == Some(OWN_NAMESPACE) {
-        return Err(RbacError::ReservedNamespace);
+    fn cache() -> RbacCache {
+        RbacCache::new(Duration::from_secs(3600))
     }
-    let name = name.to_owned();
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            if !store::delete_permission(conn, &name)? {
-                return Err(RbacError::UnknownPermission(name.clone()));
-            }
-            audit::record(conn, &actor, "permission.delete", Some(&name), json!({}), now)?;
-            Ok(())
-        })())
-    })
-    .await
-}
 
-pub async fn list_permissions(state: &AppState, after: &str, limit: i64) -> Result<Vec<PermissionRow>, RbacError> {
-    let after = after.to_owned();
-    Ok(state
-        .db
-        .run(move |conn| store::list_permissions(conn, &after, limit))
-        .await?)
-}
+    #[tokio::test]
+    async fn a_change_commits_with_its_event_and_a_refusal_or_no_op_records_nothing() {
+        let (t, cache) = (TestDb::new().await, cache());
+        create_role(at(&t, &cache), &Actor::cli(), "clerk", "keeps the books")
+            .await
+            .unwrap();
+        let events = t.events("role.create").await;
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
+        assert_eq!(
+            (event.actor.as_str(), event.target.as_deref(), event.at),
+            ("cli", Some("clerk"), NOW)
+        );
+        assert!(event.details.contains("keeps the books"), "{}", event.details);
 
-/// Gives `role` a permission as the operator (unrestricted); see [`grant_by`].
-pub async fn grant(
-    state: &AppState,
-    actor: &Actor,
-    role: &str,
-    permission: &str,
-    audience: Option<&str>,
-) -> Result<bool, RbacError> {
-    grant_by(state, actor, &Grantor::Operator, role, permission, audience).await
-}
+        let again = create_role(at(&t, &cache), &Actor::cli(), "clerk", "").await;
+        assert!(matches!(again, Err(RbacError::AlreadyExists(_))), "{again:?}");
+        assert_eq!(t.events("role.create").await.len(), 1);
 
-/// Gives `role` a permission, creating the permission first when it is new (then
-/// `audience` names its resource server). Returns false when the role had it already.
-/// A bounded `grantor` must hold the permission itself.
-pub async fn grant_by(
-    state: &AppState,
-    actor: &Actor,
-    grantor: &Grantor,
-    role: &str,
-    permission: &str,
-    audience: Option<&str>,
-) -> Result<bool, RbacError> {
-    let role = role.to_owned();
-    let permission = permission_name(permission)?;
-    let audience = audience.map(str::to_owned);
-    let (actor, grantor) = (actor.clone(), grantor.clone());
-    change(state, move |conn, now| {
-        split((|| {
-            require_role(conn, &role)?;
-            let granted = BTreeSet::from([permission.clone()]);
-            escalation::check(conn, &grantor, &actor, now, "role.grant", &role, &granted)?;
-            match store::find_permission(conn, &permission)? {
-                Some(existing) => {
-                    if audience.is_some() && audience != existing.audience {
-                        return Err(RbacError::AlreadyExists(format!(
-                            "{permission} (with audience {})",
-                            existing.audience.as_deref().unwrap_or("oxidp")
-                        )));
-                    }
-                }
-                None => {
-                    let row = PermissionRow {
-                        audience: checked_audience(&permission, audience.as_deref())?,
-                        name: permission.clone(),
-                        description: String::new(),
-                        created_at: now,
-                    };
-                    store::insert_permission(conn, &row)?;
-                    audit::record(
-                        conn,
-                        &actor,
-                        "permission.create",
-                        Some(&permission),
-                        json!({ "audience": row.audience }),
-                        now,
-                    )?;
-                }
-            }
-            let added = store::add_role_permission(conn, &role, &permission)?;
-            if added {
-                audit::record(
-                    conn,
-                    &actor,
-                    "role.grant",
-                    Some(&role),
-                    json!({ "permission": permission }),
-                    now,
-                )?;
-            }
-            Ok(added)
-        })())
-    })
-    .await
-}
-
-pub async fn revoke(state: &AppState, actor: &Actor, role: &str, permission: &str) -> Result<bool, RbacError> {
-    let role = role.to_owned();
-    let permission = permission.to_owned();
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            require_role(conn, &role)?;
-            let removed = store::remove_role_permission(conn, &role, &permission)?;
-            if removed {
-                audit::record(
-                    conn,
-                    &actor,
-                    "role.revoke",
-                    Some(&role),
-                    json!({ "permission": permission }),
-                    now,
-                )?;
-            }
-            Ok(removed)
-        })())
-    })
-    .await
-}
-
-/// Makes `role` inherit `parent`'s permissions as the operator; see [`add_parent_by`].
-pub async fn add_parent(state: &AppState, actor: &Actor, role: &str, parent: &str) -> Result<bool, RbacError> {
-    add_parent_by(state, actor, &Grantor::Operator, role, parent).await
-}
-
-/// Makes `role` inherit `parent`'s permissions. Refused when it would close a
-/// cycle or give any subject two roles of an exclusive set, and when a bounded
-/// `grantor` does not hold every permission `parent` reaches.
-pub async fn add_parent_by(
-    state: &AppState,
-    actor: &Actor,
-    grantor: &Grantor,
-    role: &str,
-    parent: &str,
-) -> Result<bool, RbacError> {
-    let role = role.to_owned();
-    let parent = parent.to_owned();
-    let (actor, grantor) = (actor.clone(), grantor.clone());
-    change(state, move |conn, now| {
-        split((|| {
-            require_role(conn, &role)?;
-            require_role(conn, &parent)?;
-            let mut edges = store::all_parents(conn)?;
-            if edges.iter().any(|(r, p)| *r == role && *p == parent) {
-                return Ok(false);
-            }
-            let granted = escalation::permissions_reachable(conn, std::slice::from_ref(&parent))?;
-            escalation::check(conn, &grantor, &actor, now, "role.parent.add", &role, &granted)?;
-            if creates_cycle(&role, &parent, &edges) {
-                return Err(RbacError::Cycle { role, parent });
-            }
-            edges.push((role.clone(), parent.clone()));
-            let members = store::all_exclusive_members(conn)?;
-            if let Some((subject, conflict)) = any_conflict(conn, &edges, &members)? {
-                return Err(RbacError::SeparationOfDuty { subject, conflict });
-            }
-            store::add_parent(conn, &role, &parent)?;
-            audit::record(
-                conn,
-                &actor,
-                "role.parent.add",
-                Some(&role),
-                json!({ "parent": parent }),
-                now,
-            )?;
-            Ok(true)
-        })())
-    })
-    .await
-}
-
-pub async fn remove_parent(state: &AppState, actor: &Actor, role: &str, parent: &str) -> Result<bool, RbacError> {
-    let role = role.to_owned();
-    let parent = parent.to_owned();
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            require_role(conn, &role)?;
-            let removed = store::remove_parent(conn, &role, &parent)?;
-            if removed {
-                audit::record(
-                    conn,
-                    &actor,
-                    "role.parent.remove",
-                    Some(&role),
-                    json!({ "parent": parent }),
-                    now,
-                )?;
-            }
-            Ok(removed)
-        })())
-    })
-    .await
-}
-
-/// Assigns `role` to `subject` as the operator (unrestricted); see [`assign_by`].
-pub async fn assign(state: &AppState, actor: &Actor, subject: Subject, role: &str) -> Result<bool, RbacError> {
-    assign_by(state, actor, &Grantor::Operator, subject, role).await
-}
-
-/// Assigns `role` to `subject`; refused when the subject would then be authorized
-/// for two roles of an exclusive set, and when a bounded `grantor` does not hold
-/// every permission `role` reaches. Returns false when it was assigned already.
-pub async fn assign_by(
-    state: &AppState,
-    actor: &Actor,
-    grantor: &Grantor,
-    subject: Subject,
-    role: &str,
-) -> Result<bool, RbacError> {
-    let role = role.to_owned();
-    let (actor, grantor) = (actor.clone(), grantor.clone());
-    change(state, move |conn, now| {
-        split((|| {
-            let id = resolve(conn, &subject)?;
-            require_role(conn, &role)?;
-            let mut assigned = match &subject {
-                Subject::User(_) => store::roles_of_user(conn, &id)?,
-                Subject::Client(_) => store::roles_of_client(conn, &id)?,
-            };
-            if assigned.contains(&role) {
-                return Ok(false);
-            }
-            assigned.push(role.clone());
-            let edges = store::all_parents(conn)?;
-            let members = store::all_exclusive_members(conn)?;
-            if let Some(conflict) = sod_conflict(&closure(&assigned, &edges), &members) {
-                return Err(RbacError::SeparationOfDuty {
-                    subject: subject.label(),
-                    conflict,
-                });
-            }
-            let target = match &subject {
-                Subject::User(_) => format!("user:{id}"),
-                Subject::Client(_) => format!("client:{id}"),
-            };
-            let granted = escalation::permissions_reachable(conn, std::slice::from_ref(&role))?;
-            escalation::check(conn, &grantor, &actor, now, "role.assign", &target, &granted)?;
-            let target = match &subject {
-                Subject::User(_) => {
-                    store::assign_user(conn, &id, &role, now)?;
-                    format!("user:{id}")
-                }
-                Subject::Client(_) => {
-                    store::assign_client(conn, &id, &role, now)?;
-                    format!("client:{id}")
-                }
-            };
-            audit::record(conn, &actor, "role.assign", Some(&target), json!({ "role": role }), now)?;
-            Ok(true)
-        })())
-    })
-    .await
-}
-
-pub async fn unassign(state: &AppState, actor: &Actor, subject: Subject, role: &str) -> Result<bool, RbacError> {
-    let role = role.to_owned();
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            let id = resolve(conn, &subject)?;
-            let (removed, target) = match &subject {
-                Subject::User(_) => (store::unassign_user(conn, &id, &role)?, format!("user:{id}")),
-                Subject::Client(_) => (store::unassign_client(conn, &id, &role)?, format!("client:{id}")),
-            };
-            if removed {
-                audit::record(
-                    conn,
-                    &actor,
-                    "role.unassign",
-                    Some(&target),
-                    json!({ "role": role }),
-                    now,
-                )?;
-            }
-            Ok(removed)
-        })())
-    })
-    .await
-}
-
-pub async fn assignments(state: &AppState, subject: Subject) -> Result<Assignments, RbacError> {
-    state
-        .db
-        .run(move |conn| {
-            split((|| {
-                let id = resolve(conn, &subject)?;
-                let assigned = match &subject {
-                    Subject::User(_) => store::roles_of_user(conn, &id)?,
-                    Subject::Client(_) => store::roles_of_client(conn, &id)?,
-                };
-                let edges = store::all_parents(conn)?;
-                Ok(Assignments {
-                    subject: id,
-                    authorized: closure(&assigned, &edges).into_iter().collect(),
-                    assigned,
-                })
-            })())
-        })
-        .await?
-}
-
-/// Declares `roles` mutually exclusive (static separation of duty). Refused when a
-/// subject already holds two of them.
-pub async fn create_exclusive_set(
-    state: &AppState,
-    actor: &Actor,
-    name: &str,
-    roles: &[String],
-) -> Result<ExclusiveSet, RbacError> {
-    let name = role_name(name)?;
-    let roles: Vec<String> = roles.iter().cloned().collect::<BTreeSet<_>>().into_iter().collect();
-    if roles.len() < 2 {
-        return Err(RbacError::SetTooSmall);
+        let removed = revoke(at(&t, &cache), &Actor::cli(), "clerk", "books:ledger:read").await;
+        assert!(!removed.unwrap());
+        assert!(t.events("role.revoke").await.is_empty());
     }
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            for role in &roles {
-                require_role(conn, role)?;
-            }
-            let mut members = store::all_exclusive_members(conn)?;
-            if members.iter().any(|(set, _)| *set == name) {
-                return Err(RbacError::AlreadyExists(name.clone()));
-            }
-            members.extend(roles.iter().map(|r| (name.clone(), r.clone())));
-            let edges = store::all_parents(conn)?;
-            if let Some((subject, conflict)) = any_conflict(conn, &edges, &members)? {
-                return Err(RbacError::SeparationOfDuty { subject, conflict });
-            }
-            store::insert_exclusive_set(conn, &name, &roles, now)?;
-            audit::record(
-                conn,
-                &actor,
-                "role.exclusive.create",
-                Some(&name),
-                json!({ "roles": roles }),
-                now,
-            )?;
-            Ok(ExclusiveSet { name, roles })
-        })())
-    })
-    .await
-}
 
-pub async fn delete_exclusive_set(state: &AppState, actor: &Actor, name: &str) -> Result<(), RbacError> {
-    let name = name.to_owned();
-    let actor = actor.clone();
-    change(state, move |conn, now| {
-        split((|| {
-            if !store::delete_exclusive_set(conn, &name)? {
-                return Err(RbacError::UnknownSet(name.clone()));
-            }
-            audit::record(conn, &actor, "role.exclusive.delete", Some(&name), json!({}), now)?;
-            Ok(())
-        })())
-    })
-    .await
-}
+    #[tokio::test]
+    async fn granting_a_new_permission_records_its_creation_then_the_grant() {
+        let (t, cache) = (TestDb::new().await, cache());
+        create_role(at(&t, &cache), &Actor::cli(), "clerk", "").await.unwrap();
+        let granted = grant(at(&t, &cache), &Actor::cli(), "clerk", "books:ledger:read", Some(BOOKS)).await;
+        assert!(granted.unwrap());
+        let created = t.events("permission.create").await;
+        let grants = t.events("role.grant").await;
+        assert_eq!((created.len(), grants.len()), (1, 1));
+        assert!(
+            created[0].id < grants[0].id,
+            "the permission is recorded before the grant"
+        );
+        assert!(grants[0].details.contains("books:ledger:read"));
 
-pub async fn list_exclusive_sets(state: &AppState) -> Result<Vec<ExclusiveSet>, RbacError> {
-    let members = state.db.run(store::all_exclusive_members).await?;
-    let mut sets: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (set, role) in members {
-        sets.entry(set).or_default().push(role);
+        let twice = grant(at(&t, &cache), &Actor::cli(), "clerk", "books:ledger:read", None).await;
+        assert!(!twice.unwrap(), "granted already");
+        assert_eq!(t.events("role.grant").await.len(), 1);
+        let view = show_role(&t.db, "clerk").await.unwrap();
+        assert_eq!(view.permissions, ["books:ledger:read"]);
     }
-    Ok(sets
-        .into_iter()
-        .map(|(name, roles)| ExclusiveSet { name, roles })
-        .collect())
+
+    #[tokio::test]
+    async fn an_escalation_refusal_commits_its_own_event_and_nothing_else() {
+        let (t, cache) = (TestDb::new().await, cache());
+        let eve = t.user("eve", NOW).await;
+        t.user("bob", NOW).await;
+        create_role(at(&t, &cache), &Actor::cli(), "clerk", "").await.unwrap();
+        grant(at(&t, &cache), &Actor::cli(), "clerk", "books:ledger:read", Some(BOOKS))
+            .await
+            .unwrap();
+        let bounded = Grantor::Caller {
+            holder: Subject::User(eve.id.clone()),
+            may_escalate: false,
+        };
+        let refused = assign_by(
+            at(&t, &cache),
+            &Actor::user(&eve.id, None),
+            &bounded,
+            Subject::User("bob".into()),
+            "clerk",
+        )
+        .await;
+        assert!(
+            matches!(&refused, Err(RbacError::Escalation { permission }) if permission == "books:ledger:read"),
+            "{refused:?}"
+        );
+        let audited = t.events("rbac.escalation_refused").await;
+        assert_eq!(audited.len(), 1);
+        assert_eq!(audited[0].actor, format!("user:{}", eve.id));
+        assert!(t.events("role.assign").await.is_empty());
+        let bob = assignments(&t.db, Subject::User("bob".into())).await.unwrap();
+        assert!(bob.assigned.is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_a_committed_change_clears_the_entitlement_cache() {
+        let (t, cache) = (TestDb::new().await, cache());
+        let names = claims::registered(&t.db, &cache).await.unwrap();
+        assert!(!names.contains("books:ledger:read"));
+        create_permission(at(&t, &cache), &Actor::cli(), "books:ledger:read", Some(BOOKS), "")
+            .await
+            .unwrap();
+        let names = claims::registered(&t.db, &cache).await.unwrap();
+        assert!(names.contains("books:ledger:read"), "cleared by the change");
+
+        // Another instance registers a permission: this one's cache does not see it yet,
+        // and a refused change here does not clear the cache either.
+        let row = crate::db::models::rbac::PermissionRow {
+            name: "books:ledger:write".into(),
+            audience: Some(BOOKS.into()),
+            description: String::new(),
+            created_at: NOW,
+        };
+        t.db.run(move |conn| store::insert_permission(conn, &row))
+            .await
+            .unwrap();
+        let refused = delete_role(at(&t, &cache), &Actor::cli(), "no-such-role").await;
+        assert!(matches!(refused, Err(RbacError::UnknownRole(_))), "{refused:?}");
+        let names = claims::registered(&t.db, &cache).await.unwrap();
+        assert!(!names.contains("books:ledger:write"), "still cached");
+        delete_permission(at(&t, &cache), &Actor::cli(), "books:ledger:read")
+            .await
+            .unwrap();
+        let names = claims::registered(&t.db, &cache).await.unwrap();
+        assert!(names.contains("books:ledger:write") && !names.contains("books:ledger:read"));
+    }
+
+    #[tokio::test]
+    async fn roles_of_an_exclusive_set_are_not_held_together_even_through_a_parent() {
+        let (t, cache) = (TestDb::new().await, cache());
+        t.user("bob", NOW).await;
+        for role in ["buyer", "seller", "broker"] {
+            create_role(at(&t, &cache), &Actor::cli(), role, "").await.unwrap();
+        }
+        let set = ["buyer".to_owned(), "seller".to_owned()];
+        create_exclusive_set(at(&t, &cache), &Actor::cli(), "trade", &set)
+            .await
+            .unwrap();
+        assign(at(&t, &cache), &Actor::cli(), Subject::User("bob".into()), "buyer")
+            .await
+            .unwrap();
+        assign(at(&t, &cache), &Actor::cli(), Subject::User("bob".into()), "broker")
+            .await
+            .unwrap();
+        let refused = add_parent(at(&t, &cache), &Actor::cli(), "broker", "seller").await;
+        assert!(
+            matches!(refused, Err(RbacError::SeparationOfDuty { .. })),
+            "{refused:?}"
+        );
+        assert!(t.events("role.parent.add").await.is_empty());
+        let cycle = add_parent(at(&t, &cache), &Actor::cli(), "seller", "seller").await;
+        assert!(matches!(cycle, Err(RbacError::Cycle { .. })), "{cycle:?}");
+    }
 }

@@ -83,7 +83,7 @@ async fn authorization_matrix() {
     // An administrator person (admin role, code flow): allowed.
     app.create_user("boss", PASSWORD).await;
     oxidp::rbac::assign(
-        &app.state,
+        app.state.rbac_change(),
         &oxidp::audit::Actor::system(),
         oxidp::rbac::Subject::User("boss".into()),
         "admin",
@@ -102,7 +102,7 @@ async fn authorization_matrix() {
     // A token for another audience, even from an admin client: 401.
     let foreign = app.service_client("email", Some("https://commerce.example")).await;
     oxidp::rbac::assign(
-        &app.state,
+        app.state.rbac_change(),
         &oxidp::audit::Actor::system(),
         oxidp::rbac::Subject::Client(foreign.id.clone()),
         "admin",
@@ -119,15 +119,21 @@ async fn authorization_matrix() {
 
     // Read-only role: reads pass, writes get 403.
     let s_ = &app.state;
-    oxidp::rbac::create_role(s_, &oxidp::audit::Actor::system(), "support", "")
+    oxidp::rbac::create_role(s_.rbac_change(), &oxidp::audit::Actor::system(), "support", "")
         .await
         .unwrap();
-    oxidp::rbac::grant(s_, &oxidp::audit::Actor::system(), "support", "oxidp:users:read", None)
-        .await
-        .unwrap();
+    oxidp::rbac::grant(
+        s_.rbac_change(),
+        &oxidp::audit::Actor::system(),
+        "support",
+        "oxidp:users:read",
+        None,
+    )
+    .await
+    .unwrap();
     let support = app.service_client("email", None).await;
     oxidp::rbac::assign(
-        s_,
+        s_.rbac_change(),
         &oxidp::audit::Actor::system(),
         oxidp::rbac::Subject::Client(support.id.clone()),
         "support",

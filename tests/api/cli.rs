@@ -107,7 +107,9 @@ async fn user_commands_manage_accounts_with_json_output() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no such user"));
 
     // Every change made from the CLI is in the audit log, with the CLI as actor.
-    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 100)
+        .await
+        .unwrap();
     let actions: Vec<&str> = events
         .iter()
         .filter(|e| e.actor == "cli")
@@ -164,7 +166,9 @@ async fn imported_legacy_hashes_are_upgraded_at_first_sign_in() {
     );
     assert_eq!(report["results"][3]["line"], 4);
     // Each imported account is audited, in the transaction that created it.
-    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 100)
+        .await
+        .unwrap();
     let imported: Vec<_> = events
         .iter()
         .filter(|e| e.action == "user.import" && e.actor == "cli")

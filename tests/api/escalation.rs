@@ -35,16 +35,18 @@ async fn holder_of(app: &TestApp, role: &str, permissions: &[&str]) -> (TestClie
     if permissions.is_empty() {
         // A built-in role (`admin`).
     } else {
-        oxidp::rbac::create_role(&app.state, &system, role, "").await.unwrap();
+        oxidp::rbac::create_role(app.state.rbac_change(), &system, role, "")
+            .await
+            .unwrap();
         for permission in permissions {
-            oxidp::rbac::grant(&app.state, &system, role, permission, None)
+            oxidp::rbac::grant(app.state.rbac_change(), &system, role, permission, None)
                 .await
                 .unwrap();
         }
     }
     let client = app.service_client("email", None).await;
     oxidp::rbac::assign(
-        &app.state,
+        app.state.rbac_change(),
         &system,
         oxidp::rbac::Subject::Client(client.id.clone()),
         role,
@@ -199,17 +201,25 @@ async fn roles_writer_cannot_grant_or_assign_beyond_its_own_permissions() {
 async fn permissions_held_through_inheritance_may_be_granted() {
     let app = spawn_app().await;
     let system = oxidp::audit::Actor::system();
-    oxidp::rbac::create_role(&app.state, &system, "user-admin", "")
+    oxidp::rbac::create_role(app.state.rbac_change(), &system, "user-admin", "")
         .await
         .unwrap();
-    oxidp::rbac::grant(&app.state, &system, "user-admin", "oxidp:users:write", None)
-        .await
-        .unwrap();
+    oxidp::rbac::grant(
+        app.state.rbac_change(),
+        &system,
+        "user-admin",
+        "oxidp:users:write",
+        None,
+    )
+    .await
+    .unwrap();
     let (_, token) = holder_of(&app, "ops", &["oxidp:roles:write"]).await;
-    oxidp::rbac::add_parent(&app.state, &system, "ops", "user-admin")
+    oxidp::rbac::add_parent(app.state.rbac_change(), &system, "ops", "user-admin")
         .await
         .unwrap();
-    oxidp::rbac::create_role(&app.state, &system, "desk", "").await.unwrap();
+    oxidp::rbac::create_role(app.state.rbac_change(), &system, "desk", "")
+        .await
+        .unwrap();
     let (s, b) = call(
         &app,
         reqwest::Method::PUT,

@@ -398,9 +398,15 @@ pub fn pkce_pair() -> (String, String) {
 
 impl TestApp {
     pub async fn create_client(&self, spec: oxidp::oauth::clients::ClientSpec) -> TestClient {
-        let created = oxidp::oauth::clients::create(&self.state, &oxidp::audit::Actor::system(), spec)
-            .await
-            .expect("create client");
+        let created = oxidp::oauth::clients::create(
+            &self.state.db,
+            self.state.clock.now(),
+            &self.state.config.tokens,
+            &oxidp::audit::Actor::system(),
+            spec,
+        )
+        .await
+        .expect("create client");
         TestClient {
             id: created.client.id.to_string(),
             secret: created.secret,
@@ -646,7 +652,7 @@ impl TestApp {
     pub async fn admin_token(&self) -> String {
         let client = self.service_client("email", None).await;
         oxidp::rbac::assign(
-            &self.state,
+            self.state.rbac_change(),
             &oxidp::audit::Actor::system(),
             oxidp::rbac::Subject::Client(client.id.clone()),
             "admin",

@@ -172,7 +172,9 @@ async fn rewrap_legacy_wraps_rows_imported_bare_and_serve_warns_until_then() {
     // A second run has nothing left to do; serve no longer warns.
     assert_eq!(app.cli_json(&["user", "rewrap-legacy", "--json"], None)["wrapped"], 0);
     assert!(!serve_start_log(&app).contains("bare (unwrapped)"));
-    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 100)
+        .await
+        .unwrap();
     assert_eq!(events.iter().filter(|e| e.action == "user.rewrap_legacy").count(), 1);
 
     assert_eq!(app.login(&browser(), "bare-b", "old bcrypt secret").await.status(), 303);

@@ -351,7 +351,9 @@ async fn a_single_session_client_keeps_one_sign_in_per_person() {
     assert_eq!(refresh(&relaxed, rt(&other_app)).await, 200);
     // The browser session itself is not ended: other applications still use it.
     assert_eq!(laptop.get(app.url("/account")).send().await.unwrap().status(), 200);
-    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 100)
+        .await
+        .unwrap();
     assert!(
         events
             .iter()

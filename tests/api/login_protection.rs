@@ -240,7 +240,7 @@ async fn one_address_spraying_a_thousand_usernames_costs_at_most_thirty_hashes()
     assert_eq!(exported, app.state.hasher.computed());
     assert!(metrics.contains("oxidp_login_attempts_total{result=\"refused\"}"));
     // The refusals name their reason.
-    let events = oxidp::audit::query(&app.state, Default::default(), 5).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 5).await.unwrap();
     assert!(
         events.iter().any(|e| e.details.contains("credential_stuffing")),
         "{events:?}"
@@ -298,7 +298,7 @@ async fn sign_ins_carry_explainable_risk_and_show_on_the_account_page() {
     attempt(&app, &b, "iris", "bad guess").await;
     assert_eq!(app.login(&b, "iris", PASSWORD).await.status(), 303);
     let events = oxidp::audit::query(
-        &app.state,
+        &app.state.db,
         oxidp::db::models::audit::AuditFilter {
             action: Some("login.success".into()),
             ..Default::default()

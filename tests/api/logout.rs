@@ -159,7 +159,9 @@ async fn signing_out_ends_session_bound_refresh_tokens_but_not_offline_ones() {
     app.create_user("alice", PASSWORD).await;
     let client = app.web_client().await;
     oxidp::oauth::clients::update(
-        &app.state,
+        &app.state.db,
+        &app.state.clients,
+        app.state.clock.now(),
         &oxidp::audit::Actor::system(),
         &client.id,
         oxidp::oauth::clients::ClientSpec {

@@ -124,7 +124,9 @@ async fn enrolment_then_every_sign_in_asks_for_a_code_and_rotates_the_session() 
         "a new session id"
     );
     assert_eq!(other.get(app.url("/account")).send().await.unwrap().status(), 200);
-    let events = oxidp::audit::query(&app.state, Default::default(), 50).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 50)
+        .await
+        .unwrap();
     assert!(events.iter().any(|e| e.action == "mfa.totp.enable"));
 }
 
@@ -250,7 +252,9 @@ async fn recovery_codes_work_once_and_the_count_goes_down() {
     assert_eq!(text_of(&account, "#recovery-remaining").as_deref(), Some("9"));
     let again = password_step(&app, "quin").await;
     assert_eq!(submit_code(&app, &again, &codes[3]).await.status(), 422);
-    let events = oxidp::audit::query(&app.state, Default::default(), 50).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 50)
+        .await
+        .unwrap();
     let used = events
         .iter()
         .find(|e| e.action == "mfa.recovery_code.used")

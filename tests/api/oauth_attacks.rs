@@ -380,7 +380,9 @@ async fn fifty_concurrent_redemptions_yield_exactly_one_success_which_is_then_re
         "reuse revoked the first tokens"
     );
     // One issuance and 49 replays, each audited.
-    let events = oxidp::audit::query(&app.state, Default::default(), 500).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 500)
+        .await
+        .unwrap();
     let count = |action: &str| events.iter().filter(|e| e.action == action).count();
     assert_eq!(count("token.authorization_code"), 1);
     assert_eq!(count("token.code_replay"), 49);
@@ -472,7 +474,9 @@ async fn refresh_tokens_need_offline_access_unless_the_client_says_otherwise() {
     assert!(tokens.get("refresh_token").is_none());
 
     oxidp::oauth::clients::update(
-        &app.state,
+        &app.state.db,
+        &app.state.clients,
+        app.state.clock.now(),
         &oxidp::audit::Actor::system(),
         &client.id,
         oxidp::oauth::clients::ClientSpec {

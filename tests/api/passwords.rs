@@ -82,7 +82,9 @@ async fn password_change_enforces_policy_and_the_last_five() {
 
     // Each change is audited with the person as actor; refused attempts are not.
     let alice = oxidp::accounts::find(&app.state, "alice").await.unwrap();
-    let events = oxidp::audit::query(&app.state, Default::default(), 500).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 500)
+        .await
+        .unwrap();
     let changes: Vec<_> = events.iter().filter(|e| e.action == "user.set_password").collect();
     assert_eq!(changes.len(), 6);
     assert!(changes.iter().all(|e| e.actor == format!("user:{}", alice.id)));

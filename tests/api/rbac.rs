@@ -15,24 +15,42 @@ fn sys() -> Actor {
 
 async fn catalog_roles(app: &crate::helpers::TestApp) {
     let s = &app.state;
-    rbac::create_role(s, &sys(), "catalog-viewer", "reads the catalog")
+    rbac::create_role(s.rbac_change(), &sys(), "catalog-viewer", "reads the catalog")
         .await
         .unwrap();
-    rbac::create_role(s, &sys(), "catalog-manager", "runs the catalog")
+    rbac::create_role(s.rbac_change(), &sys(), "catalog-manager", "runs the catalog")
         .await
         .unwrap();
-    rbac::add_parent(s, &sys(), "catalog-manager", "catalog-viewer")
+    rbac::add_parent(s.rbac_change(), &sys(), "catalog-manager", "catalog-viewer")
         .await
         .unwrap();
-    rbac::grant(s, &sys(), "catalog-viewer", "commerce:products:read", Some(COMMERCE))
-        .await
-        .unwrap();
-    rbac::grant(s, &sys(), "catalog-manager", "commerce:products:write", Some(COMMERCE))
-        .await
-        .unwrap();
-    rbac::grant(s, &sys(), "catalog-manager", "billing:invoices:read", Some(BILLING))
-        .await
-        .unwrap();
+    rbac::grant(
+        s.rbac_change(),
+        &sys(),
+        "catalog-viewer",
+        "commerce:products:read",
+        Some(COMMERCE),
+    )
+    .await
+    .unwrap();
+    rbac::grant(
+        s.rbac_change(),
+        &sys(),
+        "catalog-manager",
+        "commerce:products:write",
+        Some(COMMERCE),
+    )
+    .await
+    .unwrap();
+    rbac::grant(
+        s.rbac_change(),
+        &sys(),
+        "catalog-manager",
+        "billing:invoices:read",
+        Some(BILLING),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -46,7 +64,7 @@ async fn service_account_tokens_carry_inherited_roles_and_only_their_audiences_p
         )
         .await;
     rbac::assign(
-        &app.state,
+        app.state.rbac_change(),
         &sys(),
         Subject::Client(client.id.clone()),
         "catalog-manager",
@@ -89,18 +107,29 @@ async fn service_account_tokens_carry_inherited_roles_and_only_their_audiences_p
 async fn requested_scopes_intersect_allowed_scopes_and_held_permissions() {
     let app = spawn_app().await;
     catalog_roles(&app).await;
-    rbac::create_permission(&app.state, &sys(), "commerce:orders:refund", Some(COMMERCE), "")
-        .await
-        .unwrap();
+    rbac::create_permission(
+        app.state.rbac_change(),
+        &sys(),
+        "commerce:orders:refund",
+        Some(COMMERCE),
+        "",
+    )
+    .await
+    .unwrap();
     let client = app
         .service_client(
             "commerce:products:read commerce:products:write commerce:orders:refund",
             None,
         )
         .await;
-    rbac::assign(&app.state, &sys(), Subject::Client(client.id.clone()), "catalog-viewer")
-        .await
-        .unwrap();
+    rbac::assign(
+        app.state.rbac_change(),
+        &sys(),
+        Subject::Client(client.id.clone()),
+        "catalog-viewer",
+    )
+    .await
+    .unwrap();
 
     // Asked for write and refund, holds neither: refused with invalid_scope.
     let refused = app
@@ -159,18 +188,28 @@ async fn role_changes_show_in_the_next_token() {
             .unwrap(),
     );
     assert!(before.get("roles").is_none());
-    rbac::assign(&app.state, &sys(), Subject::Client(client.id.clone()), "catalog-viewer")
-        .await
-        .unwrap();
+    rbac::assign(
+        app.state.rbac_change(),
+        &sys(),
+        Subject::Client(client.id.clone()),
+        "catalog-viewer",
+    )
+    .await
+    .unwrap();
     let during = jwt_claims(
         app.client_token(&client, &[("resource", COMMERCE)]).await["access_token"]
             .as_str()
             .unwrap(),
     );
     assert_eq!(during["permissions"], serde_json::json!(["commerce:products:read"]));
-    rbac::revoke(&app.state, &sys(), "catalog-viewer", "commerce:products:read")
-        .await
-        .unwrap();
+    rbac::revoke(
+        app.state.rbac_change(),
+        &sys(),
+        "catalog-viewer",
+        "commerce:products:read",
+    )
+    .await
+    .unwrap();
     let after = jwt_claims(
         app.client_token(&client, &[("resource", COMMERCE)]).await["access_token"]
             .as_str()
@@ -185,9 +224,14 @@ async fn people_get_roles_in_access_token_id_token_and_userinfo_with_the_roles_s
     let app = spawn_app().await;
     catalog_roles(&app).await;
     let user = app.create_user("rita", PASSWORD).await;
-    rbac::assign(&app.state, &sys(), Subject::User("rita".into()), "catalog-manager")
-        .await
-        .unwrap();
+    rbac::assign(
+        app.state.rbac_change(),
+        &sys(),
+        Subject::User("rita".into()),
+        "catalog-manager",
+    )
+    .await
+    .unwrap();
     let client = app
         .create_client(oxidp::oauth::clients::ClientSpec {
             name: Some("Shop admin".into()),
@@ -256,28 +300,28 @@ async fn hierarchy_cycles_are_refused() {
     let app = spawn_app().await;
     let s = &app.state;
     for r in ["a", "b", "c"] {
-        rbac::create_role(s, &sys(), r, "").await.unwrap();
+        rbac::create_role(s.rbac_change(), &sys(), r, "").await.unwrap();
     }
-    rbac::add_parent(s, &sys(), "a", "b").await.unwrap();
-    rbac::add_parent(s, &sys(), "b", "c").await.unwrap();
+    rbac::add_parent(s.rbac_change(), &sys(), "a", "b").await.unwrap();
+    rbac::add_parent(s.rbac_change(), &sys(), "b", "c").await.unwrap();
     for (role, parent) in [("c", "a"), ("b", "a"), ("a", "a")] {
-        match rbac::add_parent(s, &sys(), role, parent).await {
+        match rbac::add_parent(s.rbac_change(), &sys(), role, parent).await {
             Err(RbacError::Cycle { .. }) => {}
             other => panic!("{role} -> {parent}: expected a cycle error, got {other:?}"),
         }
     }
-    let a = rbac::show_role(s, "a").await.unwrap();
+    let a = rbac::show_role(&s.db, "a").await.unwrap();
     assert_eq!(a.inherited_roles, ["b", "c"]);
     assert!(matches!(
-        rbac::add_parent(s, &sys(), "a", "nope").await,
+        rbac::add_parent(s.rbac_change(), &sys(), "a", "nope").await,
         Err(RbacError::UnknownRole(_))
     ));
     assert!(matches!(
-        rbac::create_role(s, &sys(), "Bad Name", "").await,
+        rbac::create_role(s.rbac_change(), &sys(), "Bad Name", "").await,
         Err(RbacError::InvalidRoleName(_))
     ));
     assert!(matches!(
-        rbac::delete_role(s, &sys(), "admin").await,
+        rbac::delete_role(s.rbac_change(), &sys(), "admin").await,
         Err(RbacError::BuiltIn(_))
     ));
 }
@@ -287,46 +331,48 @@ async fn separation_of_duty_is_enforced_directly_through_inheritance_and_for_new
     let app = spawn_app().await;
     let s = &app.state;
     for r in ["buyer", "seller", "broker", "auditor", "clerk"] {
-        rbac::create_role(s, &sys(), r, "").await.unwrap();
+        rbac::create_role(s.rbac_change(), &sys(), r, "").await.unwrap();
     }
-    rbac::create_exclusive_set(s, &sys(), "trade", &["buyer".into(), "seller".into()])
+    rbac::create_exclusive_set(s.rbac_change(), &sys(), "trade", &["buyer".into(), "seller".into()])
         .await
         .unwrap();
     app.create_user("bob", PASSWORD).await;
     assert!(
-        rbac::assign(s, &sys(), Subject::User("bob".into()), "buyer")
+        rbac::assign(s.rbac_change(), &sys(), Subject::User("bob".into()), "buyer")
             .await
             .unwrap()
     );
-    let err = rbac::assign(s, &sys(), Subject::User("bob".into()), "seller")
+    let err = rbac::assign(s.rbac_change(), &sys(), Subject::User("bob".into()), "seller")
         .await
         .unwrap_err();
     assert!(matches!(err, RbacError::SeparationOfDuty { .. }), "{err:?}");
     assert!(err.to_string().contains("buyer and seller"), "{err}");
 
     // broker inherits seller: assigning it to a buyer is refused too.
-    rbac::add_parent(s, &sys(), "broker", "seller").await.unwrap();
+    rbac::add_parent(s.rbac_change(), &sys(), "broker", "seller")
+        .await
+        .unwrap();
     assert!(matches!(
-        rbac::assign(s, &sys(), Subject::User("bob".into()), "broker").await,
+        rbac::assign(s.rbac_change(), &sys(), Subject::User("bob".into()), "broker").await,
         Err(RbacError::SeparationOfDuty { .. })
     ));
     // Making a held role inherit the other side is refused as well.
     assert!(matches!(
-        rbac::add_parent(s, &sys(), "buyer", "seller").await,
+        rbac::add_parent(s.rbac_change(), &sys(), "buyer", "seller").await,
         Err(RbacError::SeparationOfDuty { .. })
     ));
     // A new set that someone already breaks is refused.
-    rbac::assign(s, &sys(), Subject::User("bob".into()), "auditor")
+    rbac::assign(s.rbac_change(), &sys(), Subject::User("bob".into()), "auditor")
         .await
         .unwrap();
-    rbac::assign(s, &sys(), Subject::User("bob".into()), "clerk")
+    rbac::assign(s.rbac_change(), &sys(), Subject::User("bob".into()), "clerk")
         .await
         .unwrap();
     assert!(matches!(
-        rbac::create_exclusive_set(s, &sys(), "books", &["auditor".into(), "clerk".into()]).await,
+        rbac::create_exclusive_set(s.rbac_change(), &sys(), "books", &["auditor".into(), "clerk".into()]).await,
         Err(RbacError::SeparationOfDuty { .. })
     ));
-    let held = rbac::assignments(s, Subject::User("bob".into())).await.unwrap();
+    let held = rbac::assignments(&s.db, Subject::User("bob".into())).await.unwrap();
     assert_eq!(held.assigned, ["auditor", "buyer", "clerk"]);
 }
 
@@ -335,18 +381,29 @@ async fn concurrent_exclusive_assignments_on_two_instances_leave_exactly_one() {
     let a = spawn_app().await;
     let b = spawn_app_sharing(&a).await;
     for r in ["buyer", "seller"] {
-        rbac::create_role(&a.state, &sys(), r, "").await.unwrap();
+        rbac::create_role(a.state.rbac_change(), &sys(), r, "").await.unwrap();
     }
-    rbac::create_exclusive_set(&a.state, &sys(), "trade", &["buyer".into(), "seller".into()])
-        .await
-        .unwrap();
+    rbac::create_exclusive_set(
+        a.state.rbac_change(),
+        &sys(),
+        "trade",
+        &["buyer".into(), "seller".into()],
+    )
+    .await
+    .unwrap();
     a.create_user("carl", PASSWORD).await;
     let mut tasks = Vec::new();
     for i in 0..20 {
         let state = if i % 2 == 0 { a.state.clone() } else { b.state.clone() };
         let role = if i % 4 < 2 { "buyer" } else { "seller" };
         tasks.push(tokio::spawn(async move {
-            rbac::assign(&state, &Actor::system(), Subject::User("carl".into()), role).await
+            rbac::assign(
+                state.rbac_change(),
+                &Actor::system(),
+                Subject::User("carl".into()),
+                role,
+            )
+            .await
         }));
     }
     let mut added = 0;
@@ -361,7 +418,9 @@ async fn concurrent_exclusive_assignments_on_two_instances_leave_exactly_one() {
     }
     assert_eq!(added, 1, "exactly one assignment lands");
     assert_eq!(refused, 10, "every attempt at the other role is refused");
-    let held = rbac::assignments(&a.state, Subject::User("carl".into())).await.unwrap();
+    let held = rbac::assignments(&a.state.db, Subject::User("carl".into()))
+        .await
+        .unwrap();
     assert_eq!(held.assigned.len(), 1, "{held:?}");
 }
 
@@ -372,7 +431,7 @@ async fn first_start_creates_an_administrator_once() {
     assert_eq!(admin.username, "admin");
     let password = admin.generated_password.expect("a generated password");
     assert!(password.len() >= 20);
-    let held = rbac::assignments(&app.state, Subject::User("admin".into()))
+    let held = rbac::assignments(&app.state.db, Subject::User("admin".into()))
         .await
         .unwrap();
     assert_eq!(held.assigned, ["admin"]);
@@ -452,7 +511,9 @@ async fn role_cli_manages_roles_with_json_output() {
     let unassigned = app.cli_json(&["role", "unassign", "vip-buyer", "--user", "dora", "--json"], None);
     assert_eq!(unassigned["assigned"], serde_json::json!([]));
     // Every change was audited with the CLI as actor.
-    let events = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 100)
+        .await
+        .unwrap();
     let cli_actions: Vec<&str> = events
         .iter()
         .filter(|e| e.actor == "cli")
@@ -477,19 +538,30 @@ async fn client_credentials_issuance_is_audited_per_client_and_minute_without_a_
     for _ in 0..3 {
         app.client_token(&client, &[]).await;
     }
-    let before = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    let before = oxidp::audit::query(&app.state.db, Default::default(), 100)
+        .await
+        .unwrap();
     assert!(
         !before.iter().any(|e| e.action == "token.client_credentials"),
         "nothing written per token"
     );
-    assert_eq!(oxidp::audit::flush_issuance(&app.state, 60).await.unwrap(), 1);
-    let after = oxidp::audit::query(&app.state, Default::default(), 100).await.unwrap();
+    assert_eq!(
+        oxidp::audit::flush_issuance(&app.state.db, &app.state.issuance, app.state.clock.now(), 60)
+            .await
+            .unwrap(),
+        1
+    );
+    let after = oxidp::audit::query(&app.state.db, Default::default(), 100)
+        .await
+        .unwrap();
     let event = after.iter().find(|e| e.action == "token.client_credentials").unwrap();
     assert_eq!(event.actor, format!("client:{}", client.id));
     let details: serde_json::Value = serde_json::from_str(&event.details).unwrap();
     assert_eq!(details["count"], 3);
     assert_eq!(
-        oxidp::audit::flush_issuance(&app.state, 60).await.unwrap(),
+        oxidp::audit::flush_issuance(&app.state.db, &app.state.issuance, app.state.clock.now(), 60)
+            .await
+            .unwrap(),
         0,
         "counted once"
     );

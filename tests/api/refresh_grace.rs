@@ -37,7 +37,7 @@ async fn family(app: &TestApp) -> (i64, bool) {
 }
 
 async fn audit_count(app: &TestApp, action: &str) -> usize {
-    oxidp::audit::query(&app.state, Default::default(), 500)
+    oxidp::audit::query(&app.state.db, Default::default(), 500)
         .await
         .unwrap()
         .iter()

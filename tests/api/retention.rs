@@ -322,7 +322,7 @@ async fn the_periodic_checkpoint_resets_the_sqlite_wal() {
     assert!(!checkpoint.busy, "{checkpoint:?}");
     assert_eq!(oxidp::db::maintenance::wal_bytes(&path), 0, "TRUNCATE empties the WAL");
 
-    let metrics = oxidp::metrics::render(&app.state);
+    let metrics = oxidp::metrics::render(&app.state.metrics, &app.state.hasher, &app.state.db);
     assert!(
         metrics.contains("oxidp_sqlite_wal_checkpoints_total{result=\"done\"} 1"),
         "{metrics}"

@@ -94,7 +94,9 @@ async fn assert_all_revoked(app: &TestApp, s: &TwoBrowsers) {
 
 /// The newest audit event with `action`, as `{actor, details}`.
 async fn last_event(app: &TestApp, action: &str) -> Value {
-    let events = oxidp::audit::query(&app.state, Default::default(), 500).await.unwrap();
+    let events = oxidp::audit::query(&app.state.db, Default::default(), 500)
+        .await
+        .unwrap();
     let event = events
         .iter()
         .filter(|e| e.action == action)

@@ -41,7 +41,7 @@ async fn counter(app: &TestApp, user_id: &str) -> mfa_rows::MfaThrottleRow {
 
 async fn count_events(app: &TestApp, action: &str) -> usize {
     oxidp::audit::query(
-        &app.state,
+        &app.state.db,
         oxidp::db::models::audit::AuditFilter {
             action: Some(action.into()),
             ..Default::default()
@@ -190,7 +190,7 @@ async fn an_administrator_unlocks_the_second_step_and_failures_raise_the_risk() 
     lock().await;
     // The failures are a risk signal of the next password step.
     let events = oxidp::audit::query(
-        &app.state,
+        &app.state.db,
         oxidp::db::models::audit::AuditFilter {
             action: Some("login.success".into()),
             ..Default::default()
@@ -201,7 +201,7 @@ async fn an_administrator_unlocks_the_second_step_and_failures_raise_the_risk() 
     .unwrap();
     let parked = password_step(&app, "vic").await;
     let newest = oxidp::audit::query(
-        &app.state,
+        &app.state.db,
         oxidp::db::models::audit::AuditFilter {
             action: Some("login.success".into()),
             ..Default::default()

@@ -141,7 +141,7 @@ async fn a_burst_of_150_on_two_instances_checks_at_most_lockout_after_passwords(
     }
     assert_eq!(hashes(&apps) - before, 100);
     let events = oxidp::audit::query(
-        &apps[0].state,
+        &apps[0].state.db,
         oxidp::db::models::audit::AuditFilter {
             action: Some("login.lockout".into()),
             ..Default::default()

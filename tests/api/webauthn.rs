@@ -149,7 +149,7 @@ async fn session_amr(app: &TestApp, username: &str) -> Vec<String> {
 }
 
 async fn audit_actions(app: &TestApp) -> Vec<(String, String)> {
-    oxidp::audit::query(&app.state, Default::default(), 200)
+    oxidp::audit::query(&app.state.db, Default::default(), 200)
         .await
         .unwrap()
         .into_iter()

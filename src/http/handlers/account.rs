@@ -38,9 +38,9 @@ async fn render(
             ))
         })
         .await?;
-    let (mfa_enabled, recovery_remaining) = crate::authn::mfa::status(state, &auth.user.id).await?;
-    let second_step_failures = crate::authn::mfa::failures_since_last_sign_in(state, &auth.user.id).await?;
-    let passkeys = crate::authn::webauthn::list(state, &auth.user.id)
+    let (mfa_enabled, recovery_remaining) = crate::authn::mfa::status(&state.db, &auth.user.id).await?;
+    let second_step_failures = crate::authn::mfa::failures_since_last_sign_in(&state.db, &auth.user.id).await?;
+    let passkeys = crate::authn::webauthn::list(&state.db, &auth.user.id)
         .await?
         .iter()
         .map(crate::views::PasskeyView::new)

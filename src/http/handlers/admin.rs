@@ -156,7 +156,7 @@ pub async fn subject_roles(
 ) -> Reply {
     who.require(perm::ROLES_READ)?;
     let (kind, id) = path.into_inner();
-    ok(rbac::assignments(&state, subject(&kind, id)?).await?)
+    ok(rbac::assignments(&state.db, subject(&kind, id)?).await?)
 }
 
 /// PUT /admin/v1/{users|clients}/{id}/roles/{role}: 201 when assigned, 200 when it already was.
@@ -168,8 +168,8 @@ pub async fn assign(
     who.require(perm::ROLES_WRITE)?;
     let (kind, id, role) = path.into_inner();
     let subject = subject(&kind, id)?;
-    let added = rbac::assign_by(&state, &who.actor, &who.grantor(), subject.clone(), &role).await?;
-    let view = rbac::assignments(&state, subject).await?;
+    let added = rbac::assign_by(state.rbac_change(), &who.actor, &who.grantor(), subject.clone(), &role).await?;
+    let view = rbac::assignments(&state.db, subject).await?;
     if added { created(view) } else { ok(view) }
 }
 
@@ -181,7 +181,7 @@ pub async fn unassign(
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
     let (kind, id, role) = path.into_inner();
-    if rbac::unassign(&state, &who.actor, subject(&kind, id)?, &role).await? {
+    if rbac::unassign(state.rbac_change(), &who.actor, subject(&kind, id)?, &role).await? {
         no_content()
     } else {
         Err(AdminError::NotFound(format!("the role {role} is not assigned")).into())
@@ -201,7 +201,7 @@ pub struct NewRole {
 pub async fn list_roles(state: web::Data<AppState>, AdminCaller(who): AdminCaller, q: web::Query<Paging>) -> Reply {
     who.require(perm::ROLES_READ)?;
     let limit = admin::page_size(q.limit)?;
-    let items = rbac::list_roles(&state, q.cursor.as_deref().unwrap_or(""), limit + 1).await?;
+    let items = rbac::list_roles(&state.db, q.cursor.as_deref().unwrap_or(""), limit + 1).await?;
     ok(page_by_name(items, limit, |r| r.name.clone()))
 }
 
@@ -214,18 +214,18 @@ fn page_by_name<T>(mut items: Vec<T>, limit: i64, name: impl Fn(&T) -> String) -
 
 pub async fn create_role(state: web::Data<AppState>, AdminCaller(who): AdminCaller, body: web::Json<NewRole>) -> Reply {
     who.require(perm::ROLES_WRITE)?;
-    rbac::create_role(&state, &who.actor, &body.name, &body.description).await?;
-    created(rbac::show_role(&state, &body.name).await?)
+    rbac::create_role(state.rbac_change(), &who.actor, &body.name, &body.description).await?;
+    created(rbac::show_role(&state.db, &body.name).await?)
 }
 
 pub async fn show_role(state: web::Data<AppState>, AdminCaller(who): AdminCaller, name: web::Path<String>) -> Reply {
     who.require(perm::ROLES_READ)?;
-    ok(rbac::show_role(&state, &name).await?)
+    ok(rbac::show_role(&state.db, &name).await?)
 }
 
 pub async fn delete_role(state: web::Data<AppState>, AdminCaller(who): AdminCaller, name: web::Path<String>) -> Reply {
     who.require(perm::ROLES_WRITE)?;
-    rbac::delete_role(&state, &who.actor, &name).await?;
+    rbac::delete_role(state.rbac_change(), &who.actor, &name).await?;
     no_content()
 }
 
@@ -247,7 +247,7 @@ pub async fn grant(
     let (role, permission) = path.into_inner();
     let audience = body.and_then(|b| b.into_inner().audience);
     let added = rbac::grant_by(
-        &state,
+        state.rbac_change(),
         &who.actor,
         &who.grantor(),
         &role,
@@ -255,7 +255,7 @@ pub async fn grant(
         audience.as_deref(),
     )
     .await?;
-    let view = rbac::show_role(&state, &role).await?;
+    let view = rbac::show_role(&state.db, &role).await?;
     if added { created(view) } else { ok(view) }
 }
 
@@ -266,7 +266,7 @@ pub async fn revoke(
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
     let (role, permission) = path.into_inner();
-    if rbac::revoke(&state, &who.actor, &role, &permission).await? {
+    if rbac::revoke(state.rbac_change(), &who.actor, &role, &permission).await? {
         no_content()
     } else {
         Err(AdminError::NotFound(format!("the role {role} does not hold {permission}")).into())
@@ -280,8 +280,8 @@ pub async fn add_parent(
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
     let (role, parent) = path.into_inner();
-    let added = rbac::add_parent_by(&state, &who.actor, &who.grantor(), &role, &parent).await?;
-    let view = rbac::show_role(&state, &role).await?;
+    let added = rbac::add_parent_by(state.rbac_change(), &who.actor, &who.grantor(), &role, &parent).await?;
+    let view = rbac::show_role(&state.db, &role).await?;
     if added { created(view) } else { ok(view) }
 }
 
@@ -292,7 +292,7 @@ pub async fn remove_parent(
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
     let (role, parent) = path.into_inner();
-    if rbac::remove_parent(&state, &who.actor, &role, &parent).await? {
+    if rbac::remove_parent(state.rbac_change(), &who.actor, &role, &parent).await? {
         no_content()
     } else {
         Err(AdminError::NotFound(format!("{parent} is not a parent of {role}")).into())
@@ -315,7 +315,7 @@ pub async fn list_permissions(
 ) -> Reply {
     who.require(perm::ROLES_READ)?;
     let limit = admin::page_size(q.limit)?;
-    let items = rbac::list_permissions(&state, q.cursor.as_deref().unwrap_or(""), limit + 1).await?;
+    let items = rbac::list_permissions(&state.db, q.cursor.as_deref().unwrap_or(""), limit + 1).await?;
     ok(page_by_name(items, limit, |p| p.name.clone()))
 }
 
@@ -328,7 +328,7 @@ pub async fn create_permission(
     let body = body.into_inner();
     created(
         rbac::create_permission(
-            &state,
+            state.rbac_change(),
             &who.actor,
             &body.name,
             body.audience.as_deref(),
@@ -344,7 +344,7 @@ pub async fn delete_permission(
     name: web::Path<String>,
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
-    rbac::delete_permission(&state, &who.actor, &name).await?;
+    rbac::delete_permission(state.rbac_change(), &who.actor, &name).await?;
     no_content()
 }
 
@@ -357,7 +357,7 @@ pub struct NewExclusiveSet {
 
 pub async fn list_exclusive(state: web::Data<AppState>, AdminCaller(who): AdminCaller) -> Reply {
     who.require(perm::ROLES_READ)?;
-    ok(json!({ "items": rbac::list_exclusive_sets(&state).await?, "next_cursor": null }))
+    ok(json!({ "items": rbac::list_exclusive_sets(&state.db).await?, "next_cursor": null }))
 }
 
 pub async fn create_exclusive(
@@ -366,7 +366,7 @@ pub async fn create_exclusive(
     body: web::Json<NewExclusiveSet>,
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
-    created(rbac::create_exclusive_set(&state, &who.actor, &body.name, &body.roles).await?)
+    created(rbac::create_exclusive_set(state.rbac_change(), &who.actor, &body.name, &body.roles).await?)
 }
 
 pub async fn delete_exclusive(
@@ -375,7 +375,7 @@ pub async fn delete_exclusive(
     name: web::Path<String>,
 ) -> Reply {
     who.require(perm::ROLES_WRITE)?;
-    rbac::delete_exclusive_set(&state, &who.actor, &name).await?;
+    rbac::delete_exclusive_set(state.rbac_change(), &who.actor, &name).await?;
     no_content()
 }
 
@@ -405,7 +405,7 @@ pub async fn audit(state: web::Data<AppState>, AdminCaller(who): AdminCaller, q:
         until: q.until,
         before: q.cursor,
     };
-    let rows = crate::audit::query(&state, filter, limit + 1)
+    let rows = crate::audit::query(&state.db, filter, limit + 1)
         .await
         .map_err(AdminError::from)?;
     let mut page = page_by_name(rows, limit, |r| r.id.clone());

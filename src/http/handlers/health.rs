@@ -63,5 +63,5 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
     HttpResponse::Ok()
         .insert_header(no_store())
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&state))
+        .body(crate::metrics::render(&state.metrics, &state.hasher, &state.db))
 }

@@ -101,9 +101,16 @@ pub async fn submit(
     match login::authenticate(&state, attempt).await {
         Ok(login::SignedIn { user, device_id }) => {
             // An enrolled second factor is always asked; the session starts after it.
-            if crate::authn::mfa::is_enrolled(&state, &user.id).await? {
-                let token =
-                    crate::authn::mfa::open_challenge(&state, &user.id, "pwd", Some(device_id), &return_to).await?;
+            if crate::authn::mfa::is_enrolled(&state.db, &user.id).await? {
+                let token = crate::authn::mfa::open_challenge(
+                    &state.db,
+                    state.clock.now(),
+                    &user.id,
+                    "pwd",
+                    Some(device_id),
+                    &return_to,
+                )
+                .await?;
                 return Ok(crate::http::handlers::mfa::to_second_step(&state, token));
             }
             let previous = session_cookie(&req, &state);

@@ -56,7 +56,7 @@ pub async fn show(req: HttpRequest, state: web::Data<AppState>, csrf: Csrf) -> R
     let Some(token) = challenge_token(&req, &state) else {
         return Ok(redirect("/login"));
     };
-    let Some(challenge) = mfa::find_challenge(&state, &token).await? else {
+    let Some(challenge) = mfa::find_challenge(&state.db, state.clock.now(), &token).await? else {
         return Ok(redirect("/login?expired=1"));
     };
     let user = accounts::find(&state, &challenge.user_id).await?;
@@ -71,7 +71,7 @@ pub async fn code_page(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<HttpResponse, PageError> {
-    let factors = mfa::factors(state, &user.id).await?;
+    let factors = mfa::factors(&state.db, &user.id).await?;
     let mut response = page(&MfaCodePage {
         layout: Layout::anonymous("Two-step verification").with_webauthn_if(state.webauthn.is_some()),
         csrf: csrf.token.clone(),
@@ -108,12 +108,12 @@ pub async fn pending_second_step(
     let Some(token) = challenge_token(req, state) else {
         return Ok(Err(redirect("/login")));
     };
-    let Some(challenge) = mfa::find_challenge(state, &token).await? else {
+    let Some(challenge) = mfa::find_challenge(&state.db, state.clock.now(), &token).await? else {
         return Ok(Err(redirect("/login?expired=1")));
     };
     let user = accounts::find(state, &challenge.user_id).await?;
     if user.disabled {
-        mfa::close_challenge(state, &token).await?;
+        mfa::close_challenge(&state.db, &token).await?;
         return Ok(Err(redirect("/login")));
     }
     Ok(Ok(Pending { token, challenge, user }))
@@ -133,7 +133,17 @@ pub async fn submit(
         Ok(pending) => pending,
         Err(redirect) => return Ok(redirect),
     };
-    match mfa::verify(&state, &user, &form.code).await {
+    match mfa::verify(
+        &state.db,
+        &state.secrets,
+        &state.config,
+        &state.metrics,
+        state.clock.now(),
+        &user,
+        &form.code,
+    )
+    .await
+    {
         Ok(proof) => {
             let method = (proof == Proof::Totp).then_some("otp");
             complete_second_step(&req, &state, origin, &token, &challenge, &user, method).await
@@ -181,8 +191,8 @@ pub async fn complete_second_step(
     user: &crate::db::models::users::UserRow,
     method: Option<&str>,
 ) -> Result<HttpResponse, PageError> {
-    mfa::close_challenge(state, token).await?;
-    mfa::second_step_passed(state, &user.id).await?;
+    mfa::close_challenge(&state.db, token).await?;
+    mfa::second_step_passed(&state.db, &user.id).await?;
     let mut amr: Vec<&str> = challenge
         .amr
         .split(' ')
@@ -209,7 +219,15 @@ pub async fn complete_second_step(
 
 /// Opens a step-up for a signed-in person (e.g. `acr_values` asks for MFA).
 pub async fn step_up(state: &AppState, auth: &Authenticated, return_to: &str) -> Result<HttpResponse, PageError> {
-    let token = mfa::open_challenge(state, &auth.user.id, &auth.session.amr, None, return_to).await?;
+    let token = mfa::open_challenge(
+        &state.db,
+        state.clock.now(),
+        &auth.user.id,
+        &auth.session.amr,
+        None,
+        return_to,
+    )
+    .await?;
     Ok(to_second_step(state, token))
 }
 
@@ -227,11 +245,12 @@ pub async fn enrol(
     SignedIn(auth): SignedIn,
     csrf: Csrf,
 ) -> Result<HttpResponse, PageError> {
-    let enrolment = match mfa::start_enrolment(&state, &auth.user).await {
-        Ok(e) => e,
-        Err(MfaError::AlreadyEnrolled) => return Ok(redirect("/account")),
-        Err(other) => return Err(other.into()),
-    };
+    let enrolment =
+        match mfa::start_enrolment(&state.db, &state.secrets, &state.config, state.clock.now(), &auth.user).await {
+            Ok(e) => e,
+            Err(MfaError::AlreadyEnrolled) => return Ok(redirect("/account")),
+            Err(other) => return Err(other.into()),
+        };
     let mut response = page(&MfaEnrolPage {
         layout: signed_in_layout(
             &state,
@@ -258,13 +277,22 @@ pub async fn confirm(
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    match mfa::confirm_enrolment(&state, &auth.user, &form.code).await {
+    match mfa::confirm_enrolment(
+        &state.db,
+        &state.secrets,
+        &state.config,
+        state.clock.now(),
+        &auth.user,
+        &form.code,
+    )
+    .await
+    {
         Ok(codes) => page(&RecoveryCodesPage {
             layout: signed_in_layout(&state, "Recovery codes", &auth, &csrf, "/account"),
             codes,
         }),
         Err(error @ (MfaError::InvalidCode | MfaError::TooManyAttempts { .. })) => {
-            let enrolment = mfa::pending_enrolment(&state, &auth.user).await?;
+            let enrolment = mfa::pending_enrolment(&state.db, &state.secrets, &state.config, &auth.user).await?;
             let message = match error {
                 MfaError::TooManyAttempts { wait_secs } => format!(
                     "Too many wrong codes. Wait {} and try again.",
@@ -329,11 +357,11 @@ async fn confirm_page(
     csrf: &Csrf,
     what: &Sensitive,
 ) -> Result<HttpResponse, PageError> {
-    if mfa::require_recent(state, auth.session.auth_time).is_err() {
+    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
         return Ok(reauthenticate(what.path));
     }
     let message = match what.message_with_keys {
-        Some(with_keys) if mfa::factors(state, &auth.user.id).await?.webauthn > 0 => with_keys,
+        Some(with_keys) if mfa::factors(&state.db, &auth.user.id).await?.webauthn > 0 => with_keys,
         _ => what.message,
     };
     let mut response = page(&ConfirmPage {
@@ -366,7 +394,7 @@ pub async fn recovery_regenerate(
     form: web::Form<crate::http::handlers::session::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, form.token())?;
-    match mfa::regenerate_codes(&state, &auth.user.id, auth.session.auth_time).await {
+    match mfa::regenerate_codes(&state.db, state.clock.now(), &auth.user.id, auth.session.auth_time).await {
         Ok(codes) => page(&RecoveryCodesPage {
             layout: signed_in_layout(&state, "Recovery codes", &auth, &csrf, "/account"),
             codes,
@@ -394,7 +422,15 @@ pub async fn disable(
     form: web::Form<crate::http::handlers::session::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, form.token())?;
-    match mfa::disable(&state, &auth.user.id, &auth.session.id, auth.session.auth_time).await {
+    match mfa::disable(
+        &state.db,
+        state.clock.now(),
+        &auth.user.id,
+        &auth.session.id,
+        auth.session.auth_time,
+    )
+    .await
+    {
         Ok(()) => Ok(redirect("/account?done=mfa-off")),
         Err(MfaError::ReauthenticationRequired) => Ok(reauthenticate(DISABLE.path)),
         Err(other) => Err(other.into()),

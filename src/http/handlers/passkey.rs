@@ -142,7 +142,7 @@ pub async fn passwordless_options(
         );
         return response;
     }
-    match webauthn::start_passwordless(&state).await {
+    match webauthn::start_passwordless(state.webauthn_ceremony()).await {
         Ok(started) => options_response(&state, started),
         Err(error) => options_error(error),
     }
@@ -159,7 +159,8 @@ pub async fn passwordless(
     csrf::verify_pre_session(&req, &state, &form.csrf_token)?;
     let return_to = safe_return_to(form.return_to.as_deref());
     let token = ceremony_token(&req, &state);
-    match webauthn::finish_passwordless(&state, &token, &form.credential, origin.0.ip.clone()).await {
+    match webauthn::finish_passwordless(state.webauthn_ceremony(), &token, &form.credential, origin.0.ip.clone()).await
+    {
         Ok((user, used)) => {
             let previous = session_cookie(&req, &state);
             let (session_token, _) = session::start(&state, &user, &used.amr(), origin.0, previous).await?;
@@ -201,11 +202,12 @@ pub async fn second_factor_options(
         return refused;
     }
     let challenge = match challenge_token(&req, &state) {
-        Some(token) => mfa::find_challenge(&state, &token).await,
+        Some(token) => mfa::find_challenge(&state.db, state.clock.now(), &token).await,
         None => Ok(None),
     };
     match challenge {
-        Ok(Some(challenge)) => match webauthn::start_second_factor(&state, &challenge.user_id).await {
+        Ok(Some(challenge)) => match webauthn::start_second_factor(state.webauthn_ceremony(), &challenge.user_id).await
+        {
             Ok(started) => options_response(&state, started),
             Err(error) => options_error(error),
         },
@@ -231,7 +233,15 @@ pub async fn second_factor(
         Err(redirect) => return Ok(redirect),
     };
     let ceremony = ceremony_token(&req, &state);
-    match webauthn::finish_second_factor(&state, &user.id, &ceremony, &form.credential, origin.0.ip.clone()).await {
+    match webauthn::finish_second_factor(
+        state.webauthn_ceremony(),
+        &user.id,
+        &ceremony,
+        &form.credential,
+        origin.0.ip.clone(),
+    )
+    .await
+    {
         Ok(used) => {
             let mut response =
                 complete_second_step(&req, &state, origin, &token, &challenge, &user, Some(used.key_method)).await?;
@@ -278,7 +288,7 @@ fn new_page(
 
 /// GET /account/passkeys/new: registration needs a sign-in within 5 minutes.
 pub async fn new(state: web::Data<AppState>, SignedIn(auth): SignedIn, csrf: Csrf) -> Result<HttpResponse, PageError> {
-    if mfa::require_recent(&state, auth.session.auth_time).is_err() {
+    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
         return Ok(reauthenticate(NEW_PATH));
     }
     new_page(&state, &auth, &csrf, "", None)
@@ -294,7 +304,7 @@ pub async fn register_options(
     if let Some(refused) = check_csrf(&req, &state, &form.csrf_token) {
         return refused;
     }
-    match webauthn::start_registration(&state, &auth.user, auth.session.auth_time).await {
+    match webauthn::start_registration(state.webauthn_ceremony(), &auth.user, auth.session.auth_time).await {
         Ok(started) => options_response(&state, started),
         Err(error) => options_error(error),
     }
@@ -312,7 +322,7 @@ pub async fn register(
     csrf::verify(&req, &state, &form.csrf_token)?;
     let token = ceremony_token(&req, &state);
     let result = webauthn::finish_registration(
-        &state,
+        state.webauthn_ceremony(),
         &auth.user,
         auth.session.auth_time,
         &token,
@@ -349,7 +359,7 @@ pub async fn rename(
     form: web::Form<RenameForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    match webauthn::rename(&state, &auth.user.id, &path, &form.name).await {
+    match webauthn::rename(&state.db, &auth.user.id, &path, &form.name).await {
         Ok(()) => Ok(redirect("/account?done=passkey-renamed")),
         Err(PasskeyError::InvalidName) => Err(PageError::BadRequest(
             "Give it a name of 1 to 64 characters.".to_owned(),
@@ -365,9 +375,9 @@ pub async fn delete_confirm(
     csrf: Csrf,
     path: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
-    let credential = webauthn::find(&state, &auth.user.id, &path).await?;
+    let credential = webauthn::find(&state.db, &auth.user.id, &path).await?;
     let here = format!("/account/passkeys/{}/delete", credential.id);
-    if mfa::require_recent(&state, auth.session.auth_time).is_err() {
+    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
         return Ok(reauthenticate(&here));
     }
     let mut response = page(&ConfirmPage {
@@ -393,7 +403,8 @@ pub async fn delete(
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, form.token())?;
     match webauthn::delete(
-        &state,
+        &state.db,
+        state.clock.now(),
         &auth.user.id,
         &path,
         &auth.session.id,

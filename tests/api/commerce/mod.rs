@@ -174,14 +174,14 @@ pub async fn commerce_client_with_ttl(idp: &TestApp, role: &str, permissions: &[
         })
         .await;
     let actor = Actor::system();
-    let _ = oxidp::rbac::create_role(&idp.state, &actor, role, "commerce test role").await;
+    let _ = oxidp::rbac::create_role(idp.state.rbac_change(), &actor, role, "commerce test role").await;
     for permission in permissions {
-        oxidp::rbac::grant(&idp.state, &actor, role, permission, Some(AUDIENCE))
+        oxidp::rbac::grant(idp.state.rbac_change(), &actor, role, permission, Some(AUDIENCE))
             .await
             .expect("grant");
     }
     oxidp::rbac::assign(
-        &idp.state,
+        idp.state.rbac_change(),
         &actor,
         oxidp::rbac::Subject::Client(client.id.clone()),
         role,

@@ -230,11 +230,11 @@ async fn a_persons_token_from_the_code_flow_acts_as_that_person() {
         &super::commerce_client(&idp, "commerce-admin", &["commerce:sellers:admin"]).await,
     )
     .await;
-    oxidp::rbac::create_role(&idp.state, &actor, "seller-staff", "")
+    oxidp::rbac::create_role(idp.state.rbac_change(), &actor, "seller-staff", "")
         .await
         .unwrap();
     oxidp::rbac::grant(
-        &idp.state,
+        idp.state.rbac_change(),
         &actor,
         "seller-staff",
         "commerce:products:write",
@@ -244,7 +244,7 @@ async fn a_persons_token_from_the_code_flow_acts_as_that_person() {
     .unwrap();
     let carol = idp.create_user("carol", crate::helpers::PASSWORD).await;
     oxidp::rbac::assign(
-        &idp.state,
+        idp.state.rbac_change(),
         &actor,
         oxidp::rbac::Subject::User("carol".into()),
         "seller-staff",
