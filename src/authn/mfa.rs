@@ -42,8 +42,6 @@ fn own_event(
 /// Wrong codes allowed per account per `FAILURE_WINDOW_SECS` while setting up an app.
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW_SECS: i64 = 60;
-/// Sensitive changes need an authentication at most this old.
-pub const RECENT_AUTH_SECS: i64 = 300;
 /// How long the second step of a sign-in may take.
 pub const CHALLENGE_TTL_SECS: i64 = 300;
 pub const RECOVERY_CODES: usize = 10;
@@ -431,13 +429,9 @@ pub async fn status(state: &AppState, user_id: &str) -> Result<(bool, i64), DbEr
         .await
 }
 
-/// Sensitive changes need a sign-in within `RECENT_AUTH_SECS`.
+/// Sensitive changes need a recent sign-in (`session::require_recent`).
 pub fn require_recent(state: &AppState, auth_time: i64) -> Result<(), MfaError> {
-    if state.clock.now() - auth_time <= RECENT_AUTH_SECS {
-        Ok(())
-    } else {
-        Err(MfaError::ReauthenticationRequired)
-    }
+    crate::authn::session::require_recent(auth_time, state.clock.now()).map_err(|_| MfaError::ReauthenticationRequired)
 }
 
 /// Turns TOTP off (and drops the recovery codes). Needs a recent authentication.

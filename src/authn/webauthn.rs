@@ -178,7 +178,7 @@ async fn refused(state: &AppState, user_id: Option<&str>, ip: Option<String>, pu
     }
 }
 
-/// Sensitive changes need a sign-in within `mfa::RECENT_AUTH_SECS`.
+/// Sensitive changes need a sign-in within `session::RECENT_AUTH_SECS`.
 fn require_recent(state: &AppState, auth_time: i64) -> Result<(), PasskeyError> {
     crate::authn::mfa::require_recent(state, auth_time).map_err(|_| PasskeyError::ReauthenticationRequired)
 }

@@ -13,20 +13,17 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::authn::mfa;
-use crate::authn::session::{self, Authenticated};
+use crate::authn::session::Authenticated;
+use crate::authn::signin::{self, PasswordlessRefused, SecondStep};
 use crate::authn::webauthn::{self, PasskeyError, Started};
 use crate::http::cookies;
-use crate::http::csrf::{self, Csrf};
+use crate::http::csrf::{self, Csrf, CsrfForm};
 use crate::http::error::{PageError, problem};
-use crate::http::extractors::{ClientOrigin, SignedIn, safe_return_to, session_cookie};
-use crate::http::handlers::login::signed_in_response;
-use crate::http::handlers::mfa::{
-    Pending, challenge_token, code_page, complete_second_step, pending_second_step, reauthenticate, redirect,
-    signed_in_layout,
-};
-use crate::http::handlers::page;
+use crate::http::extractors::{ClientOrigin, SignedIn, safe_return_to, second_step_cookie, session_cookie};
+use crate::http::pages::{self, page, reauthenticate, redirect, second_step_page, signed_in_layout};
+use crate::http_common::{Problem, no_store};
 use crate::state::AppState;
-use crate::views::{ConfirmPage, Layout, LoginPage, PasskeyNewPage};
+use crate::views::{ConfirmPage, PasskeyNewPage};
 
 const NEW_PATH: &str = "/account/passkeys/new";
 
@@ -57,35 +54,25 @@ pub struct RenameForm {
     name: String,
 }
 
-impl From<PasskeyError> for PageError {
-    fn from(error: PasskeyError) -> Self {
-        match error {
-            PasskeyError::Db(db) => db.into(),
-            PasskeyError::Internal(e) => PageError::Internal(e),
-            PasskeyError::NotFound => PageError::NotFound,
-            other => PageError::BadRequest(other.to_string()),
-        }
-    }
-}
-
 /// The options JSON plus the cookie that binds the ceremony to this browser.
 fn options_response(state: &AppState, started: Started) -> HttpResponse {
     let mut cookie = cookies::build(&state.config, cookies::WEBAUTHN, started.token);
     cookie.set_max_age(CookieDuration::seconds(webauthn::CEREMONY_TTL_SECS));
     HttpResponse::Ok()
-        .insert_header(crate::http::error::no_store())
+        .insert_header(no_store())
         .cookie(cookie)
         .json(started.options)
 }
 
+/// A refused options request as problem+json.
 fn options_error(error: PasskeyError) -> HttpResponse {
     match error {
         PasskeyError::ReauthenticationRequired => problem(
             StatusCode::FORBIDDEN,
             "Adding a security key needs a sign-in within the last 5 minutes: reload the page.",
         ),
-        PasskeyError::NoCredentials => problem(StatusCode::CONFLICT, &error.to_string()),
-        PasskeyError::Disabled => problem(StatusCode::NOT_FOUND, &error.to_string()),
+        PasskeyError::NoCredentials => problem(StatusCode::CONFLICT, error.to_string()),
+        PasskeyError::Disabled => problem(StatusCode::NOT_FOUND, error.to_string()),
         PasskeyError::Db(db) if db.is_unavailable() => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "The service is unavailable; retry later.",
@@ -130,21 +117,15 @@ pub async fn passwordless_options(
     if csrf::verify_pre_session(&req, &state, &form.csrf_token).is_err() {
         return csrf_refused();
     }
-    let ip = origin.0.ip.clone().unwrap_or_else(|| "unknown".to_owned());
-    if let Err(retry_after) = state.limiters.per_ip(&ip) {
-        let mut response = problem(
+    match signin::start_passwordless(&state, origin.0.ip.as_deref()).await {
+        Ok(started) => options_response(&state, started),
+        Err(PasswordlessRefused::RateLimited { retry_after }) => Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many sign-in attempts; wait and retry.",
-        );
-        response.headers_mut().insert(
-            actix_web::http::header::RETRY_AFTER,
-            actix_web::http::header::HeaderValue::from(retry_after.max(1)),
-        );
-        return response;
-    }
-    match webauthn::start_passwordless(&state).await {
-        Ok(started) => options_response(&state, started),
-        Err(error) => options_error(error),
+        )
+        .retry_after(retry_after)
+        .response(),
+        Err(PasswordlessRefused::Passkey(error)) => options_error(error),
     }
 }
 
@@ -158,37 +139,23 @@ pub async fn passwordless(
 ) -> Result<HttpResponse, PageError> {
     csrf::verify_pre_session(&req, &state, &form.csrf_token)?;
     let return_to = safe_return_to(form.return_to.as_deref());
-    let token = ceremony_token(&req, &state);
-    match webauthn::finish_passwordless(&state, &token, &form.credential, origin.0.ip.clone()).await {
-        Ok((user, used)) => {
-            let previous = session_cookie(&req, &state);
-            let (session_token, _) = session::start(&state, &user, &used.amr(), origin.0, previous).await?;
-            tracing::info!(user_id = %user.id, "signed in with a passkey");
-            let mut response = signed_in_response(&state, &session_token, None, &return_to)?;
+    let ceremony = ceremony_token(&req, &state);
+    let previous = session_cookie(&req, &state);
+    let message = match signin::with_passkey(&state, &ceremony, &form.credential, &return_to, origin.0, previous).await
+    {
+        Ok(session) => {
+            let mut response = pages::signed_in(&state, &session)?;
             clear_ceremony(&state, &mut response);
-            Ok(response)
+            return Ok(response);
         }
-        Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => Err(error.into()),
-        Err(error) => {
-            let message = match error {
-                PasskeyError::CeremonyExpired => "The passkey request expired or was already used. Try again.",
-                _ => "That passkey could not be used to sign in. Use your password, or try another passkey.",
-            };
-            let mut response = page(&LoginPage {
-                layout: Layout::anonymous("Sign in").with_webauthn_if(state.webauthn.is_some()),
-                expired: false,
-                csrf: csrf.pre_session.clone(),
-                username: String::new(),
-                return_to,
-                error: Some(message.to_owned()),
-                notice: None,
-            })?;
-            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            csrf.apply(&state, &mut response);
-            clear_ceremony(&state, &mut response);
-            Ok(response)
-        }
-    }
+        Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => return Err(error.into()),
+        Err(PasskeyError::CeremonyExpired) => "The passkey request expired or was already used. Try again.",
+        Err(_) => "That passkey could not be used to sign in. Use your password, or try another passkey.",
+    };
+    let mut response = pages::sign_in_page(&state, &csrf, "", return_to, Some(message.to_owned()), false)?;
+    *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    clear_ceremony(&state, &mut response);
+    Ok(response)
 }
 
 /// POST /login/mfa/passkey/options: the second step with a security key or passkey.
@@ -200,7 +167,7 @@ pub async fn second_factor_options(
     if let Some(refused) = check_csrf(&req, &state, &form.csrf_token) {
         return refused;
     }
-    let challenge = match challenge_token(&req, &state) {
+    let challenge = match second_step_cookie(&req, &state) {
         Some(token) => mfa::find_challenge(&state, &token).await,
         None => Ok(None),
     };
@@ -226,36 +193,34 @@ pub async fn second_factor(
     form: web::Form<CredentialForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    let Pending { token, challenge, user } = match pending_second_step(&req, &state).await? {
-        Ok(pending) => pending,
-        Err(redirect) => return Ok(redirect),
+    let pending = match signin::pending(&state, second_step_cookie(&req, &state)).await? {
+        SecondStep::Pending(pending) => pending,
+        SecondStep::None => return Ok(redirect("/login")),
+        SecondStep::Expired => return Ok(redirect("/login?expired=1")),
     };
     let ceremony = ceremony_token(&req, &state);
-    match webauthn::finish_second_factor(&state, &user.id, &ceremony, &form.credential, origin.0.ip.clone()).await {
-        Ok(used) => {
-            let mut response =
-                complete_second_step(&req, &state, origin, &token, &challenge, &user, Some(used.key_method)).await?;
-            clear_ceremony(&state, &mut response);
-            Ok(response)
-        }
-        Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => Err(error.into()),
-        Err(error) => {
-            let message = match error {
-                PasskeyError::CeremonyExpired => "The request expired or was already used. Try again.",
-                _ => "That security key or passkey could not be verified. Try again or use another one.",
-            };
-            let mut response = code_page(
-                &state,
-                &csrf,
-                &user,
-                Some(message.to_owned()),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await?;
-            clear_ceremony(&state, &mut response);
-            Ok(response)
-        }
-    }
+    let previous = session_cookie(&req, &state);
+    let message =
+        match signin::second_step_with_key(&state, &pending, &ceremony, &form.credential, origin.0, previous).await {
+            Ok(session) => {
+                let mut response = pages::second_step_passed(&state, &session)?;
+                clear_ceremony(&state, &mut response);
+                return Ok(response);
+            }
+            Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => return Err(error.into()),
+            Err(PasskeyError::CeremonyExpired) => "The request expired or was already used. Try again.",
+            Err(_) => "That security key or passkey could not be verified. Try again or use another one.",
+        };
+    let mut response = second_step_page(
+        &state,
+        &csrf,
+        &pending.user,
+        Some(message.to_owned()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await?;
+    clear_ceremony(&state, &mut response);
+    Ok(response)
 }
 
 fn new_page(
@@ -278,7 +243,7 @@ fn new_page(
 
 /// GET /account/passkeys/new: registration needs a sign-in within 5 minutes.
 pub async fn new(state: web::Data<AppState>, SignedIn(auth): SignedIn, csrf: Csrf) -> Result<HttpResponse, PageError> {
-    if mfa::require_recent(&state, auth.session.auth_time).is_err() {
+    if auth.require_recent(state.clock.now()).is_err() {
         return Ok(reauthenticate(NEW_PATH));
     }
     new_page(&state, &auth, &csrf, "", None)
@@ -367,7 +332,7 @@ pub async fn delete_confirm(
 ) -> Result<HttpResponse, PageError> {
     let credential = webauthn::find(&state, &auth.user.id, &path).await?;
     let here = format!("/account/passkeys/{}/delete", credential.id);
-    if mfa::require_recent(&state, auth.session.auth_time).is_err() {
+    if auth.require_recent(state.clock.now()).is_err() {
         return Ok(reauthenticate(&here));
     }
     let mut response = page(&ConfirmPage {
@@ -389,7 +354,7 @@ pub async fn delete(
     SignedIn(auth): SignedIn,
     origin: ClientOrigin,
     path: web::Path<String>,
-    form: web::Form<crate::http::handlers::session::CsrfForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, form.token())?;
     match webauthn::delete(
