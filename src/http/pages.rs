@@ -1,19 +1,21 @@
 //! Page responses the handlers share: rendering a page, the redirects of the
-//! sign-in flow (signed in, to the second step, to sign in again), the sign-in
-//! and second-step pages, the signed-in layout, and how a wait is said.
+//! sign-in flow (signed in, to the second step, to sign in again, the pending
+//! second step), the sign-in and second-step pages, the signed-in layout, and
+//! how a wait is said.
 
-use actix_web::HttpResponse;
 use actix_web::cookie::time::Duration as CookieDuration;
 use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 
 use crate::authn::session::Authenticated;
-use crate::authn::signin::NewSession;
+use crate::authn::signin::{self, NewSession, Pending, SecondStep};
 use crate::authn::{mfa, risk, session};
 use crate::db::models::users::UserRow;
 use crate::http::cookies;
 use crate::http::csrf::Csrf;
 use crate::http::error::PageError;
+use crate::http::extractors::second_step_cookie;
 use crate::http_common::no_store;
 use crate::state::AppState;
 use crate::views::{Layout, LoginPage, MfaCodePage};
@@ -24,6 +26,13 @@ pub fn page(template: &impl Template) -> Result<HttpResponse, PageError> {
         .insert_header(no_store())
         .content_type("text/html; charset=utf-8")
         .body(template.render()?))
+}
+
+/// A page with forms: `page`, plus the CSRF cookie when the `Csrf` extractor minted one.
+pub fn form_page(state: &AppState, csrf: &Csrf, template: &impl Template) -> Result<HttpResponse, PageError> {
+    let mut response = page(template)?;
+    csrf.apply(state, &mut response);
+    Ok(response)
 }
 
 /// 303 to `location`, uncacheable.
@@ -109,18 +118,33 @@ pub fn sign_in_page(
     expired: bool,
 ) -> Result<HttpResponse, PageError> {
     let notice = expired.then(|| "For your security you were signed out after a period of inactivity.".to_owned());
-    let mut response = page(&LoginPage {
-        layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" })
-            .with_webauthn_if(state.webauthn.is_some()),
-        expired,
-        csrf: csrf.pre_session.clone(),
-        username: username.chars().take(64).collect(),
-        return_to,
-        error,
-        notice,
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        csrf,
+        &LoginPage {
+            layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" })
+                .with_webauthn_if(state.webauthn.is_some()),
+            expired,
+            csrf: csrf.pre_session.clone(),
+            username: username.chars().take(64).collect(),
+            return_to,
+            error,
+            notice,
+        },
+    )
+}
+
+/// This browser's pending second step, or the redirect to answer instead: to
+/// `/login` (none, or the account was disabled meanwhile) or to `/login?expired=1`.
+pub async fn pending_second_step(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Result<Pending, HttpResponse>, PageError> {
+    Ok(match signin::pending(state, second_step_cookie(req, state)).await? {
+        SecondStep::Pending(pending) => Ok(pending),
+        SecondStep::None => Err(redirect("/login")),
+        SecondStep::Expired => Err(redirect("/login?expired=1")),
+    })
 }
 
 /// The second-step page: a code field and/or a security key button, by what the person has set up.

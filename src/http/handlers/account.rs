@@ -10,7 +10,7 @@ use crate::domain::Password;
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::PageError;
 use crate::http::extractors::SignedIn;
-use crate::http::pages::{page, redirect, signed_in_layout};
+use crate::http::pages::{form_page, redirect, signed_in_layout};
 use crate::state::AppState;
 use crate::views::{AccountPage, AccountView, ConsentView, SessionView, SignInView};
 
@@ -34,35 +34,37 @@ async fn render(
         .iter()
         .map(crate::views::PasskeyView::new)
         .collect();
-    let mut response = page(&AccountPage {
-        layout: signed_in_layout(state, "Your account", auth, csrf, "/account"),
-        csrf: csrf.token.clone(),
-        user: AccountView::from(&auth.user),
-        sessions: activity
-            .sessions
-            .iter()
-            .map(|row| SessionView::new(row, &auth.session.id))
-            .collect(),
-        sign_ins: activity.sign_ins.iter().map(SignInView::new).collect(),
-        mfa_enabled,
-        recovery_remaining,
-        second_step_failures,
-        passkeys,
-        consents: activity
-            .consents
-            .into_iter()
-            .map(|(row, client_name)| ConsentView {
-                client_id: row.client_id,
-                client_name,
-                scope: row.scope,
-                since: crate::views::format_time(row.created_at),
-            })
-            .collect(),
-        message,
-        password_error,
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        csrf,
+        &AccountPage {
+            layout: signed_in_layout(state, "Your account", auth, csrf, "/account"),
+            csrf: csrf.token.clone(),
+            user: AccountView::from(&auth.user),
+            sessions: activity
+                .sessions
+                .iter()
+                .map(|row| SessionView::new(row, &auth.session.id))
+                .collect(),
+            sign_ins: activity.sign_ins.iter().map(SignInView::new).collect(),
+            mfa_enabled,
+            recovery_remaining,
+            second_step_failures,
+            passkeys,
+            consents: activity
+                .consents
+                .into_iter()
+                .map(|(row, client_name)| ConsentView {
+                    client_id: row.client_id,
+                    client_name,
+                    scope: row.scope,
+                    since: crate::views::format_time(row.created_at),
+                })
+                .collect(),
+            message,
+            password_error,
+        },
+    )
 }
 
 pub async fn show(

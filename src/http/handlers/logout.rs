@@ -10,7 +10,7 @@ use crate::http::cookies;
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::{PageError, html_error};
 use crate::http::extractors::{MaybeSignedIn, session_cookie};
-use crate::http::pages::{page, redirect, signed_in_layout};
+use crate::http::pages::{form_page, page, redirect, signed_in_layout};
 use crate::oauth::params::Params;
 use crate::oidc::end_session::{self, LogoutRequest};
 use crate::state::AppState;
@@ -66,17 +66,19 @@ async fn handle(
     if logout.hint_names_session(&auth.user.id, &auth.session.id) {
         return sign_out(req, state, &logout).await;
     }
-    let mut response = page(&LogoutPage {
-        layout: signed_in_layout(state, "Sign out", auth, &csrf, "/logout"),
-        csrf: csrf.token.clone(),
-        username: auth.user.username.clone(),
-        client_name: logout.client.as_ref().map(|c| c.name.clone()),
-        client_id: logout.client_id.clone(),
-        post_logout_redirect_uri: logout.post_logout_redirect_uri.clone(),
-        logout_state: logout.state.clone(),
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        &csrf,
+        &LogoutPage {
+            layout: signed_in_layout(state, "Sign out", auth, &csrf, "/logout"),
+            csrf: csrf.token.clone(),
+            username: auth.user.username.clone(),
+            client_name: logout.client.as_ref().map(|c| c.name.clone()),
+            client_id: logout.client_id.clone(),
+            post_logout_redirect_uri: logout.post_logout_redirect_uri.clone(),
+            logout_state: logout.state.clone(),
+        },
+    )
 }
 
 /// GET /logout (also the OIDC end_session_endpoint).

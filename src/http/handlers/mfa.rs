@@ -9,27 +9,20 @@ use serde::Deserialize;
 
 use crate::authn::mfa::{self, MfaError};
 use crate::authn::session::Authenticated;
-use crate::authn::signin::{self, Pending, SecondStep};
+use crate::authn::signin::{self, Pending};
 use crate::http::csrf::{self, Csrf, CsrfForm};
 use crate::http::error::PageError;
-use crate::http::extractors::{ClientOrigin, SignedIn, second_step_cookie, session_cookie};
-use crate::http::pages::{self, page, reauthenticate, redirect, second_step_page, signed_in_layout, wait_phrase};
+use crate::http::extractors::{ClientOrigin, SignedIn, session_cookie};
+use crate::http::pages::{
+    self, form_page, page, pending_second_step, reauthenticate, redirect, second_step_page, signed_in_layout,
+    wait_phrase,
+};
 use crate::state::AppState;
 use crate::views::{ConfirmPage, MfaEnrolPage, RecoveryCodesPage};
 
-/// The pending second step, or the redirect to answer instead (none, expired,
-/// or the account was disabled meanwhile).
-async fn pending(req: &HttpRequest, state: &AppState) -> Result<Result<Pending, HttpResponse>, PageError> {
-    Ok(match signin::pending(state, second_step_cookie(req, state)).await? {
-        SecondStep::Pending(pending) => Ok(pending),
-        SecondStep::None => Err(redirect("/login")),
-        SecondStep::Expired => Err(redirect("/login?expired=1")),
-    })
-}
-
 /// GET /login/mfa
 pub async fn show(req: HttpRequest, state: web::Data<AppState>, csrf: Csrf) -> Result<HttpResponse, PageError> {
-    match pending(&req, &state).await? {
+    match pending_second_step(&req, &state).await? {
         Ok(Pending { user, .. }) => second_step_page(&state, &csrf, &user, None, StatusCode::OK).await,
         Err(redirect) => Ok(redirect),
     }
@@ -51,7 +44,7 @@ pub async fn submit(
     form: web::Form<CodeForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    let pending = match pending(&req, &state).await? {
+    let pending = match pending_second_step(&req, &state).await? {
         Ok(pending) => pending,
         Err(redirect) => return Ok(redirect),
     };
@@ -107,15 +100,17 @@ fn enrol_page(
     enrolment: mfa::Enrolment,
     error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
-    let mut response = page(&MfaEnrolPage {
-        layout: signed_in_layout(state, "Set up two-step verification", auth, csrf, "/account/mfa/totp"),
-        csrf: csrf.token.clone(),
-        qr_svg: enrolment.qr_svg,
-        secret: enrolment.secret,
-        error,
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        csrf,
+        &MfaEnrolPage {
+            layout: signed_in_layout(state, "Set up two-step verification", auth, csrf, "/account/mfa/totp"),
+            csrf: csrf.token.clone(),
+            qr_svg: enrolment.qr_svg,
+            secret: enrolment.secret,
+            error,
+        },
+    )
 }
 
 /// POST /account/mfa/totp: the first code confirms the app; recovery codes follow.
@@ -191,16 +186,18 @@ async fn confirm_page(
         Some(with_keys) if mfa::factors(state, &auth.user.id).await?.webauthn > 0 => with_keys,
         _ => what.message,
     };
-    let mut response = page(&ConfirmPage {
-        layout: signed_in_layout(state, what.heading, auth, csrf, what.path),
-        csrf: csrf.token.clone(),
-        heading: what.heading.to_owned(),
-        message: message.to_owned(),
-        action: what.path.to_owned(),
-        button: what.button.to_owned(),
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        csrf,
+        &ConfirmPage {
+            layout: signed_in_layout(state, what.heading, auth, csrf, what.path),
+            csrf: csrf.token.clone(),
+            heading: what.heading.to_owned(),
+            message: message.to_owned(),
+            action: what.path.to_owned(),
+            button: what.button.to_owned(),
+        },
+    )
 }
 
 /// GET /account/mfa/recovery

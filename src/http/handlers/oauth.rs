@@ -14,7 +14,7 @@ use crate::http::browser_binding::{self, BrowserBinding};
 use crate::http::csrf::{self, Csrf};
 use crate::http::error::{OAuthJsonError, PageError, html_error, no_store};
 use crate::http::extractors::{ClientAuth, MaybeSignedIn, SignedIn};
-use crate::http::pages::{self, page, redirect, urlencode};
+use crate::http::pages::{self, form_page, redirect, urlencode};
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, ClientResponse, ResponseMode, Step};
 use crate::oauth::clients::Client;
 use crate::oauth::error::OAuthError;
@@ -245,22 +245,24 @@ pub async fn consent(
         Ok(found) => found,
         Err(response) => return Ok(response),
     };
-    let mut response = page(&ConsentPage {
-        layout: pages::signed_in_layout(
-            &state,
-            "Allow access",
-            &auth,
-            &csrf,
-            &format!("/consent?request={}", query.request),
-        ),
-        csrf: csrf.token.clone(),
-        username: auth.user.username.clone(),
-        client_name: client.name.clone(),
-        request_id: query.request.clone(),
-        scopes: request.scope.iter().map(authorize::describe_scope).collect(),
-    })?;
-    csrf.apply(&state, &mut response);
-    Ok(response)
+    form_page(
+        &state,
+        &csrf,
+        &ConsentPage {
+            layout: pages::signed_in_layout(
+                &state,
+                "Allow access",
+                &auth,
+                &csrf,
+                &format!("/consent?request={}", query.request),
+            ),
+            csrf: csrf.token.clone(),
+            username: auth.user.username.clone(),
+            client_name: client.name.clone(),
+            request_id: query.request.clone(),
+            scopes: request.scope.iter().map(authorize::describe_scope).collect(),
+        },
+    )
 }
 
 #[derive(Deserialize)]

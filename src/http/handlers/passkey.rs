@@ -14,13 +14,15 @@ use serde::Deserialize;
 
 use crate::authn::mfa;
 use crate::authn::session::Authenticated;
-use crate::authn::signin::{self, PasswordlessRefused, SecondStep};
+use crate::authn::signin::{self, PasswordlessRefused};
 use crate::authn::webauthn::{self, PasskeyError, Started};
 use crate::http::cookies;
 use crate::http::csrf::{self, Csrf, CsrfForm};
 use crate::http::error::{PageError, problem};
 use crate::http::extractors::{ClientOrigin, SignedIn, safe_return_to, second_step_cookie, session_cookie};
-use crate::http::pages::{self, page, reauthenticate, redirect, second_step_page, signed_in_layout};
+use crate::http::pages::{
+    self, form_page, pending_second_step, reauthenticate, redirect, second_step_page, signed_in_layout,
+};
 use crate::http_common::{Problem, no_store};
 use crate::state::AppState;
 use crate::views::{ConfirmPage, PasskeyNewPage};
@@ -193,10 +195,9 @@ pub async fn second_factor(
     form: web::Form<CredentialForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    let pending = match signin::pending(&state, second_step_cookie(&req, &state)).await? {
-        SecondStep::Pending(pending) => pending,
-        SecondStep::None => return Ok(redirect("/login")),
-        SecondStep::Expired => return Ok(redirect("/login?expired=1")),
+    let pending = match pending_second_step(&req, &state).await? {
+        Ok(pending) => pending,
+        Err(redirect) => return Ok(redirect),
     };
     let ceremony = ceremony_token(&req, &state);
     let previous = session_cookie(&req, &state);
@@ -230,15 +231,17 @@ fn new_page(
     name: &str,
     error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
-    let mut response = page(&PasskeyNewPage {
-        layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH)
-            .with_webauthn_if(state.webauthn.is_some()),
-        csrf: csrf.token.clone(),
-        name: name.to_owned(),
-        error,
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        csrf,
+        &PasskeyNewPage {
+            layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH)
+                .with_webauthn_if(state.webauthn.is_some()),
+            csrf: csrf.token.clone(),
+            name: name.to_owned(),
+            error,
+        },
+    )
 }
 
 /// GET /account/passkeys/new: registration needs a sign-in within 5 minutes.
@@ -335,16 +338,18 @@ pub async fn delete_confirm(
     if auth.require_recent(state.clock.now()).is_err() {
         return Ok(reauthenticate(&here));
     }
-    let mut response = page(&ConfirmPage {
-        layout: signed_in_layout(&state, "Remove a security key", &auth, &csrf, &here),
-        csrf: csrf.token.clone(),
-        heading: format!("Remove “{}”?", credential.name),
-        message: "You will no longer be able to sign in with it.".to_owned(),
-        action: here,
-        button: "Remove".to_owned(),
-    })?;
-    csrf.apply(&state, &mut response);
-    Ok(response)
+    form_page(
+        &state,
+        &csrf,
+        &ConfirmPage {
+            layout: signed_in_layout(&state, "Remove a security key", &auth, &csrf, &here),
+            csrf: csrf.token.clone(),
+            heading: format!("Remove “{}”?", credential.name),
+            message: "You will no longer be able to sign in with it.".to_owned(),
+            action: here,
+            button: "Remove".to_owned(),
+        },
+    )
 }
 
 /// POST /account/passkeys/{id}/delete
