@@ -82,7 +82,7 @@ pub struct Pending {
 
 /// The state of the second step a browser's cookie points at.
 pub enum SecondStep {
-    Pending(Pending),
+    Pending(Box<Pending>),
     /// No cookie, or the account was disabled meanwhile (the challenge is closed).
     None,
     /// Too much time passed, or it was completed already.
@@ -102,7 +102,7 @@ pub async fn pending(state: &AppState, token: Option<String>) -> Result<SecondSt
         mfa::close_challenge(state, &token).await?;
         return Ok(SecondStep::None);
     }
-    Ok(SecondStep::Pending(Pending { token, challenge, user }))
+    Ok(SecondStep::Pending(Box::new(Pending { token, challenge, user })))
 }
 
 /// The second step with a code (authenticator app or recovery code).
@@ -116,6 +116,21 @@ pub async fn second_step_with_code(
     let proof = mfa::verify(state, &pending.user, code).await?;
     let method = (proof == Proof::Totp).then_some(OTP);
     Ok(complete_second_step(state, pending, method, origin, previous).await?)
+}
+
+/// Starts the second step with a security key or passkey for the pending
+/// sign-in of the cookie `token`: `None` when there is none, or it expired.
+pub async fn start_second_step_with_key(
+    state: &AppState,
+    token: Option<&str>,
+) -> Result<Option<Started>, PasskeyError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let Some(challenge) = mfa::find_challenge(state, token).await? else {
+        return Ok(None);
+    };
+    Ok(Some(webauthn::start_second_factor(state, &challenge.user_id).await?))
 }
 
 /// The second step with a security key or passkey (`ceremony`: the

@@ -141,7 +141,7 @@ pub async fn pending_second_step(
     state: &AppState,
 ) -> Result<Result<Pending, HttpResponse>, PageError> {
     Ok(match signin::pending(state, second_step_cookie(req, state)).await? {
-        SecondStep::Pending(pending) => Ok(pending),
+        SecondStep::Pending(pending) => Ok(*pending),
         SecondStep::None => Err(redirect("/login")),
         SecondStep::Expired => Err(redirect("/login?expired=1")),
     })

@@ -12,7 +12,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::authn::mfa;
 use crate::authn::session::Authenticated;
 use crate::authn::signin::{self, PasswordlessRefused};
 use crate::authn::webauthn::{self, PasskeyError, Started};
@@ -169,20 +168,14 @@ pub async fn second_factor_options(
     if let Some(refused) = check_csrf(&req, &state, &form.csrf_token) {
         return refused;
     }
-    let challenge = match second_step_cookie(&req, &state) {
-        Some(token) => mfa::find_challenge(&state, &token).await,
-        None => Ok(None),
-    };
-    match challenge {
-        Ok(Some(challenge)) => match webauthn::start_second_factor(&state, &challenge.user_id).await {
-            Ok(started) => options_response(&state, started),
-            Err(error) => options_error(error),
-        },
+    let token = second_step_cookie(&req, &state);
+    match signin::start_second_step_with_key(&state, token.as_deref()).await {
+        Ok(Some(started)) => options_response(&state, started),
         Ok(None) => problem(
             StatusCode::UNAUTHORIZED,
             "The sign-in has expired: sign in with your password again.",
         ),
-        Err(error) => options_error(error.into()),
+        Err(error) => options_error(error),
     }
 }
 
