@@ -14,6 +14,7 @@ pub mod db;
 pub mod domain;
 pub mod housekeeping;
 pub mod http;
+pub mod http_common;
 pub mod metrics;
 pub mod oauth;
 pub mod oidc;

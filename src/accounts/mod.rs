@@ -60,6 +60,31 @@ impl From<DbError> for AccountError {
     }
 }
 
+/// What the account page lists about a person.
+pub struct Activity {
+    /// Their sessions, most recently active first.
+    pub sessions: Vec<crate::db::models::sessions::SessionRow>,
+    /// The applications they consented to, with each client's name.
+    pub consents: Vec<(crate::db::models::consents::ConsentRow, String)>,
+    /// Their last ten sign-in attempts.
+    pub sign_ins: Vec<logins::AttemptRow>,
+}
+
+/// The sessions, consents and recent sign-in attempts of `user_id`.
+pub async fn activity(state: &AppState, user_id: &str) -> Result<Activity, DbError> {
+    let id = user_id.to_owned();
+    state
+        .db
+        .run(move |conn| {
+            Ok(Activity {
+                sessions: crate::db::models::sessions::list_for_user(conn, &id)?,
+                consents: crate::db::models::consents::list_for_user(conn, &id)?,
+                sign_ins: logins::recent_for_user(conn, &id, 10)?,
+            })
+        })
+        .await
+}
+
 /// Profile claims (OIDC Core §5.1) an administrator may set.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]

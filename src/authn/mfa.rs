@@ -44,8 +44,6 @@ fn own_event(
 /// Wrong codes allowed per account per `FAILURE_WINDOW_SECS` while setting up an app.
 pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW_SECS: i64 = 60;
-/// Sensitive changes need an authentication at most this old.
-pub const RECENT_AUTH_SECS: i64 = 300;
 /// How long the second step of a sign-in may take.
 pub const CHALLENGE_TTL_SECS: i64 = 300;
 pub const RECOVERY_CODES: usize = 10;
@@ -438,13 +436,9 @@ pub async fn status(db: &Db, user_id: &str) -> Result<(bool, i64), DbError> {
     .await
 }
 
-/// Sensitive changes need a sign-in (at `auth_time`) within `RECENT_AUTH_SECS` of `now`.
+/// Sensitive changes need a sign-in (at `auth_time`) recent at `now` (`session::require_recent`).
 pub fn require_recent(now: i64, auth_time: i64) -> Result<(), MfaError> {
-    if now - auth_time <= RECENT_AUTH_SECS {
-        Ok(())
-    } else {
-        Err(MfaError::ReauthenticationRequired)
-    }
+    crate::authn::session::require_recent(auth_time, now).map_err(|_| MfaError::ReauthenticationRequired)
 }
 
 /// Turns TOTP off (and drops the recovery codes). Needs a recent authentication.
@@ -525,6 +519,7 @@ mod tests {
     use super::*;
     use crate::clock::{Clock, ManualClock};
     use crate::db::testing::TestDb;
+    use crate::authn::session::RECENT_AUTH_SECS;
 
     struct Setup {
         t: TestDb,

@@ -1,4 +1,8 @@
-//! Authentication of people: password hashing, the sign-in pipeline and browser sessions.
+//! Authentication of people: password hashing (`password`, `legacy`,
+//! `argon2_pool`), the password check with its limits and risk score (`login`,
+//! `risk`), second factors (`mfa`: authenticator apps and recovery codes;
+//! `webauthn`: security keys and passkeys), the sign-in flow that joins them
+//! (`signin`) and browser sessions (`session`). No actix types.
 
 pub mod argon2_pool;
 pub mod legacy;
@@ -7,4 +11,5 @@ pub mod mfa;
 pub mod password;
 pub mod risk;
 pub mod session;
+pub mod signin;
 pub mod webauthn;

@@ -15,6 +15,8 @@ use crate::state::AppState;
 
 /// Activity closer together than this does not rewrite `last_seen_at`.
 const TOUCH_GRANULARITY_SECS: i64 = 10;
+/// Sensitive changes (second factors, security keys) need a sign-in at most this old.
+pub const RECENT_AUTH_SECS: i64 = 300;
 
 /// The secret cookie value. Never logged.
 pub struct SessionToken(String);
@@ -50,6 +52,27 @@ impl std::fmt::Debug for SessionToken {
 pub struct Authenticated {
     pub session: SessionRow,
     pub user: UserRow,
+}
+
+impl Authenticated {
+    /// Sensitive changes need a sign-in within `RECENT_AUTH_SECS`: otherwise the
+    /// person signs in again first.
+    pub fn require_recent(&self, now: i64) -> Result<(), ReauthenticationRequired> {
+        require_recent(self.session.auth_time, now)
+    }
+}
+
+/// The sign-in behind a session is too old for a sensitive change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReauthenticationRequired;
+
+/// A sign-in at `auth_time` is recent enough at `now` for a sensitive change.
+pub fn require_recent(auth_time: i64, now: i64) -> Result<(), ReauthenticationRequired> {
+    if now - auth_time <= RECENT_AUTH_SECS {
+        Ok(())
+    } else {
+        Err(ReauthenticationRequired)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,4 +335,19 @@ pub async fn purge_expired(state: &AppState) -> Result<usize, DbError> {
         .db
         .run(move |conn| sessions::delete_expired(conn, idle_cutoff, absolute_cutoff))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_means_within_five_minutes_of_the_sign_in() {
+        assert_eq!(require_recent(1_000, 1_000), Ok(()));
+        assert_eq!(require_recent(1_000, 1_000 + RECENT_AUTH_SECS), Ok(()));
+        assert_eq!(
+            require_recent(1_000, 1_001 + RECENT_AUTH_SECS),
+            Err(ReauthenticationRequired)
+        );
+    }
 }

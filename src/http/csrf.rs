@@ -39,6 +39,18 @@ impl Csrf {
     }
 }
 
+/// A form whose only field is its CSRF token (confirmation buttons).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    csrf_token: String,
+}
+
+impl CsrfForm {
+    pub fn token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
 /// HMAC(csrf_key, "csrf" ‖ CSRF cookie ‖ SHA-256(session cookie) or nothing).
 fn sign(key: &[u8; 32], cookie: &str, session: Option<&str>) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");

@@ -1,14 +1,34 @@
 //! Errors of the HTTP layer, in the format their audience reads: an HTML page for
-//! people, JSON for machine endpoints. Causes are logged, never shown.
+//! people (`PageError`), RFC 9457 problem+json for machine endpoints (`ApiError`,
+//! the admin API's `AdminHttpError`), RFC 6749 §5.2 JSON for the OAuth back
+//! channel (`OAuthJsonError`) and RFC 6750 challenges for bearer-protected
+//! endpoints (`BearerHttpError`). Every answer is built by one of the builders at
+//! the end (`html_error`, `problem`, `retry_after`, and `http_common`'s `Problem`
+//! and `bearer_challenge`); the conversions from domain errors are together in
+//! one section. Causes are logged, never shown.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::accounts::AccountError;
-use crate::authn::login::LoginError;
+use crate::admin::AdminError;
+use crate::authn::mfa::MfaError;
+use crate::authn::webauthn::PasskeyError;
 use crate::db::DbError;
+use crate::http::pages::{urlencode, wait_phrase};
+pub use crate::http_common::no_store;
+use crate::http_common::{Problem, bearer_challenge, set_retry_after};
+use crate::oauth::error::OAuthError;
+use crate::oidc::userinfo::BearerError;
 use crate::views;
+
+/// The `realm` of oxidp's own RFC 6750 challenges.
+const REALM: &str = "oxidp";
+/// How long a 503 asks clients to wait.
+pub const UNAVAILABLE_RETRY_SECS: u64 = 30;
+
+// ---- pages for people ----
 
 /// An error shown to a person as a page.
 #[derive(Debug, thiserror::Error)]
@@ -33,43 +53,6 @@ pub enum PageError {
     Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
-}
-
-impl From<DbError> for PageError {
-    fn from(error: DbError) -> Self {
-        match error {
-            DbError::Unavailable(cause) => PageError::Unavailable(cause),
-            DbError::NotFound => PageError::NotFound,
-            other => PageError::Internal(other.into()),
-        }
-    }
-}
-
-impl From<LoginError> for PageError {
-    fn from(error: LoginError) -> Self {
-        match error {
-            LoginError::Db(db) => db.into(),
-            LoginError::InvalidCredentials { .. } => PageError::Forbidden("invalid credentials"),
-            LoginError::RateLimited { retry_after } => PageError::TooManyRequests { retry_after },
-        }
-    }
-}
-
-impl From<AccountError> for PageError {
-    fn from(error: AccountError) -> Self {
-        match error {
-            AccountError::Db(db) => db.into(),
-            AccountError::NotFound => PageError::NotFound,
-            AccountError::Internal(e) => PageError::Internal(e),
-            other => PageError::BadRequest(other.to_string()),
-        }
-    }
-}
-
-impl From<askama::Error> for PageError {
-    fn from(error: askama::Error) -> Self {
-        PageError::Internal(anyhow::anyhow!("template: {error}"))
-    }
 }
 
 impl ResponseError for PageError {
@@ -106,19 +89,13 @@ impl ResponseError for PageError {
                 "For your security the form could not be accepted. Go back, reload the page and try again.".to_owned(),
             ),
             PageError::NotFound => ("Page not found", "There is nothing at this address.".to_owned()),
-            PageError::TooManyRequests { retry_after } => {
-                let mut response = html_error(
-                    status,
-                    "Too many attempts",
-                    &format!(
-                        "There were too many sign-in attempts from your network or for this account. Wait {} and try again.",
-                        crate::http::handlers::login::wait_phrase(*retry_after as i64)
-                    ),
+            PageError::TooManyRequests { retry_after: wait } => {
+                let message = format!(
+                    "There were too many sign-in attempts from your network or for this account. Wait {} and try again.",
+                    wait_phrase(*wait as i64)
                 );
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_str(&retry_after.to_string()).unwrap_or(HeaderValue::from_static("60")),
-                );
+                let mut response = html_error(status, "Too many attempts", &message);
+                retry_after(&mut response, Some(*wait));
                 return response;
             }
             PageError::Unavailable(cause) => {
@@ -140,21 +117,7 @@ impl ResponseError for PageError {
     }
 }
 
-/// Renders the error page; falls back to plain text if the template itself fails.
-pub fn html_error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-    let body = views::ErrorPage::new(status.as_u16(), title, message).render_page();
-    let mut response = HttpResponse::build(status);
-    response.insert_header(no_store());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("30")));
-    }
-    match body {
-        Ok(html) => response.content_type("text/html; charset=utf-8").body(html),
-        Err(_) => response
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("{title}\n\n{message}\n")),
-    }
-}
+// ---- problem+json for machine endpoints ----
 
 /// An error of a machine endpoint as RFC 9457 problem+json.
 #[derive(Debug, thiserror::Error)]
@@ -167,16 +130,6 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<DbError> for ApiError {
-    fn from(error: DbError) -> Self {
-        match error {
-            DbError::Unavailable(cause) => ApiError::Unavailable(cause),
-            DbError::NotFound => ApiError::NotFound,
-            other => ApiError::Internal(other.into()),
-        }
-    }
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -187,7 +140,6 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
         let detail = match self {
             ApiError::NotFound => "No resource at this address.",
             ApiError::Unavailable(cause) => {
@@ -199,40 +151,18 @@ impl ResponseError for ApiError {
                 "An unexpected error occurred."
             }
         };
-        problem(status, detail)
+        problem(self.status_code(), detail)
     }
 }
 
-/// An RFC 9457 problem document.
-pub fn problem(status: StatusCode, detail: &str) -> HttpResponse {
-    let mut response = HttpResponse::build(status);
-    response.insert_header(no_store());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("30")));
-    }
-    response
-        .content_type("application/problem+json")
-        .json(serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-        }))
-}
-
-pub fn no_store() -> (header::HeaderName, HeaderValue) {
-    (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
-}
-
-pub fn urlencode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
+// ---- RFC 6749 §5.2 JSON for the OAuth back channel ----
 
 /// An OAuth protocol error as the token, revocation and introspection endpoints
 /// answer it: RFC 6749 §5.2 JSON, `no-store`, 401 + `WWW-Authenticate` for
-/// `invalid_client`, 503/500 for server-side trouble.
+/// `invalid_client`, 429 + `Retry-After` for `slow_down`, 503/500 for
+/// server-side trouble.
 #[derive(Debug)]
-pub struct OAuthJsonError(pub crate::oauth::error::OAuthError);
+pub struct OAuthJsonError(pub OAuthError);
 
 impl std::fmt::Display for OAuthJsonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -240,52 +170,47 @@ impl std::fmt::Display for OAuthJsonError {
     }
 }
 
-impl From<crate::oauth::error::OAuthError> for OAuthJsonError {
-    fn from(error: crate::oauth::error::OAuthError) -> Self {
-        Self(error)
-    }
-}
-
 impl ResponseError for OAuthJsonError {
     fn status_code(&self) -> StatusCode {
-        use crate::oauth::error::OAuthError as E;
         match self.0 {
-            E::InvalidClient(_) => StatusCode::UNAUTHORIZED,
-            E::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            E::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
-            E::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            E::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+            OAuthError::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            OAuthError::SlowDown { .. } => StatusCode::TOO_MANY_REQUESTS,
+            OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        response
+        let mut builder = HttpResponse::build(self.status_code());
+        builder
             .insert_header(no_store())
             .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
-        if matches!(self.0, crate::oauth::error::OAuthError::InvalidClient(_)) {
-            response.insert_header((
+        if let OAuthError::InvalidClient(_) = self.0 {
+            builder.insert_header((
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"oxidp\""),
             ));
         }
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("30")));
-        }
-        if let crate::oauth::error::OAuthError::SlowDown { retry_after } = self.0 {
-            response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
-        }
-        response.json(serde_json::json!({
+        let mut response = builder.json(serde_json::json!({
             "error": self.0.code(),
             "error_description": self.0.description(),
-        }))
+        }));
+        let wait = match self.0 {
+            OAuthError::SlowDown { retry_after } => Some(retry_after),
+            _ => None,
+        };
+        retry_after(&mut response, wait);
+        response
     }
 }
 
-/// RFC 6750 §3 errors of bearer-protected endpoints.
+// ---- RFC 6750 §3 for bearer-protected endpoints ----
+
+/// RFC 6750 §3 errors of bearer-protected endpoints (userinfo).
 #[derive(Debug)]
-pub struct BearerHttpError(pub crate::oidc::userinfo::BearerError);
+pub struct BearerHttpError(pub BearerError);
 
 impl std::fmt::Display for BearerHttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -293,63 +218,40 @@ impl std::fmt::Display for BearerHttpError {
     }
 }
 
-impl From<crate::oidc::userinfo::BearerError> for BearerHttpError {
-    fn from(error: crate::oidc::userinfo::BearerError) -> Self {
-        Self(error)
-    }
-}
-
-fn quote(value: &str) -> String {
-    value
-        .chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-        .collect()
-}
-
 impl ResponseError for BearerHttpError {
     fn status_code(&self) -> StatusCode {
-        use crate::oidc::userinfo::BearerError as E;
         match self.0 {
-            E::Missing | E::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            E::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            E::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            E::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            E::Server => StatusCode::INTERNAL_SERVER_ERROR,
+            BearerError::Missing | BearerError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            BearerError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            BearerError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            BearerError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            BearerError::Server => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        use crate::oidc::userinfo::BearerError as E;
-        let (code, description) = match &self.0 {
-            E::Missing => (None, None),
-            E::InvalidRequest(d) => (Some("invalid_request"), Some((*d).to_owned())),
-            E::InvalidToken(d) => (Some("invalid_token"), Some(d.clone())),
-            E::InsufficientScope(scope) => (
+        let (code, description, scope) = match &self.0 {
+            BearerError::Missing => (None, None, None),
+            BearerError::InvalidRequest(d) => (Some("invalid_request"), Some((*d).to_owned()), None),
+            BearerError::InvalidToken(d) => (Some("invalid_token"), Some(d.clone()), None),
+            BearerError::InsufficientScope(scope) => (
                 Some("insufficient_scope"),
                 Some(format!("the token lacks the `{scope}` scope")),
+                Some(*scope),
             ),
-            E::Unavailable => {
+            BearerError::Unavailable => {
                 return problem(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "The database cannot be reached; retry later.",
                 );
             }
-            E::Server => return problem(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred."),
+            BearerError::Server => return problem(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred."),
         };
-        let mut challenge = String::from("Bearer realm=\"oxidp\"");
-        if let Some(code) = code {
-            challenge.push_str(&format!(", error=\"{code}\""));
-        }
-        if let Some(d) = &description {
-            challenge.push_str(&format!(", error_description=\"{}\"", quote(d)));
-        }
-        if let E::InsufficientScope(scope) = &self.0 {
-            challenge.push_str(&format!(", scope=\"{}\"", quote(scope)));
-        }
         let mut response = HttpResponse::build(self.status_code());
-        response
-            .insert_header(no_store())
-            .insert_header((header::WWW_AUTHENTICATE, challenge));
+        response.insert_header(no_store()).insert_header((
+            header::WWW_AUTHENTICATE,
+            bearer_challenge(REALM, code, description.as_deref(), scope),
+        ));
         match code {
             Some(code) => response.json(serde_json::json!({ "error": code, "error_description": description })),
             None => response.finish(),
@@ -357,10 +259,12 @@ impl ResponseError for BearerHttpError {
     }
 }
 
+// ---- the admin API ----
+
 /// Errors of the admin API: RFC 9457 problem+json; authentication and permission
 /// failures also carry an RFC 6750 `WWW-Authenticate` challenge.
 #[derive(Debug)]
-pub struct AdminHttpError(pub crate::admin::AdminError);
+pub struct AdminHttpError(pub AdminError);
 
 impl std::fmt::Display for AdminHttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -368,51 +272,43 @@ impl std::fmt::Display for AdminHttpError {
     }
 }
 
-impl<E: Into<crate::admin::AdminError>> From<E> for AdminHttpError {
-    fn from(error: E) -> Self {
-        Self(error.into())
-    }
-}
-
 impl ResponseError for AdminHttpError {
     fn status_code(&self) -> StatusCode {
-        use crate::admin::AdminError as E;
         match self.0 {
-            E::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            E::Forbidden(_) | E::Escalation(_) => StatusCode::FORBIDDEN,
-            E::BadRequest(_) => StatusCode::BAD_REQUEST,
-            E::NotFound(_) => StatusCode::NOT_FOUND,
-            E::Conflict { .. } => StatusCode::CONFLICT,
-            E::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            E::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AdminError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            AdminError::Forbidden(_) | AdminError::Escalation(_) => StatusCode::FORBIDDEN,
+            AdminError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Conflict { .. } => StatusCode::CONFLICT,
+            AdminError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        use crate::admin::AdminError as E;
         let status = self.status_code();
         let (detail, challenge, code) = match &self.0 {
-            E::Unauthenticated(None) => (
+            AdminError::Unauthenticated(None) => (
                 "An access token is required.".to_owned(),
-                Some("Bearer realm=\"oxidp\"".to_owned()),
+                Some(bearer_challenge(REALM, None, None, None)),
                 None,
             ),
-            E::Unauthenticated(Some(why)) => (
+            AdminError::Unauthenticated(Some(why)) => (
                 format!("The access token is not valid: {why}."),
-                Some(format!(
-                    "Bearer realm=\"oxidp\", error=\"invalid_token\", error_description=\"{}\"",
-                    quote(why)
-                )),
+                Some(bearer_challenge(REALM, Some("invalid_token"), Some(why), None)),
                 Some("invalid_token"),
             ),
-            E::Forbidden(permission) => (
+            AdminError::Forbidden(permission) => (
                 format!("The access token lacks the permission {permission}."),
-                Some(format!(
-                    "Bearer realm=\"oxidp\", error=\"insufficient_scope\", scope=\"{permission}\""
+                Some(bearer_challenge(
+                    REALM,
+                    Some("insufficient_scope"),
+                    None,
+                    Some(permission),
                 )),
                 Some("insufficient_scope"),
             ),
-            E::Escalation(permission) => (
+            AdminError::Escalation(permission) => (
                 format!(
                     "The change needs the permission {permission}, which the caller does not hold itself \
                      (only a holder of {} may hand out permissions beyond its own).",
@@ -421,34 +317,137 @@ impl ResponseError for AdminHttpError {
                 None,
                 Some("escalation_refused"),
             ),
-            E::BadRequest(d) | E::NotFound(d) => (d.clone(), None, None),
-            E::Conflict { code, detail } => (detail.clone(), None, Some(*code)),
-            E::Unavailable => ("The database cannot be reached; retry later.".to_owned(), None, None),
-            E::Internal(cause) => {
+            AdminError::BadRequest(d) | AdminError::NotFound(d) => (d.clone(), None, None),
+            AdminError::Conflict { code, detail } => (detail.clone(), None, Some(*code)),
+            AdminError::Unavailable => ("The database cannot be reached; retry later.".to_owned(), None, None),
+            AdminError::Internal(cause) => {
                 tracing::error!(error = ?cause, "admin API internal error");
                 ("An unexpected error occurred.".to_owned(), None, None)
             }
         };
-        let mut response = HttpResponse::build(status);
-        response.insert_header(no_store());
-        if let Some(challenge) = challenge {
-            response.insert_header((header::WWW_AUTHENTICATE, challenge));
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("30")));
-        }
-        let mut body = serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-        });
+        let mut problem = Problem::new(status, detail).challenge(challenge);
         if let Some(code) = code {
-            body["code"] = serde_json::json!(code);
+            problem = problem.member("code", code);
         }
-        if let E::Escalation(permission) = &self.0 {
-            body["missing_permission"] = serde_json::json!(permission);
+        if let AdminError::Escalation(permission) = &self.0 {
+            problem = problem.member("missing_permission", permission);
         }
-        response.content_type("application/problem+json").json(body)
+        let mut response = problem.response();
+        retry_after(&mut response, None);
+        response
     }
+}
+
+// ---- from domain errors ----
+
+impl From<DbError> for PageError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(cause) => PageError::Unavailable(cause),
+            DbError::NotFound => PageError::NotFound,
+            other => PageError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<AccountError> for PageError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::Db(db) => db.into(),
+            AccountError::NotFound => PageError::NotFound,
+            AccountError::Internal(e) => PageError::Internal(e),
+            other => PageError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<MfaError> for PageError {
+    fn from(error: MfaError) -> Self {
+        match error {
+            MfaError::Db(db) => db.into(),
+            MfaError::Internal(e) => PageError::Internal(e),
+            other => PageError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<PasskeyError> for PageError {
+    fn from(error: PasskeyError) -> Self {
+        match error {
+            PasskeyError::Db(db) => db.into(),
+            PasskeyError::Internal(e) => PageError::Internal(e),
+            PasskeyError::NotFound => PageError::NotFound,
+            other => PageError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+impl From<askama::Error> for PageError {
+    fn from(error: askama::Error) -> Self {
+        PageError::Internal(anyhow::anyhow!("template: {error}"))
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(cause) => ApiError::Unavailable(cause),
+            DbError::NotFound => ApiError::NotFound,
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<OAuthError> for OAuthJsonError {
+    fn from(error: OAuthError) -> Self {
+        Self(error)
+    }
+}
+
+impl From<BearerError> for BearerHttpError {
+    fn from(error: BearerError) -> Self {
+        Self(error)
+    }
+}
+
+impl<E: Into<AdminError>> From<E> for AdminHttpError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+// ---- builders ----
+
+/// `Retry-After` on every answer that has one: the limiter's own `wait`, else
+/// `UNAVAILABLE_RETRY_SECS` on a 503.
+pub fn retry_after(response: &mut HttpResponse, wait: Option<u64>) {
+    match wait {
+        Some(secs) => set_retry_after(response, secs),
+        None if response.status() == StatusCode::SERVICE_UNAVAILABLE => {
+            set_retry_after(response, UNAVAILABLE_RETRY_SECS)
+        }
+        None => {}
+    }
+}
+
+/// An RFC 9457 problem document (a 503 says when to retry).
+pub fn problem(status: StatusCode, detail: impl Into<String>) -> HttpResponse {
+    let mut response = Problem::new(status, detail).response();
+    retry_after(&mut response, None);
+    response
+}
+
+/// Renders the error page; falls back to plain text if the template itself fails.
+pub fn html_error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    let body = views::ErrorPage::new(status.as_u16(), title, message).render_page();
+    let mut builder = HttpResponse::build(status);
+    builder.insert_header(no_store());
+    let mut response = match body {
+        Ok(html) => builder.content_type("text/html; charset=utf-8").body(html),
+        Err(_) => builder
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{title}\n\n{message}\n")),
+    };
+    retry_after(&mut response, None);
+    response
 }

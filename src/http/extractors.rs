@@ -1,13 +1,24 @@
-//! Request extractors: who is signed in, and where the request came from.
+//! Request extractors: who is signed in (`MaybeSignedIn`, `SignedIn`), where the
+//! request came from (`ClientOrigin`), which OAuth client calls the back channel
+//! (`ClientAuth`), the bearer token of a protected resource (`BearerToken`) and
+//! the admin API's caller (`AdminCaller`); and the cookies the sign-in flow reads.
+
+use std::future::{Ready, ready};
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
+use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
-use std::future::{Ready, ready};
 
 use crate::authn::session::{self, Authenticated, Lookup, Origin, SessionToken};
 use crate::http::cookies;
-use crate::http::error::PageError;
+use crate::http::error::{AdminHttpError, BearerHttpError, OAuthJsonError, PageError};
+use crate::http_common::bearer::{self, MalformedBearer};
+use crate::oauth::clients::Client;
+use crate::oauth::error::OAuthError;
+use crate::oauth::params::Params;
+use crate::oidc::userinfo::BearerError;
 use crate::state::AppState;
 
 fn state_of(req: &HttpRequest) -> Result<web::Data<AppState>, PageError> {
@@ -21,6 +32,12 @@ pub fn session_cookie(req: &HttpRequest, state: &AppState) -> Option<SessionToke
     req.cookie(&cookies::name(&state.config, cookies::SESSION))
         .map(|c| SessionToken::from_cookie(c.value()))
         .filter(|t| !t.expose().is_empty())
+}
+
+/// The second step's cookie (`oxidp_mfa`), not yet checked.
+pub fn second_step_cookie(req: &HttpRequest, state: &AppState) -> Option<String> {
+    req.cookie(&cookies::name(&state.config, cookies::MFA))
+        .map(|c| c.value().to_owned())
 }
 
 /// The browser's session, if any, resolved against the database.
@@ -130,7 +147,7 @@ impl FromRequest for ClientOrigin {
         let ip = client_ip(req).map(|ip| ip.to_string());
         let user_agent = req
             .headers()
-            .get(actix_web::http::header::USER_AGENT)
+            .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         ready(Ok(ClientOrigin(Origin { ip, user_agent })))
@@ -159,7 +176,7 @@ pub fn safe_return_to(raw: Option<&str>) -> String {
 pub struct AdminCaller(pub crate::admin::Principal);
 
 impl FromRequest for AdminCaller {
-    type Error = crate::http::error::AdminHttpError;
+    type Error = AdminHttpError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
@@ -167,19 +184,71 @@ impl FromRequest for AdminCaller {
         let req = req.clone();
         Box::pin(async move {
             let state = state_of(&req).map_err(|_| AdminError::Internal(anyhow::anyhow!("no app state")))?;
-            let header = req
-                .headers()
-                .get(actix_web::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let token = match header.and_then(|v| v.split_once(' ')) {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-                    token.trim().to_owned()
-                }
-                _ => return Err(AdminError::Unauthenticated(None).into()),
+            let Ok(Some(token)) = bearer::BearerToken::from_headers(req.headers()) else {
+                return Err(AdminError::Unauthenticated(None).into());
             };
             let ip = client_ip(&req).map(|a| a.to_string());
-            Ok(AdminCaller(crate::admin::authenticate(&state, &token, ip).await?))
+            Ok(AdminCaller(
+                crate::admin::authenticate(&state, token.expose(), ip).await?,
+            ))
         })
+    }
+}
+
+/// The access token of a request to oxidp's own protected resource (userinfo):
+/// in the `Authorization` header (RFC 6750 §2.1) or, in a form POST, the
+/// `access_token` field (§2.2), not both; a token in the URL (§2.3) is refused.
+pub struct BearerToken(pub bearer::BearerToken);
+
+impl FromRequest for BearerToken {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = web::Bytes::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let body = body.await?;
+            bearer_of(&req, &body)
+                .map(BearerToken)
+                .map_err(|e| BearerHttpError(e).into())
+        })
+    }
+}
+
+fn bearer_of(req: &HttpRequest, body: &[u8]) -> Result<bearer::BearerToken, BearerError> {
+    let from_header = match bearer::BearerToken::from_headers(req.headers()) {
+        Ok(Some(token)) => Some(token),
+        // Another scheme (`Basic …`): no bearer token, whatever the body says.
+        Ok(None) if req.headers().contains_key(header::AUTHORIZATION) => return Err(BearerError::Missing),
+        Ok(None) => None,
+        Err(MalformedBearer(why)) => return Err(BearerError::InvalidRequest(why)),
+    };
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+    let from_body = if req.method() == actix_web::http::Method::POST && !body.is_empty() && is_form {
+        Params::parse(body)
+            .map_err(|_| BearerError::InvalidRequest("malformed form body"))?
+            .get("access_token")
+            .map(str::to_owned)
+    } else {
+        None
+    };
+    if req.query_string().contains("access_token=") {
+        return Err(BearerError::InvalidRequest(
+            "send the access token in the Authorization header, not the URL",
+        ));
+    }
+    match (from_header, from_body) {
+        (Some(_), Some(_)) => Err(BearerError::InvalidRequest(
+            "the access token was sent more than one way",
+        )),
+        (Some(token), None) => Ok(token),
+        (None, Some(token)) if !token.is_empty() => Ok(bearer::BearerToken::new(token)),
+        _ => Err(BearerError::Missing),
     }
 }
 
@@ -189,25 +258,70 @@ impl FromRequest for AdminCaller {
 pub struct OAuthBody(pub web::Bytes);
 
 impl FromRequest for OAuthBody {
-    type Error = crate::http::error::OAuthJsonError;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+    type Error = OAuthJsonError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
-    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = req
             .app_data::<web::Data<AppState>>()
             .map(|s| s.config.http.max_body_bytes)
             .unwrap_or(64 * 1024);
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            body.await.map(OAuthBody).map_err(|error| {
-                use crate::oauth::error::OAuthError;
-                match error.as_error::<actix_web::error::PayloadError>() {
+            body.await
+                .map(OAuthBody)
+                .map_err(|error| match error.as_error::<actix_web::error::PayloadError>() {
                     Some(actix_web::error::PayloadError::Overflow) => OAuthError::RequestTooLarge { limit }.into(),
                     _ => OAuthError::InvalidRequest("the request body could not be read".into()).into(),
-                }
-            })
+                })
         })
     }
+}
+
+/// The OAuth client calling /token, /revoke or /introspect, authenticated
+/// (`oauth::client_auth::authenticate_limited`: RFC 6749 §2.3, with the limit on
+/// failures), and the request's form parameters.
+pub struct ClientAuth {
+    pub client: Arc<Client>,
+    pub params: Params,
+}
+
+impl FromRequest for ClientAuth {
+    type Error = OAuthJsonError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = OAuthBody::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let OAuthBody(body) = body.await?;
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or(OAuthError::ServerError)?;
+            let params = form_params(&req, &body)?;
+            let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            let ip = client_ip(&req).map(|ip| ip.to_string());
+            let client =
+                crate::oauth::client_auth::authenticate_limited(&state, authorization, &params, ip.as_deref()).await?;
+            Ok(ClientAuth { client, params })
+        })
+    }
+}
+
+/// Parses a form-encoded body of a back-channel endpoint.
+fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return Err(OAuthError::InvalidRequest(
+            "the body must be application/x-www-form-urlencoded".into(),
+        ));
+    }
+    Params::parse(body)
 }
 
 #[cfg(test)]

@@ -8,4 +8,5 @@ pub mod error;
 pub mod extractors;
 pub mod handlers;
 pub mod middleware;
+pub mod pages;
 pub mod routes;

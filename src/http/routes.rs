@@ -131,7 +131,7 @@ fn admin_api(limit: usize) -> actix_web::Scope {
                         err,
                         problem(
                             StatusCode::PAYLOAD_TOO_LARGE,
-                            &format!("The JSON body is larger than {limit} bytes."),
+                            format!("The JSON body is larger than {limit} bytes."),
                         ),
                     )
                     .into()

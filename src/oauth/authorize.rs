@@ -556,6 +556,13 @@ pub async fn issue_code(
 pub const ACR_PASSWORD: &str = "urn:oxidp:acr:pwd";
 pub const ACR_MFA: &str = "urn:oxidp:acr:mfa";
 
+/// Forgets a stored request that ends without a code (denied, or failed).
+pub async fn discard(state: &AppState, id: &str) -> Result<(), OAuthError> {
+    let id = id.to_owned();
+    state.db.run(move |conn| codes::delete_request(conn, &id)).await?;
+    Ok(())
+}
+
 /// The `acr` a session's authentication methods (RFC 8176 `amr` values) achieve.
 pub fn acr_for(amr: &str) -> &'static str {
     let methods: Vec<&str> = amr.split(' ').collect();

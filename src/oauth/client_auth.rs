@@ -122,6 +122,40 @@ impl ClientCredentials {
     }
 }
 
+/// Reads the credentials (`authorization`: the `Authorization` header) and
+/// authenticates the client, behind the limit on failures: failed client
+/// authentications are limited per claimed client id and per address (`ip`), and
+/// while either is blocked the answer is `slow_down` (429) without checking.
+pub async fn authenticate_limited(
+    state: &AppState,
+    authorization: Option<&str>,
+    params: &Params,
+    ip: Option<&str>,
+) -> Result<Arc<Client>, OAuthError> {
+    let credentials = ClientCredentials::from_request(authorization, params)?;
+    // The keys are built only when needed: nothing is blocked, or this one failed.
+    let claimed = credentials.claimed_id().map(str::to_owned);
+    let keys = || {
+        [
+            format!("client:{}", claimed.as_deref().unwrap_or("-")),
+            format!("ip:{}", crate::authn::risk::limiter_key(ip.unwrap_or_default())),
+        ]
+    };
+    if state.limiters.any_blocked() {
+        let [client_key, ip_key] = keys();
+        if let Err(retry_after) = state.limiters.client_blocked(&[&client_key, &ip_key]) {
+            crate::metrics::Metrics::inc(&state.metrics.client_auth_slowed);
+            return Err(OAuthError::SlowDown { retry_after });
+        }
+    }
+    let result = authenticate(state, credentials).await;
+    if let Err(OAuthError::InvalidClient(_)) = &result {
+        let [client_key, ip_key] = keys();
+        state.limiters.client_failed(&[&client_key, &ip_key]);
+    }
+    result
+}
+
 /// Authenticates the client; every failure is `invalid_client` (401).
 pub async fn authenticate(state: &AppState, credentials: ClientCredentials) -> Result<Arc<Client>, OAuthError> {
     let lookup = |id: String| async move {

@@ -1,7 +1,9 @@
 //! Bearer-token errors as RFC 6750 §3 challenges with RFC 9457 problem+json bodies.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+
+use crate::http_common::{Problem, bearer_challenge};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BearerErrorKind {
@@ -59,24 +61,18 @@ impl BearerError {
     }
 
     fn challenge(&self) -> Option<String> {
-        let quote = |s: &str| s.replace(['\\', '"'], "");
-        let realm = quote(&self.realm);
-        match &self.kind {
-            BearerErrorKind::Missing => Some(format!("Bearer realm=\"{realm}\"")),
-            BearerErrorKind::InvalidRequest(why) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
-                quote(why)
-            )),
-            BearerErrorKind::InvalidToken(why) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
-                quote(why)
-            )),
-            BearerErrorKind::InsufficientScope(scope) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"the token lacks the permission\", scope=\"{}\"",
-                quote(scope)
-            )),
-            BearerErrorKind::Unavailable { .. } | BearerErrorKind::IntrospectionUnavailable { .. } => None,
-        }
+        let (error, description, scope) = match &self.kind {
+            BearerErrorKind::Missing => (None, None, None),
+            BearerErrorKind::InvalidRequest(why) => (Some("invalid_request"), Some(*why), None),
+            BearerErrorKind::InvalidToken(why) => (Some("invalid_token"), Some(why.as_str()), None),
+            BearerErrorKind::InsufficientScope(scope) => (
+                Some("insufficient_scope"),
+                Some("the token lacks the permission"),
+                Some(scope.as_str()),
+            ),
+            BearerErrorKind::Unavailable { .. } | BearerErrorKind::IntrospectionUnavailable { .. } => return None,
+        };
+        Some(bearer_challenge(&self.realm, error, description, scope))
     }
 }
 
@@ -111,17 +107,13 @@ impl ResponseError for BearerError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        response.insert_header((header::CACHE_CONTROL, "no-store"));
-        if let Some(challenge) = self.challenge() {
-            response.insert_header((header::WWW_AUTHENTICATE, challenge));
-        }
+        let mut problem = Problem::new(self.status_code(), self.to_string()).challenge(self.challenge());
         if let BearerErrorKind::Unavailable { retry_after }
         | BearerErrorKind::IntrospectionUnavailable { retry_after } = self.kind
         {
-            response.insert_header((header::RETRY_AFTER, retry_after.max(1).to_string()));
+            problem = problem.retry_after(retry_after.max(1) as u64);
         }
-        problem(response, self.status_code(), &self.to_string())
+        problem.response()
     }
 }
 
@@ -129,10 +121,5 @@ impl ResponseError for BearerError {
 pub fn problem(mut response: actix_web::HttpResponseBuilder, status: StatusCode, detail: &str) -> HttpResponse {
     response
         .content_type("application/problem+json")
-        .json(serde_json::json!({
-            "type": "about:blank",
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "status": status.as_u16(),
-            "detail": detail,
-        }))
+        .json(Problem::new(status, detail).body())
 }

@@ -9,10 +9,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 
 use super::{BearerError, Principal, ResourceServer};
+use crate::http_common::{BearerToken, MalformedBearer};
 
 /// A request with a valid bearer token. Handlers check permissions with `require`.
 #[derive(Debug, Clone)]
@@ -33,22 +33,12 @@ impl Authenticated {
 }
 
 /// The token of an `Authorization: Bearer …` header (RFC 6750 §2.1).
-fn bearer<'a>(req: &'a HttpRequest, realm: &str) -> Result<&'a str, BearerError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return Err(BearerError::missing(realm));
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| BearerError::invalid_request(realm, "the Authorization header is not ASCII"))?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(BearerError::missing(realm));
+fn bearer(req: &HttpRequest, realm: &str) -> Result<BearerToken, BearerError> {
+    match BearerToken::from_headers(req.headers()) {
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => Err(BearerError::missing(realm)),
+        Err(MalformedBearer(why)) => Err(BearerError::invalid_request(realm, why)),
     }
-    let token = token.trim();
-    if token.is_empty() || token.contains(' ') {
-        return Err(BearerError::invalid_request(realm, "malformed bearer token"));
-    }
-    Ok(token)
 }
 
 fn extract(req: &HttpRequest, sensitive: bool) -> Pin<Box<dyn Future<Output = Result<Authenticated, BearerError>>>> {
@@ -56,9 +46,9 @@ fn extract(req: &HttpRequest, sensitive: bool) -> Pin<Box<dyn Future<Output = Re
         .app_data::<web::Data<ResourceServer>>()
         .expect("ResourceServer is registered as app data")
         .clone();
-    let token = bearer(req, &server.realm).map(str::to_owned);
+    let token = bearer(req, &server.realm);
     Box::pin(async move {
-        let (principal, _served) = server.authorize(&token?, sensitive).await?;
+        let (principal, _served) = server.authorize(token?.expose(), sensitive).await?;
         Ok(Authenticated {
             principal,
             realm: server.realm.clone(),

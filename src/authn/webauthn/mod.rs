@@ -181,9 +181,9 @@ async fn answer<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Sensitive changes need a sign-in within `mfa::RECENT_AUTH_SECS` of `now`.
+/// Sensitive changes need a sign-in within `session::RECENT_AUTH_SECS` of `now`.
 fn require_recent(now: i64, auth_time: i64) -> Result<(), PasskeyError> {
-    crate::authn::mfa::require_recent(now, auth_time).map_err(|_| PasskeyError::ReauthenticationRequired)
+    crate::authn::session::require_recent(auth_time, now).map_err(|_| PasskeyError::ReauthenticationRequired)
 }
 
 /// Starts registering a new credential for a person who signed in recently.
@@ -546,7 +546,7 @@ mod tests {
     use webauthn_rs::prelude::WebauthnBuilder;
 
     use super::*;
-    use crate::authn::mfa::RECENT_AUTH_SECS;
+    use crate::authn::session::RECENT_AUTH_SECS;
     use crate::db::testing::TestDb;
 
     const NOW: i64 = 1_800_000_000;

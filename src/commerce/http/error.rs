@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::commerce::domain::CommerceError;
+use crate::http_common::Problem;
 use crate::resource_server::BearerError;
 use crate::resource_server::error::problem;
 
@@ -77,15 +78,8 @@ impl ResponseError for ApiError {
             other => other.to_string(),
         };
         if let CommerceError::TransitionRefused { current, .. } = e {
-            return response
-                .content_type("application/problem+json")
-                .json(serde_json::json!({
-                    "type": "about:blank",
-                    "title": "Conflict",
-                    "status": 409,
-                    "detail": detail,
-                    "current_status": current.as_str(),
-                }));
+            let problem = Problem::new(status, detail).member("current_status", current.as_str());
+            return response.content_type("application/problem+json").json(problem.body());
         }
         problem(response, status, &detail)
     }

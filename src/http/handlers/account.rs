@@ -1,19 +1,18 @@
 //! The account page: profile, password change, sessions.
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::accounts::{self, AccountError};
 use crate::audit::Actor;
 use crate::authn::session::Authenticated;
-use crate::db::models::{consents, logins, sessions};
 use crate::domain::Password;
 use crate::http::csrf::{self, Csrf};
-use crate::http::error::{PageError, no_store};
+use crate::http::error::PageError;
 use crate::http::extractors::SignedIn;
-use crate::http::handlers::page;
+use crate::http::pages::{form_page, redirect, signed_in_layout};
 use crate::state::AppState;
-use crate::views::{AccountPage, AccountView, ConsentView, Layout, SessionView, SignInView};
+use crate::views::{AccountPage, AccountView, ConsentView, SessionView, SignInView};
 
 #[derive(Deserialize)]
 pub struct AccountQuery {
@@ -27,17 +26,7 @@ async fn render(
     message: Option<String>,
     password_error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
-    let user_id = auth.user.id.clone();
-    let (rows, granted, attempts) = state
-        .db
-        .run(move |conn| {
-            Ok((
-                sessions::list_for_user(conn, &user_id)?,
-                consents::list_for_user(conn, &user_id)?,
-                logins::recent_for_user(conn, &user_id, 10)?,
-            ))
-        })
-        .await?;
+    let activity = accounts::activity(state, &auth.user.id).await?;
     let (mfa_enabled, recovery_remaining) = crate::authn::mfa::status(&state.db, &auth.user.id).await?;
     let second_step_failures = crate::authn::mfa::failures_since_last_sign_in(&state.db, &auth.user.id).await?;
     let passkeys = crate::authn::webauthn::list(&state.db, &auth.user.id)
@@ -45,31 +34,37 @@ async fn render(
         .iter()
         .map(crate::views::PasskeyView::new)
         .collect();
-    let mut response = page(&AccountPage {
-        layout: Layout::signed_in("Your account", &auth.user.username, &csrf.token)
-            .with_timer(crate::authn::session::timer(state, &auth.session), "/account"),
-        csrf: csrf.token.clone(),
-        user: AccountView::from(&auth.user),
-        sessions: rows.iter().map(|row| SessionView::new(row, &auth.session.id)).collect(),
-        sign_ins: attempts.iter().map(SignInView::new).collect(),
-        mfa_enabled,
-        recovery_remaining,
-        second_step_failures,
-        passkeys,
-        consents: granted
-            .into_iter()
-            .map(|(row, client_name)| ConsentView {
-                client_id: row.client_id,
-                client_name,
-                scope: row.scope,
-                since: crate::views::format_time(row.created_at),
-            })
-            .collect(),
-        message,
-        password_error,
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        csrf,
+        &AccountPage {
+            layout: signed_in_layout(state, "Your account", auth, csrf, "/account"),
+            csrf: csrf.token.clone(),
+            user: AccountView::from(&auth.user),
+            sessions: activity
+                .sessions
+                .iter()
+                .map(|row| SessionView::new(row, &auth.session.id))
+                .collect(),
+            sign_ins: activity.sign_ins.iter().map(SignInView::new).collect(),
+            mfa_enabled,
+            recovery_remaining,
+            second_step_failures,
+            passkeys,
+            consents: activity
+                .consents
+                .into_iter()
+                .map(|(row, client_name)| ConsentView {
+                    client_id: row.client_id,
+                    client_name,
+                    scope: row.scope,
+                    since: crate::views::format_time(row.created_at),
+                })
+                .collect(),
+            message,
+            password_error,
+        },
+    )
 }
 
 pub async fn show(
@@ -121,10 +116,7 @@ pub async fn change_password(
     match accounts::change_password(&state, &actor, &auth.user, &auth.session.id, &current, &new).await {
         Ok(()) => {
             tracing::info!(user_id = %auth.user.id, "password changed");
-            Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, "/account?done=password"))
-                .insert_header(no_store())
-                .finish())
+            Ok(redirect("/account?done=password"))
         }
         Err(error @ (AccountError::Policy(_) | AccountError::WrongPassword)) => {
             render(&state, &auth, &csrf, None, Some(error.to_string()))
@@ -161,8 +153,5 @@ pub async fn withdraw_consent(
             other => PageError::Internal(anyhow::anyhow!(other)),
         })?;
     tracing::info!(user_id = %auth.user.id, client_id = %form.client_id, "consent withdrawn");
-    Ok(HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/account?done=consent"))
-        .insert_header(no_store())
-        .finish())
+    Ok(redirect("/account?done=consent"))
 }

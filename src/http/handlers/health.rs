@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::ExposeSecret;
 
 use crate::http::error::{no_store, problem};
+use crate::http_common::{BearerToken, bearer_challenge};
 use crate::state::AppState;
 
 pub async fn healthz() -> HttpResponse {
@@ -36,12 +37,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if let Some(expected) = &state.config.metrics.token {
-        let presented = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
+        let token = BearerToken::from_headers(req.headers()).ok().flatten();
+        let presented = token.as_ref().map(BearerToken::expose).unwrap_or_default();
         // Compared as digests: constant time, and the lengths give nothing away.
         let matches = crate::crypto::constant_time_eq(
             crate::crypto::sha256_hex(presented).as_bytes(),
@@ -49,11 +46,8 @@ pub async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         );
         if presented.is_empty() || !matches {
             // RFC 6750 §3.1: no token → a bare challenge; a wrong one → invalid_token.
-            let challenge = if presented.is_empty() {
-                r#"Bearer realm="oxidp-metrics""#
-            } else {
-                r#"Bearer realm="oxidp-metrics", error="invalid_token""#
-            };
+            let error = (!presented.is_empty()).then_some("invalid_token");
+            let challenge = bearer_challenge("oxidp-metrics", error, None, None);
             return HttpResponse::Unauthorized()
                 .insert_header(no_store())
                 .insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge))

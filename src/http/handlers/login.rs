@@ -1,18 +1,19 @@
-//! The sign-in page.
+//! The sign-in page: the password step. What follows it (a second step or a
+//! session) is `authn::signin`'s decision.
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::authn::{login, risk, session};
+use crate::authn::signin::{self, AfterPassword};
+use crate::authn::{login, risk};
 use crate::domain::Password;
 use crate::http::browser_binding;
 use crate::http::cookies;
 use crate::http::csrf::{self, Csrf};
-use crate::http::error::{PageError, no_store};
+use crate::http::error::PageError;
 use crate::http::extractors::{ClientOrigin, MaybeSignedIn, safe_return_to, session_cookie};
-use crate::http::handlers::page;
+use crate::http::pages::{self, wait_phrase};
 use crate::state::AppState;
-use crate::views::{Layout, LoginPage};
 
 /// The one message for every failed sign-in: unknown user, wrong password and
 /// disabled account are indistinguishable.
@@ -41,29 +42,10 @@ pub async fn show(
     }
     let forced = query.prompt.as_deref() == Some("login");
     if current.authenticated().is_some() && !forced {
-        return Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, return_to))
-            .insert_header(no_store())
-            .finish());
+        return Ok(pages::redirect(&return_to));
     }
-    let expired = query.expired.is_some();
-    let notice = expired.then(|| "For your security you were signed out after a period of inactivity.".to_owned());
-    let mut response = page(&LoginPage {
-        layout: Layout::anonymous(if expired { "Session expired" } else { "Sign in" })
-            .with_webauthn_if(state.webauthn.is_some()),
-        expired,
-        csrf: csrf.pre_session.clone(),
-        username: query
-            .login_hint
-            .as_deref()
-            .map(|h| h.chars().take(64).collect())
-            .unwrap_or_default(),
-        return_to,
-        error: None,
-        notice,
-    })?;
-    csrf.apply(&state, &mut response);
-    Ok(response)
+    let hint = query.login_hint.as_deref().unwrap_or_default();
+    pages::sign_in_page(&state, &csrf, hint, return_to, None, query.expired.is_some())
 }
 
 #[derive(Deserialize)]
@@ -99,89 +81,24 @@ pub async fn submit(
         device,
     };
     match login::authenticate(&state, attempt).await {
-        Ok(login::SignedIn { user, device_id }) => {
-            // An enrolled second factor is always asked; the session starts after it.
-            if crate::authn::mfa::is_enrolled(&state.db, &user.id).await? {
-                let token = crate::authn::mfa::open_challenge(
-                    &state.db,
-                    state.clock.now(),
-                    &user.id,
-                    "pwd",
-                    Some(device_id),
-                    &return_to,
-                )
-                .await?;
-                return Ok(crate::http::handlers::mfa::to_second_step(&state, token));
-            }
+        Ok(passed) => {
             let previous = session_cookie(&req, &state);
-            let (token, _) = session::start(&state, &user, &["pwd"], origin.0, previous).await?;
-            tracing::info!(user_id = %user.id, "signed in");
-            signed_in_response(&state, &token, Some(&device_id), &return_to)
+            match signin::after_password(&state, passed, &return_to, origin.0, previous).await? {
+                AfterPassword::SecondStep { challenge } => Ok(pages::to_second_step(&state, challenge)),
+                AfterPassword::SignedIn(session) => pages::signed_in(&state, &session),
+            }
+        }
+        Err(login::LoginError::InvalidCredentials { wait_secs }) => {
+            let error = match wait_secs {
+                Some(wait) => format!(
+                    "{INVALID_CREDENTIALS} Too many attempts: try again in {}.",
+                    wait_phrase(wait)
+                ),
+                None => INVALID_CREDENTIALS.to_owned(),
+            };
+            pages::sign_in_page(&state, &csrf, &form.username, return_to, Some(error), false)
         }
         Err(login::LoginError::RateLimited { retry_after }) => Err(PageError::TooManyRequests { retry_after }),
-        Err(login::LoginError::InvalidCredentials { wait_secs }) => {
-            let mut response = page(&LoginPage {
-                layout: Layout::anonymous("Sign in").with_webauthn_if(state.webauthn.is_some()),
-                expired: false,
-                csrf: csrf.pre_session.clone(),
-                username: form.username.chars().take(64).collect(),
-                return_to,
-                error: Some(match wait_secs {
-                    Some(wait) => format!(
-                        "{INVALID_CREDENTIALS} Too many attempts: try again in {}.",
-                        wait_phrase(wait)
-                    ),
-                    None => INVALID_CREDENTIALS.to_owned(),
-                }),
-                notice: None,
-            })?;
-            csrf.apply(&state, &mut response);
-            Ok(response)
-        }
-        Err(other) => Err(other.into()),
+        Err(login::LoginError::Db(db)) => Err(db.into()),
     }
-}
-
-/// "5 seconds", "2 minutes" and so on.
-pub fn wait_phrase(seconds: i64) -> String {
-    match seconds {
-        s if s <= 1 => "1 second".to_owned(),
-        s if s < 90 => format!("{s} seconds"),
-        s => format!("{} minutes", (s + 59) / 60),
-    }
-}
-
-/// The redirect after a completed sign-in: the session cookie, the known-device
-/// cookie (when there is a device id), and `Location: return_to`.
-pub fn signed_in_response(
-    state: &AppState,
-    token: &session::SessionToken,
-    device_id: Option<&str>,
-    return_to: &str,
-) -> Result<HttpResponse, PageError> {
-    let mut response = HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, return_to.to_owned()))
-        .insert_header(no_store())
-        .finish();
-    response
-        .add_cookie(&cookies::build(
-            &state.config,
-            cookies::SESSION,
-            token.expose().to_owned(),
-        ))
-        .map_err(|e| PageError::Internal(e.into()))?;
-    if let Some(device_id) = device_id {
-        let mut device = cookies::build(
-            &state.config,
-            cookies::DEVICE,
-            risk::seal_device(&state.login_key, device_id),
-        );
-        device.set_max_age(actix_web::cookie::time::Duration::days(
-            state.config.login.device_cookie_days,
-        ));
-        response
-            .add_cookie(&device)
-            .map_err(|e| PageError::Internal(e.into()))?;
-    }
-    Ok(response)
 }

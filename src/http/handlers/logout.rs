@@ -2,15 +2,15 @@
 //! issued in the current session (same `sub` and `sid`) signs out at once; anything else asks first, so a
 //! link on another site cannot sign anyone out. The confirmation is a CSRF-checked POST.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::authn::session;
 use crate::http::cookies;
 use crate::http::csrf::{self, Csrf};
-use crate::http::error::{PageError, html_error, no_store};
+use crate::http::error::{PageError, html_error};
 use crate::http::extractors::{MaybeSignedIn, session_cookie};
-use crate::http::handlers::page;
+use crate::http::pages::{form_page, page, redirect, signed_in_layout};
 use crate::oauth::params::Params;
 use crate::oidc::end_session::{self, LogoutRequest};
 use crate::state::AppState;
@@ -22,10 +22,7 @@ async fn sign_out(req: &HttpRequest, state: &AppState, logout: &LogoutRequest) -
         session::end(state, &token).await?;
     }
     let mut response = match &logout.redirect {
-        Some(target) => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, target.as_str()))
-            .insert_header(no_store())
-            .finish(),
+        Some(target) => redirect(target.as_str()),
         None => page(&SignedOutPage {
             layout: Layout::anonymous("Signed out"),
         })?,
@@ -69,18 +66,19 @@ async fn handle(
     if logout.hint_names_session(&auth.user.id, &auth.session.id) {
         return sign_out(req, state, &logout).await;
     }
-    let mut response = page(&LogoutPage {
-        layout: Layout::signed_in("Sign out", &auth.user.username, &csrf.token)
-            .with_timer(crate::authn::session::timer(state, &auth.session), "/logout"),
-        csrf: csrf.token.clone(),
-        username: auth.user.username.clone(),
-        client_name: logout.client.as_ref().map(|c| c.name.clone()),
-        client_id: logout.client_id.clone(),
-        post_logout_redirect_uri: logout.post_logout_redirect_uri.clone(),
-        logout_state: logout.state.clone(),
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        &csrf,
+        &LogoutPage {
+            layout: signed_in_layout(state, "Sign out", auth, &csrf, "/logout"),
+            csrf: csrf.token.clone(),
+            username: auth.user.username.clone(),
+            client_name: logout.client.as_ref().map(|c| c.name.clone()),
+            client_id: logout.client_id.clone(),
+            post_logout_redirect_uri: logout.post_logout_redirect_uri.clone(),
+            logout_state: logout.state.clone(),
+        },
+    )
 }
 
 /// GET /logout (also the OIDC end_session_endpoint).

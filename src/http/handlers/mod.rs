@@ -1,4 +1,9 @@
-//! Request handlers: thin adapters from HTTP to one domain call each.
+//! Request handlers: thin adapters from HTTP to the domain. Each extracts
+//! (forms, `extractors`), calls the domain (`authn`, `accounts`, `oauth`, `oidc`,
+//! `admin`) and maps the result to a page, a redirect or JSON (`pages`, `error`).
+//! A handler may call a few domain functions to render one page, but holds no
+//! policy and no query, and never imports another handler: what two handlers
+//! share lives in `http::pages`, `http::extractors` or `http::csrf`.
 
 pub mod account;
 pub mod admin;
@@ -11,16 +16,3 @@ pub mod oauth;
 pub mod oidc;
 pub mod passkey;
 pub mod session;
-
-use actix_web::HttpResponse;
-use askama::Template;
-
-use crate::http::error::{PageError, no_store};
-
-/// Renders a page as an uncacheable HTML response.
-pub fn page(template: &impl Template) -> Result<HttpResponse, PageError> {
-    Ok(HttpResponse::Ok()
-        .insert_header(no_store())
-        .content_type("text/html; charset=utf-8")
-        .body(template.render()?))
-}

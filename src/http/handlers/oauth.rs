@@ -9,13 +9,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use crate::authn::session::Authenticated;
+use crate::authn::signin;
 use crate::http::browser_binding::{self, BrowserBinding};
 use crate::http::csrf::{self, Csrf};
-use crate::http::error::{OAuthJsonError, PageError, html_error, no_store, urlencode};
-use crate::http::extractors::{MaybeSignedIn, OAuthBody, SignedIn};
-use crate::http::handlers::page;
+use crate::http::error::{OAuthJsonError, PageError, html_error, no_store};
+use crate::http::extractors::{ClientAuth, MaybeSignedIn, SignedIn};
+use crate::http::pages::{self, form_page, redirect, urlencode};
 use crate::oauth::authorize::{self, AuthorizationRequest, AuthorizeError, ClientResponse, ResponseMode, Step};
-use crate::oauth::client_auth::{self, ClientCredentials};
 use crate::oauth::clients::Client;
 use crate::oauth::error::OAuthError;
 use crate::oauth::params::Params;
@@ -26,10 +26,7 @@ use crate::views::{ConsentPage, FormPostPage, Layout};
 /// Answers the client at its verified redirect URI.
 fn respond(response: ClientResponse) -> HttpResponse {
     match response.mode {
-        ResponseMode::Query => HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, response.location()))
-            .insert_header(no_store())
-            .finish(),
+        ResponseMode::Query => redirect(&response.location()),
         ResponseMode::FormPost => {
             let fields = response
                 .params
@@ -41,7 +38,7 @@ fn respond(response: ClientResponse) -> HttpResponse {
                 action: response.redirect_uri.clone(),
                 fields,
             };
-            match crate::http::handlers::page(&page) {
+            match pages::page(&page) {
                 Ok(r) => r,
                 Err(e) => actix_web::ResponseError::error_response(&e),
             }
@@ -199,18 +196,12 @@ async fn proceed(
                 if let Some(hint) = &request.login_hint {
                     location.push_str(&format!("&login_hint={}", urlencode(hint)));
                 }
-                HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, location))
-                    .insert_header(no_store())
-                    .finish()
+                redirect(&location)
             }
             Err(e) => authorize_failure(AuthorizeError::Server(e)),
         },
         Step::Consent => match stored_id(stored).await {
-            Ok(id) => HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, format!("/consent?request={id}")))
-                .insert_header(no_store())
-                .finish(),
+            Ok(id) => redirect(&format!("/consent?request={id}")),
             Err(e) => authorize_failure(AuthorizeError::Server(e)),
         },
         Step::StepUp => {
@@ -218,9 +209,10 @@ async fn proceed(
             match stored_id(stored).await {
                 Ok(id) => {
                     let return_to = format!("/authorize/continue?request={id}");
-                    crate::http::handlers::mfa::step_up(state, auth, &return_to)
-                        .await
-                        .unwrap_or_else(|e| actix_web::ResponseError::error_response(&e))
+                    match signin::step_up(state, auth, &return_to).await {
+                        Ok(challenge) => pages::to_second_step(state, challenge),
+                        Err(e) => actix_web::ResponseError::error_response(&PageError::from(e)),
+                    }
                 }
                 Err(e) => authorize_failure(AuthorizeError::Server(e)),
             }
@@ -234,10 +226,7 @@ async fn proceed(
         }
         Step::Fail(error) => {
             if let Some((id, _)) = stored {
-                let _ = state
-                    .db
-                    .run(move |conn| crate::db::models::codes::delete_request(conn, &id))
-                    .await;
+                let _ = authorize::discard(state, &id).await;
             }
             respond(authorize::error_response(state, &request, &error))
         }
@@ -256,19 +245,24 @@ pub async fn consent(
         Ok(found) => found,
         Err(response) => return Ok(response),
     };
-    let mut response = page(&ConsentPage {
-        layout: Layout::signed_in("Allow access", &auth.user.username, &csrf.token).with_timer(
-            crate::authn::session::timer(&state, &auth.session),
-            &format!("/consent?request={}", query.request),
-        ),
-        csrf: csrf.token.clone(),
-        username: auth.user.username.clone(),
-        client_name: client.name.clone(),
-        request_id: query.request.clone(),
-        scopes: request.scope.iter().map(authorize::describe_scope).collect(),
-    })?;
-    csrf.apply(&state, &mut response);
-    Ok(response)
+    form_page(
+        &state,
+        &csrf,
+        &ConsentPage {
+            layout: pages::signed_in_layout(
+                &state,
+                "Allow access",
+                &auth,
+                &csrf,
+                &format!("/consent?request={}", query.request),
+            ),
+            csrf: csrf.token.clone(),
+            username: auth.user.username.clone(),
+            client_name: client.name.clone(),
+            request_id: query.request.clone(),
+            scopes: request.scope.iter().map(authorize::describe_scope).collect(),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -308,11 +302,7 @@ pub async fn consent_submit(
             .await)
         }
         "deny" => {
-            let id = form.request.clone();
-            let _ = state
-                .db
-                .run(move |conn| crate::db::models::codes::delete_request(conn, &id))
-                .await;
+            let _ = authorize::discard(&state, &form.request).await;
             tracing::info!(user_id = %auth.user.id, client_id = %client.id, "consent denied");
             Ok(respond(authorize::error_response(
                 &state,
@@ -324,51 +314,6 @@ pub async fn consent_submit(
     }
 }
 
-/// Parses a form-encoded body of a back-channel endpoint.
-fn form_params(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return Err(OAuthError::InvalidRequest(
-            "the body must be application/x-www-form-urlencoded".into(),
-        ));
-    }
-    Params::parse(body)
-}
-
-async fn authenticated_client(req: &HttpRequest, state: &AppState, params: &Params) -> Result<Arc<Client>, OAuthError> {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let credentials = ClientCredentials::from_request(authorization, params)?;
-    // Failed client authentications are limited per claimed client id and per address.
-    // The keys are built only when needed: nothing is blocked, or this one failed.
-    let claimed = credentials.claimed_id().map(str::to_owned);
-    let keys = || {
-        let ip = crate::http::extractors::client_ip(req)
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        [
-            format!("client:{}", claimed.as_deref().unwrap_or("-")),
-            format!("ip:{}", crate::authn::risk::limiter_key(&ip)),
-        ]
-    };
-    if state.limiters.any_blocked() {
-        let [client_key, ip_key] = keys();
-        if let Err(retry_after) = state.limiters.client_blocked(&[&client_key, &ip_key]) {
-            crate::metrics::Metrics::inc(&state.metrics.client_auth_slowed);
-            return Err(OAuthError::SlowDown { retry_after });
-        }
-    }
-    let result = client_auth::authenticate(state, credentials).await;
-    if let Err(OAuthError::InvalidClient(_)) = &result {
-        let [client_key, ip_key] = keys();
-        state.limiters.client_failed(&[&client_key, &ip_key]);
-    }
-    result
-}
-
 fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(no_store())
@@ -377,41 +322,23 @@ fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
 }
 
 /// POST /token.
-pub async fn token(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    OAuthBody(body): OAuthBody,
-) -> Result<HttpResponse, OAuthJsonError> {
-    let params = form_params(&req, &body)?;
-    let client = authenticated_client(&req, &state, &params).await?;
-    let request = token::TokenRequest::try_from(&params)?;
-    let response = token::exchange(&state, client, request).await?;
+pub async fn token(state: web::Data<AppState>, auth: ClientAuth) -> Result<HttpResponse, OAuthJsonError> {
+    let request = token::TokenRequest::try_from(&auth.params)?;
+    let response = token::exchange(&state, auth.client, request).await?;
     Ok(json_no_store(response))
 }
 
 /// POST /revoke (RFC 7009).
-pub async fn revoke(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    OAuthBody(body): OAuthBody,
-) -> Result<HttpResponse, OAuthJsonError> {
-    let params = form_params(&req, &body)?;
-    let client = authenticated_client(&req, &state, &params).await?;
-    revoke::revoke(&state, &client, &params).await?;
+pub async fn revoke(state: web::Data<AppState>, auth: ClientAuth) -> Result<HttpResponse, OAuthJsonError> {
+    revoke::revoke(&state, &auth.client, &auth.params).await?;
     Ok(HttpResponse::Ok().insert_header(no_store()).finish())
 }
 
 /// POST /introspect (RFC 7662): confidential clients only.
-pub async fn introspect(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    OAuthBody(body): OAuthBody,
-) -> Result<HttpResponse, OAuthJsonError> {
-    let params = form_params(&req, &body)?;
-    let client = authenticated_client(&req, &state, &params).await?;
-    if client.is_public() {
+pub async fn introspect(state: web::Data<AppState>, auth: ClientAuth) -> Result<HttpResponse, OAuthJsonError> {
+    if auth.client.is_public() {
         return Err(OAuthError::InvalidClient("introspection requires client authentication").into());
     }
-    let body = introspect::introspect(&state, &client, &params).await?;
+    let body = introspect::introspect(&state, &auth.client, &auth.params).await?;
     Ok(json_no_store(body))
 }

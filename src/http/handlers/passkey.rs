@@ -12,21 +12,19 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use crate::authn::mfa;
-use crate::authn::session::{self, Authenticated};
+use crate::authn::session::Authenticated;
+use crate::authn::signin::{self, PasswordlessRefused};
 use crate::authn::webauthn::{self, PasskeyError, Started};
 use crate::http::cookies;
-use crate::http::csrf::{self, Csrf};
+use crate::http::csrf::{self, Csrf, CsrfForm};
 use crate::http::error::{PageError, problem};
-use crate::http::extractors::{ClientOrigin, SignedIn, safe_return_to, session_cookie};
-use crate::http::handlers::login::signed_in_response;
-use crate::http::handlers::mfa::{
-    Pending, challenge_token, code_page, complete_second_step, pending_second_step, reauthenticate, redirect,
-    signed_in_layout,
+use crate::http::extractors::{ClientOrigin, SignedIn, safe_return_to, second_step_cookie, session_cookie};
+use crate::http::pages::{
+    self, form_page, pending_second_step, reauthenticate, redirect, second_step_page, signed_in_layout,
 };
-use crate::http::handlers::page;
+use crate::http_common::{Problem, no_store};
 use crate::state::AppState;
-use crate::views::{ConfirmPage, Layout, LoginPage, PasskeyNewPage};
+use crate::views::{ConfirmPage, PasskeyNewPage};
 
 const NEW_PATH: &str = "/account/passkeys/new";
 
@@ -57,35 +55,25 @@ pub struct RenameForm {
     name: String,
 }
 
-impl From<PasskeyError> for PageError {
-    fn from(error: PasskeyError) -> Self {
-        match error {
-            PasskeyError::Db(db) => db.into(),
-            PasskeyError::Internal(e) => PageError::Internal(e),
-            PasskeyError::NotFound => PageError::NotFound,
-            other => PageError::BadRequest(other.to_string()),
-        }
-    }
-}
-
 /// The options JSON plus the cookie that binds the ceremony to this browser.
 fn options_response(state: &AppState, started: Started) -> HttpResponse {
     let mut cookie = cookies::build(&state.config, cookies::WEBAUTHN, started.token);
     cookie.set_max_age(CookieDuration::seconds(webauthn::CEREMONY_TTL_SECS));
     HttpResponse::Ok()
-        .insert_header(crate::http::error::no_store())
+        .insert_header(no_store())
         .cookie(cookie)
         .json(started.options)
 }
 
+/// A refused options request as problem+json.
 fn options_error(error: PasskeyError) -> HttpResponse {
     match error {
         PasskeyError::ReauthenticationRequired => problem(
             StatusCode::FORBIDDEN,
             "Adding a security key needs a sign-in within the last 5 minutes: reload the page.",
         ),
-        PasskeyError::NoCredentials => problem(StatusCode::CONFLICT, &error.to_string()),
-        PasskeyError::Disabled => problem(StatusCode::NOT_FOUND, &error.to_string()),
+        PasskeyError::NoCredentials => problem(StatusCode::CONFLICT, error.to_string()),
+        PasskeyError::Disabled => problem(StatusCode::NOT_FOUND, error.to_string()),
         PasskeyError::Db(db) if db.is_unavailable() => problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "The service is unavailable; retry later.",
@@ -130,21 +118,15 @@ pub async fn passwordless_options(
     if csrf::verify_pre_session(&req, &state, &form.csrf_token).is_err() {
         return csrf_refused();
     }
-    let ip = origin.0.ip.clone().unwrap_or_else(|| "unknown".to_owned());
-    if let Err(retry_after) = state.limiters.per_ip(&ip) {
-        let mut response = problem(
+    match signin::start_passwordless(&state, origin.0.ip.as_deref()).await {
+        Ok(started) => options_response(&state, started),
+        Err(PasswordlessRefused::RateLimited { retry_after }) => Problem::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many sign-in attempts; wait and retry.",
-        );
-        response.headers_mut().insert(
-            actix_web::http::header::RETRY_AFTER,
-            actix_web::http::header::HeaderValue::from(retry_after.max(1)),
-        );
-        return response;
-    }
-    match webauthn::start_passwordless(state.webauthn_ceremony()).await {
-        Ok(started) => options_response(&state, started),
-        Err(error) => options_error(error),
+        )
+        .retry_after(retry_after)
+        .response(),
+        Err(PasswordlessRefused::Passkey(error)) => options_error(error),
     }
 }
 
@@ -158,38 +140,23 @@ pub async fn passwordless(
 ) -> Result<HttpResponse, PageError> {
     csrf::verify_pre_session(&req, &state, &form.csrf_token)?;
     let return_to = safe_return_to(form.return_to.as_deref());
-    let token = ceremony_token(&req, &state);
-    match webauthn::finish_passwordless(state.webauthn_ceremony(), &token, &form.credential, origin.0.ip.clone()).await
+    let ceremony = ceremony_token(&req, &state);
+    let previous = session_cookie(&req, &state);
+    let message = match signin::with_passkey(&state, &ceremony, &form.credential, &return_to, origin.0, previous).await
     {
-        Ok((user, used)) => {
-            let previous = session_cookie(&req, &state);
-            let (session_token, _) = session::start(&state, &user, &used.amr(), origin.0, previous).await?;
-            tracing::info!(user_id = %user.id, "signed in with a passkey");
-            let mut response = signed_in_response(&state, &session_token, None, &return_to)?;
+        Ok(session) => {
+            let mut response = pages::signed_in(&state, &session)?;
             clear_ceremony(&state, &mut response);
-            Ok(response)
+            return Ok(response);
         }
-        Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => Err(error.into()),
-        Err(error) => {
-            let message = match error {
-                PasskeyError::CeremonyExpired => "The passkey request expired or was already used. Try again.",
-                _ => "That passkey could not be used to sign in. Use your password, or try another passkey.",
-            };
-            let mut response = page(&LoginPage {
-                layout: Layout::anonymous("Sign in").with_webauthn_if(state.webauthn.is_some()),
-                expired: false,
-                csrf: csrf.pre_session.clone(),
-                username: String::new(),
-                return_to,
-                error: Some(message.to_owned()),
-                notice: None,
-            })?;
-            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-            csrf.apply(&state, &mut response);
-            clear_ceremony(&state, &mut response);
-            Ok(response)
-        }
-    }
+        Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => return Err(error.into()),
+        Err(PasskeyError::CeremonyExpired) => "The passkey request expired or was already used. Try again.",
+        Err(_) => "That passkey could not be used to sign in. Use your password, or try another passkey.",
+    };
+    let mut response = pages::sign_in_page(&state, &csrf, "", return_to, Some(message.to_owned()), false)?;
+    *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    clear_ceremony(&state, &mut response);
+    Ok(response)
 }
 
 /// POST /login/mfa/passkey/options: the second step with a security key or passkey.
@@ -201,21 +168,14 @@ pub async fn second_factor_options(
     if let Some(refused) = check_csrf(&req, &state, &form.csrf_token) {
         return refused;
     }
-    let challenge = match challenge_token(&req, &state) {
-        Some(token) => mfa::find_challenge(&state.db, state.clock.now(), &token).await,
-        None => Ok(None),
-    };
-    match challenge {
-        Ok(Some(challenge)) => match webauthn::start_second_factor(state.webauthn_ceremony(), &challenge.user_id).await
-        {
-            Ok(started) => options_response(&state, started),
-            Err(error) => options_error(error),
-        },
+    let token = second_step_cookie(&req, &state);
+    match signin::start_second_step_with_key(&state, token.as_deref()).await {
+        Ok(Some(started)) => options_response(&state, started),
         Ok(None) => problem(
             StatusCode::UNAUTHORIZED,
             "The sign-in has expired: sign in with your password again.",
         ),
-        Err(error) => options_error(error.into()),
+        Err(error) => options_error(error),
     }
 }
 
@@ -228,44 +188,33 @@ pub async fn second_factor(
     form: web::Form<CredentialForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, &form.csrf_token)?;
-    let Pending { token, challenge, user } = match pending_second_step(&req, &state).await? {
+    let pending = match pending_second_step(&req, &state).await? {
         Ok(pending) => pending,
         Err(redirect) => return Ok(redirect),
     };
     let ceremony = ceremony_token(&req, &state);
-    match webauthn::finish_second_factor(
-        state.webauthn_ceremony(),
-        &user.id,
-        &ceremony,
-        &form.credential,
-        origin.0.ip.clone(),
+    let previous = session_cookie(&req, &state);
+    let message =
+        match signin::second_step_with_key(&state, &pending, &ceremony, &form.credential, origin.0, previous).await {
+            Ok(session) => {
+                let mut response = pages::second_step_passed(&state, &session)?;
+                clear_ceremony(&state, &mut response);
+                return Ok(response);
+            }
+            Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => return Err(error.into()),
+            Err(PasskeyError::CeremonyExpired) => "The request expired or was already used. Try again.",
+            Err(_) => "That security key or passkey could not be verified. Try again or use another one.",
+        };
+    let mut response = second_step_page(
+        &state,
+        &csrf,
+        &pending.user,
+        Some(message.to_owned()),
+        StatusCode::UNPROCESSABLE_ENTITY,
     )
-    .await
-    {
-        Ok(used) => {
-            let mut response =
-                complete_second_step(&req, &state, origin, &token, &challenge, &user, Some(used.key_method)).await?;
-            clear_ceremony(&state, &mut response);
-            Ok(response)
-        }
-        Err(error @ (PasskeyError::Db(_) | PasskeyError::Internal(_))) => Err(error.into()),
-        Err(error) => {
-            let message = match error {
-                PasskeyError::CeremonyExpired => "The request expired or was already used. Try again.",
-                _ => "That security key or passkey could not be verified. Try again or use another one.",
-            };
-            let mut response = code_page(
-                &state,
-                &csrf,
-                &user,
-                Some(message.to_owned()),
-                StatusCode::UNPROCESSABLE_ENTITY,
-            )
-            .await?;
-            clear_ceremony(&state, &mut response);
-            Ok(response)
-        }
-    }
+    .await?;
+    clear_ceremony(&state, &mut response);
+    Ok(response)
 }
 
 fn new_page(
@@ -275,20 +224,22 @@ fn new_page(
     name: &str,
     error: Option<String>,
 ) -> Result<HttpResponse, PageError> {
-    let mut response = page(&PasskeyNewPage {
-        layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH)
-            .with_webauthn_if(state.webauthn.is_some()),
-        csrf: csrf.token.clone(),
-        name: name.to_owned(),
-        error,
-    })?;
-    csrf.apply(state, &mut response);
-    Ok(response)
+    form_page(
+        state,
+        csrf,
+        &PasskeyNewPage {
+            layout: signed_in_layout(state, "Add a security key or passkey", auth, csrf, NEW_PATH)
+                .with_webauthn_if(state.webauthn.is_some()),
+            csrf: csrf.token.clone(),
+            name: name.to_owned(),
+            error,
+        },
+    )
 }
 
 /// GET /account/passkeys/new: registration needs a sign-in within 5 minutes.
 pub async fn new(state: web::Data<AppState>, SignedIn(auth): SignedIn, csrf: Csrf) -> Result<HttpResponse, PageError> {
-    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
+    if auth.require_recent(state.clock.now()).is_err() {
         return Ok(reauthenticate(NEW_PATH));
     }
     new_page(&state, &auth, &csrf, "", None)
@@ -377,19 +328,21 @@ pub async fn delete_confirm(
 ) -> Result<HttpResponse, PageError> {
     let credential = webauthn::find(&state.db, &auth.user.id, &path).await?;
     let here = format!("/account/passkeys/{}/delete", credential.id);
-    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
+    if auth.require_recent(state.clock.now()).is_err() {
         return Ok(reauthenticate(&here));
     }
-    let mut response = page(&ConfirmPage {
-        layout: signed_in_layout(&state, "Remove a security key", &auth, &csrf, &here),
-        csrf: csrf.token.clone(),
-        heading: format!("Remove “{}”?", credential.name),
-        message: "You will no longer be able to sign in with it.".to_owned(),
-        action: here,
-        button: "Remove".to_owned(),
-    })?;
-    csrf.apply(&state, &mut response);
-    Ok(response)
+    form_page(
+        &state,
+        &csrf,
+        &ConfirmPage {
+            layout: signed_in_layout(&state, "Remove a security key", &auth, &csrf, &here),
+            csrf: csrf.token.clone(),
+            heading: format!("Remove “{}”?", credential.name),
+            message: "You will no longer be able to sign in with it.".to_owned(),
+            action: here,
+            button: "Remove".to_owned(),
+        },
+    )
 }
 
 /// POST /account/passkeys/{id}/delete
@@ -399,7 +352,7 @@ pub async fn delete(
     SignedIn(auth): SignedIn,
     origin: ClientOrigin,
     path: web::Path<String>,
-    form: web::Form<crate::http::handlers::session::CsrfForm>,
+    form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, form.token())?;
     match webauthn::delete(

@@ -5,32 +5,15 @@ use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use serde::Deserialize;
 
 use crate::authn::session;
-use crate::http::csrf;
+use crate::http::csrf::{self, CsrfForm};
 use crate::http::error::{PageError, no_store};
 use crate::http::extractors::{SignedIn, safe_return_to};
+use crate::http::pages::redirect;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct ExtendQuery {
     return_to: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf_token: String,
-}
-
-impl CsrfForm {
-    pub fn token(&self) -> &str {
-        &self.csrf_token
-    }
-}
-
-fn back_to(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location.to_owned()))
-        .insert_header(no_store())
-        .finish()
 }
 
 /// POST /session/extend: JSON `{remaining, warn, extendable}` for the page's script,
@@ -42,7 +25,7 @@ pub async fn extend(
     query: web::Query<ExtendQuery>,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    csrf::verify(&req, &state, &form.csrf_token)?;
+    csrf::verify(&req, &state, form.token())?;
     let timer = session::extend(&state, &auth.session).await?;
     let wants_json = req
         .headers()
@@ -52,7 +35,7 @@ pub async fn extend(
     if wants_json {
         Ok(HttpResponse::Ok().insert_header(no_store()).json(timer))
     } else {
-        Ok(back_to(&safe_return_to(query.return_to.as_deref())))
+        Ok(redirect(&safe_return_to(query.return_to.as_deref())))
     }
 }
 
@@ -75,9 +58,9 @@ pub async fn end_one(
     }
     tracing::info!(user_id = %auth.user.id, "a session was signed out from the account page");
     if form.session == auth.session.id {
-        return Ok(back_to("/login"));
+        return Ok(redirect("/login"));
     }
-    Ok(back_to("/account?done=session"))
+    Ok(redirect("/account?done=session"))
 }
 
 /// POST /account/sessions/end-others: signs out everywhere else.
@@ -87,8 +70,8 @@ pub async fn end_others(
     SignedIn(auth): SignedIn,
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    csrf::verify(&req, &state, &form.csrf_token)?;
+    csrf::verify(&req, &state, form.token())?;
     let ended = session::end_others(&state, &auth.user.id, &auth.session.id).await?;
     tracing::info!(user_id = %auth.user.id, ended, "other sessions signed out");
-    Ok(back_to("/account?done=sessions"))
+    Ok(redirect("/account?done=sessions"))
 }
