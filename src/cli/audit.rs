@@ -4,6 +4,8 @@ use clap::Args;
 use oxidp::db::models::audit::AuditFilter;
 use oxidp::state::AppState;
 
+use super::output::Output;
+
 #[derive(Args)]
 pub struct AuditArgs {
     /// Only events by this actor (`user:<sub>`, `client:<id>`, `cli`, `system`, `anonymous`).
@@ -24,9 +26,8 @@ pub struct AuditArgs {
     /// At most this many events, newest first (1-500).
     #[arg(long, default_value_t = 50)]
     limit: i64,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: Output,
 }
 
 pub async fn run(state: &AppState, args: AuditArgs) -> anyhow::Result<()> {
@@ -42,30 +43,30 @@ pub async fn run(state: &AppState, args: AuditArgs) -> anyhow::Result<()> {
         before: None,
     };
     let events = oxidp::audit::query(&state.db, filter, args.limit).await?;
-    if args.json {
-        let values: Vec<serde_json::Value> = events
+    let values: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "id": e.id, "at": e.at, "actor": e.actor, "action": e.action, "target": e.target,
+                "details": serde_json::from_str::<serde_json::Value>(&e.details).unwrap_or_default(),
+                "ip": e.ip,
+            })
+        })
+        .collect();
+    args.output.print_lines(&values, || {
+        events
             .iter()
             .map(|e| {
-                serde_json::json!({
-                    "id": e.id, "at": e.at, "actor": e.actor, "action": e.action, "target": e.target,
-                    "details": serde_json::from_str::<serde_json::Value>(&e.details).unwrap_or_default(),
-                    "ip": e.ip,
-                })
+                format!(
+                    "{}  {:<22} {:<40} {:<40} {} {}",
+                    oxidp::views::format_time(e.at),
+                    e.action,
+                    e.actor,
+                    e.target.as_deref().unwrap_or("-"),
+                    e.ip.as_deref().unwrap_or("-"),
+                    e.details
+                )
             })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&values)?);
-    } else {
-        for e in &events {
-            println!(
-                "{}  {:<22} {:<40} {:<40} {} {}",
-                oxidp::views::format_time(e.at),
-                e.action,
-                e.actor,
-                e.target.as_deref().unwrap_or("-"),
-                e.ip.as_deref().unwrap_or("-"),
-                e.details
-            );
-        }
-    }
-    Ok(())
+            .collect()
+    })
 }

@@ -1,21 +1,28 @@
-//! `oxidp commerce seller …`: seller administration on the commerce database for
-//! operators. The CLI acts as the operator `oxidp-cli` with `commerce:sellers:admin`.
+//! `oxidp commerce …`: run the commerce resource server (its own process and
+//! database), migrate it, and administer sellers on its database. The CLI acts
+//! as the operator `oxidp-cli` with `commerce:sellers:admin`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use oxidp::clock::{Clock, SystemClock};
 use oxidp::commerce::domain::catalog::{self, Contact, NewSeller, SellerView};
 use oxidp::commerce::domain::{Limit, SellerKind, permissions};
 use oxidp::config::Config;
 use oxidp::resource_server::Principal;
 
-#[derive(Args)]
-pub struct Json {
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
+use super::output::Output;
+
+#[derive(Subcommand)]
+pub enum CommerceCommand {
+    /// Serve the commerce API (the default).
+    Serve,
+    /// Apply pending commerce database migrations and exit.
+    Migrate,
+    /// Manage sellers (on the commerce database).
+    #[command(subcommand)]
+    Seller(SellerCommand),
 }
 
 #[derive(Subcommand)]
@@ -34,19 +41,19 @@ pub enum SellerCommand {
         #[arg(long)]
         phone: Option<String>,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// List sellers.
     List {
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Make a subject (`sub` of its tokens) a member of a seller.
     AddMember {
         seller: String,
         sub: String,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
 }
 
@@ -82,16 +89,31 @@ fn show(seller: &SellerView) -> String {
     )
 }
 
-fn emit(output: &Json, value: &impl serde::Serialize, text: impl FnOnce() -> String) -> anyhow::Result<()> {
-    if output.json {
-        println!("{}", serde_json::to_string_pretty(value)?);
-    } else {
-        println!("{}", text());
+pub async fn run(config: Config, command: Option<CommerceCommand>) -> anyhow::Result<()> {
+    match command.unwrap_or(CommerceCommand::Serve) {
+        CommerceCommand::Serve => serve(config).await,
+        CommerceCommand::Migrate => {
+            let db = oxidp::commerce::open_database(&config).await?;
+            println!("commerce database ({}) is up to date", db.backend().name());
+            Ok(())
+        }
+        CommerceCommand::Seller(command) => seller(&config, command).await,
     }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = oxidp::commerce::CommerceApp::build(&config, Arc::new(SystemClock)).await?;
+    tracing::info!(
+        bind = %config.commerce.bind,
+        issuer = %config.commerce_issuer(),
+        audience = %config.commerce_audience(),
+        "commerce API listening"
+    );
+    app.run_until_stopped().await?;
     Ok(())
 }
 
-pub async fn run(config: &Config, command: SellerCommand) -> anyhow::Result<()> {
+async fn seller(config: &Config, command: SellerCommand) -> anyhow::Result<()> {
     let db = oxidp::commerce::open_database(config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     match command {
@@ -113,7 +135,7 @@ pub async fn run(config: &Config, command: SellerCommand) -> anyhow::Result<()> 
                 clock.now(),
             )
             .await?;
-            emit(&output, &seller, || show(&seller))
+            output.print(&seller, || show(&seller))
         }
         SellerCommand::List { output } => {
             let mut all = Vec::new();
@@ -126,11 +148,11 @@ pub async fn run(config: &Config, command: SellerCommand) -> anyhow::Result<()> 
                     None => break,
                 }
             }
-            emit(&output, &all, || all.iter().map(show).collect::<Vec<_>>().join("\n"))
+            output.print(&all, || all.iter().map(show).collect::<Vec<_>>().join("\n"))
         }
         SellerCommand::AddMember { seller, sub, output } => {
             let seller = catalog::set_member(&db, &operator(), seller, sub, true, clock.now()).await?;
-            emit(&output, &seller, || show(&seller))
+            output.print(&seller, || show(&seller))
         }
     }
 }

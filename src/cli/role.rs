@@ -6,12 +6,7 @@ use oxidp::audit::Actor;
 use oxidp::rbac::{self, Subject};
 use oxidp::state::AppState;
 
-#[derive(Args)]
-pub struct Json {
-    /// Print JSON instead of text.
-    #[arg(long)]
-    json: bool,
-}
+use super::output::Output;
 
 #[derive(Args)]
 #[group(required = true, multiple = false)]
@@ -45,20 +40,20 @@ pub enum RoleCommand {
         #[arg(long = "parent")]
         parents: Vec<String>,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// List roles with their parents and permissions, or show one.
     List {
         /// Show only this role.
         name: Option<String>,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Delete a role (its assignments go with it; `admin` cannot be deleted).
     Delete {
         name: String,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Give a role a permission (namespace:resource:action). A new permission needs --audience.
     Grant {
@@ -68,14 +63,14 @@ pub enum RoleCommand {
         #[arg(long)]
         audience: Option<String>,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Take a permission away from a role.
     Revoke {
         role: String,
         permission: String,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Make ROLE inherit PARENT's permissions (cycles are refused); --remove undoes it.
     Inherit {
@@ -84,7 +79,7 @@ pub enum RoleCommand {
         #[arg(long)]
         remove: bool,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Assign a role to a user or client.
     Assign {
@@ -92,7 +87,7 @@ pub enum RoleCommand {
         #[command(flatten)]
         who: Who,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Remove a role from a user or client.
     Unassign {
@@ -100,7 +95,7 @@ pub enum RoleCommand {
         #[command(flatten)]
         who: Who,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Declare roles mutually exclusive (static separation of duty), list the sets, or delete one.
     Exclusive {
@@ -116,24 +111,15 @@ pub enum RoleCommand {
         #[arg(long)]
         delete: bool,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
     /// Show the roles assigned to a user or client and those it holds through inheritance.
     Show {
         #[command(flatten)]
         who: Who,
         #[command(flatten)]
-        output: Json,
+        output: Output,
     },
-}
-
-fn emit(output: &Json, value: serde_json::Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
-    if output.json {
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        println!("{}", text());
-    }
-    Ok(())
 }
 
 fn describe(role: &rbac::RoleView) -> String {
@@ -162,9 +148,7 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
                 rbac::add_parent(state.rbac_change(), &actor, &name, parent).await?;
             }
             let role = rbac::show_role(&state.db, &name).await?;
-            emit(&output, serde_json::to_value(&role)?, || {
-                format!("created role {}", describe(&role))
-            })
+            output.print(&role, || format!("created role {}", describe(&role)))
         }
         RoleCommand::List { name, output } => {
             let roles = match name {
@@ -183,13 +167,11 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
                     }
                 }
             };
-            emit(&output, serde_json::to_value(&roles)?, || {
-                roles.iter().map(describe).collect::<Vec<_>>().join("\n")
-            })
+            output.print(&roles, || roles.iter().map(describe).collect::<Vec<_>>().join("\n"))
         }
         RoleCommand::Delete { name, output } => {
             rbac::delete_role(state.rbac_change(), &actor, &name).await?;
-            emit(&output, serde_json::json!({ "deleted": name }), || {
+            output.print(&serde_json::json!({ "deleted": name }), || {
                 format!("deleted role {name}")
             })
         }
@@ -201,7 +183,7 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
         } => {
             let added = rbac::grant(state.rbac_change(), &actor, &role, &permission, audience.as_deref()).await?;
             let view = rbac::show_role(&state.db, &role).await?;
-            emit(&output, serde_json::to_value(&view)?, || {
+            output.print(&view, || {
                 let verb = if added { "granted" } else { "already had" };
                 format!("{role} {verb} {permission}")
             })
@@ -215,9 +197,7 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
                 anyhow::bail!("the role {role} does not hold {permission}");
             }
             let view = rbac::show_role(&state.db, &role).await?;
-            emit(&output, serde_json::to_value(&view)?, || {
-                format!("revoked {permission} from {role}")
-            })
+            output.print(&view, || format!("revoked {permission} from {role}"))
         }
         RoleCommand::Inherit {
             role,
@@ -233,13 +213,13 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
                 rbac::add_parent(state.rbac_change(), &actor, &role, &parent).await?;
             }
             let view = rbac::show_role(&state.db, &role).await?;
-            emit(&output, serde_json::to_value(&view)?, || describe(&view))
+            output.print(&view, || describe(&view))
         }
         RoleCommand::Assign { role, who, output } => {
             let subject = who.subject();
             rbac::assign(state.rbac_change(), &actor, subject.clone(), &role).await?;
             let view = rbac::assignments(&state.db, subject).await?;
-            emit(&output, serde_json::to_value(&view)?, || {
+            output.print(&view, || {
                 format!("{} now holds: {}", view.subject, view.assigned.join(", "))
             })
         }
@@ -249,7 +229,7 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
                 anyhow::bail!("the role {role} is not assigned");
             }
             let view = rbac::assignments(&state.db, subject).await?;
-            emit(&output, serde_json::to_value(&view)?, || {
+            output.print(&view, || {
                 format!("{} now holds: {}", view.subject, view.assigned.join(", "))
             })
         }
@@ -262,7 +242,7 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
         } => {
             if list {
                 let sets = rbac::list_exclusive_sets(&state.db).await?;
-                return emit(&output, serde_json::to_value(&sets)?, || {
+                return output.print(&sets, || {
                     sets.iter()
                         .map(|s| format!("{}: {}", s.name, s.roles.join(", ")))
                         .collect::<Vec<_>>()
@@ -272,18 +252,18 @@ pub async fn run(state: &AppState, command: RoleCommand) -> anyhow::Result<()> {
             let name = name.unwrap_or_default();
             if delete {
                 rbac::delete_exclusive_set(state.rbac_change(), &actor, &name).await?;
-                return emit(&output, serde_json::json!({ "deleted": name }), || {
+                return output.print(&serde_json::json!({ "deleted": name }), || {
                     format!("deleted exclusive set {name}")
                 });
             }
             let set = rbac::create_exclusive_set(state.rbac_change(), &actor, &name, &roles).await?;
-            emit(&output, serde_json::to_value(&set)?, || {
+            output.print(&set, || {
                 format!("no one may hold more than one of: {}", set.roles.join(", "))
             })
         }
         RoleCommand::Show { who, output } => {
             let view = rbac::assignments(&state.db, who.subject()).await?;
-            emit(&output, serde_json::to_value(&view)?, || {
+            output.print(&view, || {
                 format!(
                     "{}\n  assigned: {}\n  authorized (with inherited): {}",
                     view.subject,

@@ -62,11 +62,56 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     pub fn signs_at(&self, now: i64) -> bool {
-        self.activates_at <= now && self.retires_at.is_none_or(|r| now < r)
+        signs_at(self.activates_at, self.retires_at, now)
     }
 
     pub fn published_at(&self, now: i64) -> bool {
-        self.expires_at.is_none_or(|e| now < e)
+        published_at(self.expires_at, now)
+    }
+}
+
+fn signs_at(activates_at: i64, retires_at: Option<i64>, now: i64) -> bool {
+    activates_at <= now && retires_at.is_none_or(|r| now < r)
+}
+
+fn published_at(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|e| now < e)
+}
+
+/// Where a stored key stands in its lifecycle (see the module header) at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// In JWKS, signing from `activates_at`.
+    Published,
+    /// Signs, and is in JWKS.
+    Active,
+    /// Stopped signing at `retires_at`; still in JWKS so its tokens verify.
+    Retired,
+    /// Out of JWKS since `expires_at`.
+    Removed,
+}
+
+impl KeyStatus {
+    pub fn of(row: &KeyRow, now: i64) -> Self {
+        if !published_at(row.expires_at, now) {
+            KeyStatus::Removed
+        } else if signs_at(row.activates_at, row.retires_at, now) {
+            KeyStatus::Active
+        } else if row.retires_at.is_some_and(|r| r <= now) {
+            KeyStatus::Retired
+        } else {
+            KeyStatus::Published
+        }
+    }
+
+    /// The status as `oxidp keys list` shows it.
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyStatus::Published => "published (signs later)",
+            KeyStatus::Active => "active",
+            KeyStatus::Retired => "retired (verifies only)",
+            KeyStatus::Removed => "removed",
+        }
     }
 }
 
@@ -158,7 +203,7 @@ impl KeyStore {
         for alg in SigningAlg::ALL {
             let has_key = rows
                 .iter()
-                .any(|r| r.alg == alg.name() && r.activates_at <= now && r.retires_at.is_none_or(|t| now < t));
+                .any(|r| r.alg == alg.name() && signs_at(r.activates_at, r.retires_at, now));
             if !has_key {
                 let row = generate(alg, secrets, now, now)?;
                 tracing::info!(kid = %row.kid, alg = alg.name(), "signing key created");
@@ -267,4 +312,39 @@ pub async fn rotate_due(
     let before = now - 86400;
     db.run(move |conn| keys::purge(conn, before)).await?;
     Ok(rotated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(activates_at: i64, retires_at: Option<i64>, expires_at: Option<i64>) -> KeyRow {
+        KeyRow {
+            kid: "k".into(),
+            alg: "ES256".into(),
+            private_key: String::new(),
+            public_jwk: String::new(),
+            created_at: 0,
+            activates_at,
+            retires_at,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn status_follows_the_lifecycle() {
+        use KeyStatus::*;
+        let cases = [
+            (row(100, None, None), 50, Published),
+            (row(100, None, None), 100, Active),
+            (row(100, Some(200), Some(300)), 199, Active),
+            (row(100, Some(200), Some(300)), 200, Retired),
+            (row(100, Some(200), Some(300)), 300, Removed),
+            // rotated away (with --now) before it ever signed
+            (row(100, Some(50), Some(150)), 60, Retired),
+        ];
+        for (key, now, expected) in cases {
+            assert_eq!(KeyStatus::of(&key, now), expected, "at {now}: {key:?}");
+        }
+    }
 }

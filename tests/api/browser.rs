@@ -35,6 +35,20 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The Chromium binary (`CHROMIUM`, default Debian's).
+fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
+}
+
+/// Reports a skipped test on the real stderr: `eprintln!` would be captured by
+/// the test harness and shown only if the test failed.
+fn skipped(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().filter(|name| *name != "main").unwrap_or("browser test");
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test} — {reason}");
+}
+
 impl Browser {
     /// `DELETE /session/{id}` over a plain blocking socket (usable from `Drop`).
     fn end_session(&self) {
@@ -54,11 +68,12 @@ impl Browser {
         }
     }
 
-    /// Starts headless Chromium, or returns `None` (after saying so on stderr) when
-    /// chromedriver is not installed and `OXIDP_REQUIRE_BROWSER` is unset, so a
-    /// newcomer's `cargo test` passes before installing a browser. `.ci/run`
-    /// installs Chromium and sets `OXIDP_REQUIRE_BROWSER=1`: there a missing
-    /// browser fails the test.
+    /// Starts headless Chromium, or returns `None` when chromedriver or Chromium
+    /// is not installed and `OXIDP_REQUIRE_BROWSER` is unset, so a newcomer's
+    /// `cargo test` passes before installing a browser; the skip is then written
+    /// straight to stderr (`SKIPPED: <test> — …`), past the test harness's output
+    /// capture, so it shows in every run. `.ci/run` installs Chromium and sets
+    /// `OXIDP_REQUIRE_BROWSER=1`: there a missing browser fails the test.
     pub async fn start() -> Option<Self> {
         let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
         let installed = Command::new(&driver)
@@ -66,15 +81,14 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
+            .is_ok_and(|s| s.success())
+            && std::path::Path::new(&chromium()).exists();
         if !installed {
             assert!(
                 std::env::var_os("OXIDP_REQUIRE_BROWSER").is_none(),
-                "chromedriver not found: install Debian's chromium and chromium-driver"
+                "chromium/chromedriver not found: install Debian's chromium and chromium-driver"
             );
-            eprintln!(
-                "SKIPPED browser test: chromedriver not found (apt-get install chromium chromium-driver; .ci/run does)"
-            );
+            skipped("chromium/chromedriver not found (apt-get install chromium chromium-driver; .ci/run does)");
             return None;
         }
         Some(Self::launch(&driver).await)
@@ -100,7 +114,7 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let binary = chromium();
         let capabilities = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",

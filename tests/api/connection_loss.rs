@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use diesel::{Connection, RunQueryDsl};
 
-use crate::helpers::{PASSWORD, TestApp, TestClient, browser, postgres_url, spawn_app_with};
+use crate::helpers::{PASSWORD, TestApp, TestClient, browser, postgres_url, spawn_app_with, step};
 
 /// What one request got, for the final assertions.
 #[derive(Debug)]
@@ -86,6 +86,8 @@ fn terminate(admin_url: &str, application_name: &str) -> i64 {
 /// all, whatever the machine's speed), and keeps going until the kills are over.
 const MIN_PER_WORKER: usize = 20;
 
+type Workers = tokio::task::JoinSet<(Vec<Outcome>, Option<String>)>;
+
 #[tokio::test]
 async fn killed_postgres_connections_under_load_give_503_never_500() {
     let Some(admin_url) = postgres_url() else {
@@ -107,21 +109,40 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
     app.create_user("alice", PASSWORD).await;
     let web = app.web_client().await;
     let service = app.service_client("email", None).await;
-    // Four refresh-token families and a user access token, from one sign-in.
+    let (families, user_access) = step("sign in: four refresh families", four_families(&app, &web)).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Workers::new();
+    stateless_traffic(&mut workers, &app, &stop, (&web, &service), &user_access);
+    refresh_chains(&mut workers, &app, &stop, &web, families);
+    let killed = step("kill the connections", kill_connections(&admin_url, &application_name)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let chains = step("only 200 or a well-formed 503", check_outcomes(workers, &killed)).await;
+    step("no refresh family lost", families_survive(&app, &web, chains)).await;
+}
+
+/// Four refresh-token families and a user access token, from one sign-in.
+async fn four_families(app: &TestApp, web: &TestClient) -> (Vec<String>, String) {
     let person = browser();
     let mut families = Vec::new();
     let mut user_access = String::new();
     for _ in 0..4 {
-        let (code, verifier) = app
-            .code_for(&web, &person, "alice", "openid email offline_access")
-            .await;
-        let tokens: serde_json::Value = app.redeem(&web, &code, &verifier).await.json().await.unwrap();
+        let (code, verifier) = app.code_for(web, &person, "alice", "openid email offline_access").await;
+        let tokens: serde_json::Value = app.redeem(web, &code, &verifier).await.json().await.unwrap();
         families.push(tokens["refresh_token"].as_str().unwrap().to_owned());
         user_access = tokens["access_token"].as_str().unwrap().to_owned();
     }
+    (families, user_access)
+}
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = tokio::task::JoinSet::new();
+fn stateless_traffic(
+    workers: &mut Workers,
+    app: &Arc<TestApp>,
+    stop: &Arc<AtomicBool>,
+    (web, service): (&TestClient, &TestClient),
+    user_access: &str,
+) {
     // Stateless traffic: client_credentials, userinfo, introspection, readiness.
     for worker in 0..12usize {
         let (app, stop, web, service, access) = (
@@ -129,7 +150,7 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
             stop.clone(),
             web.clone(),
             service.clone(),
-            user_access.clone(),
+            user_access.to_owned(),
         );
         workers.spawn(async move {
             let mut outcomes = Vec::new();
@@ -168,6 +189,15 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
             (outcomes, None)
         });
     }
+}
+
+fn refresh_chains(
+    workers: &mut Workers,
+    app: &Arc<TestApp>,
+    stop: &Arc<AtomicBool>,
+    web: &TestClient,
+    families: Vec<String>,
+) {
     // Refresh chains: a 503 is retried with the same token, as a client would.
     for token in families {
         let (app, stop, web) = (app.clone(), stop.clone(), web.clone());
@@ -191,12 +221,15 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
             (outcomes, Some(current))
         });
     }
+}
 
+/// Kills every connection of this server, several times; how many died each round.
+async fn kill_connections(admin_url: &str, application_name: &str) -> Vec<i64> {
     // Meanwhile: kill every connection of this server, several times.
     let mut killed = Vec::new();
     for _ in 0..6 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (url, name) = (admin_url.clone(), application_name.clone());
+        let (url, name) = (admin_url.to_owned(), application_name.to_owned());
         killed.push(
             tokio::task::spawn_blocking(move || terminate(&url, &name))
                 .await
@@ -204,8 +237,11 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
         );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Relaxed);
+    killed
+}
 
+/// Every answer under the kills; returns the last refresh token of each chain.
+async fn check_outcomes(mut workers: Workers, killed: &[i64]) -> Vec<String> {
     let mut outcomes = Vec::new();
     let mut chains = Vec::new();
     while let Some(done) = workers.join_next().await {
@@ -234,17 +270,15 @@ async fn killed_postgres_connections_under_load_give_503_never_500() {
         bad.len(),
         &bad[..bad.len().min(5)]
     );
+    chains
+}
 
+async fn families_survive(app: &TestApp, web: &TestClient, chains: Vec<String>) {
     // No family was revoked: the last token each chain received still works.
     for token in chains {
         let mut status = 0;
         for _ in 0..3 {
-            let r = post_token(
-                &app,
-                &web,
-                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
-            )
-            .await;
+            let r = post_token(app, web, &[("grant_type", "refresh_token"), ("refresh_token", &token)]).await;
             status = r.status().as_u16();
             if status != 503 {
                 break;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use reqwest::cookie::Jar;
 
-use crate::helpers::{PASSWORD, TestApp, browser, cookie_value, csrf_of, pkce_pair};
+use crate::helpers::{PASSWORD, TestApp, browser, cookie_value, csrf_of, pkce_pair, step};
 
 /// A browser whose cookie jar the test can write into (to plant cookies).
 fn plantable_browser() -> (reqwest::Client, Arc<Jar>) {
@@ -29,15 +29,31 @@ async fn attacker_pair(app: &TestApp, attacker: &reqwest::Client, path: &str) ->
     (cookie, csrf_of(&response.text().await.unwrap()))
 }
 
+/// The victim, signed in, with an authorization request pending consent.
+struct Victim {
+    browser: reqwest::Client,
+    jar: Arc<Jar>,
+    client_id: String,
+    consent: String,
+    request: String,
+    own_token: String,
+}
+
 #[tokio::test]
 async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
     let app = crate::helpers::spawn_app().await;
     app.create_user("mallory", PASSWORD).await;
     app.create_user("victim", PASSWORD).await;
+    let pairs = step("the attacker's pairs", attacker_pairs(&app)).await;
+    let victim = step("the victim starts a consent", victim_with_pending_consent(&app)).await;
+    step("planted pairs", planted_pairs_are_refused(&app, &victim, pairs)).await;
+    step("the victim's own forms still work", own_forms_still_work(&app, &victim)).await;
+}
 
-    // The attacker's pairs: one from a signed-out page, one from their signed-in /account.
+/// The attacker's pairs: one from a signed-out page, one from their signed-in /account.
+async fn attacker_pairs(app: &TestApp) -> [(String, String); 2] {
     let signed_out = browser();
-    let pre_session = attacker_pair(&app, &signed_out, "/login").await;
+    let pre_session = attacker_pair(app, &signed_out, "/login").await;
     let (mallory, _) = plantable_browser();
     let login_page = mallory.get(app.url("/login")).send().await.unwrap();
     let mallory_cookie = cookie_value(&login_page, "oxidp_csrf").unwrap();
@@ -57,8 +73,10 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
         .await
         .unwrap();
     let signed_in = (mallory_cookie, csrf_of(&account));
+    [pre_session, signed_in]
+}
 
-    // The victim signs in and starts an authorization request (pending consent).
+async fn victim_with_pending_consent(app: &TestApp) -> Victim {
     let (victim, jar) = plantable_browser();
     assert_eq!(app.login(&victim, "victim", PASSWORD).await.status(), 303);
     let client = app.web_client().await;
@@ -88,7 +106,24 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
         .await
         .unwrap();
     let own_token = csrf_of(&sessions_page);
+    Victim {
+        browser: victim,
+        jar,
+        client_id: client.id,
+        consent,
+        request,
+        own_token,
+    }
+}
 
+async fn planted_pairs_are_refused(app: &TestApp, victim: &Victim, pairs: [(String, String); 2]) {
+    let Victim {
+        browser: victim,
+        jar,
+        client_id,
+        request,
+        ..
+    } = victim;
     let endpoints: Vec<(&str, Vec<(&str, String)>)> = vec![
         (
             "/account/password",
@@ -101,7 +136,7 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
         ("/account/sessions/end-others", vec![]),
         ("/account/sessions/end", vec![("session", "whatever".into())]),
         ("/session/extend", vec![]),
-        ("/account/consents/revoke", vec![("client_id", client.id.clone())]),
+        ("/account/consents/revoke", vec![("client_id", client_id.clone())]),
         ("/account/mfa/totp", vec![("code", "123456".into())]),
         ("/account/mfa/recovery", vec![]),
         ("/account/mfa/disable", vec![]),
@@ -113,7 +148,7 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
         ("/logout", vec![]),
     ];
     let url = url::Url::parse(&app.address).unwrap();
-    for (cookie, token) in [&pre_session, &signed_in] {
+    for (cookie, token) in &pairs {
         // Plant the attacker's cookie in the victim's browser (http: no __Host- prefix).
         jar.add_cookie_str(&format!("oxidp_csrf={cookie}; Path=/"), &url);
         for (path, fields) in &endpoints {
@@ -127,7 +162,16 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
             assert!(location.is_none(), "{path}");
         }
     }
+}
 
+async fn own_forms_still_work(app: &TestApp, victim: &Victim) {
+    let Victim {
+        browser: victim,
+        consent,
+        request,
+        own_token,
+        ..
+    } = victim;
     // Still signed in, password unchanged, consent still pending: nothing happened.
     let account = victim.get(app.url("/account")).send().await.unwrap();
     assert_eq!(account.status(), 200);
@@ -140,14 +184,7 @@ async fn a_planted_csrf_pair_is_refused_on_every_state_changing_endpoint() {
         .unwrap();
     assert_eq!(response.status(), 403);
     // …but a fresh page gives a working token, and the pending consent is intact.
-    let page = victim
-        .get(app.url(&consent))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = victim.get(app.url(consent)).send().await.unwrap().text().await.unwrap();
     let allowed = victim
         .post(app.url("/consent"))
         .form(&[

@@ -9,17 +9,11 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, TestClient, jwt_claims, spawn_app};
 
 async fn call(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, app.url(path)).bearer_auth(token);
-    if let Some(b) = body {
-        request = request.json(&b);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
+    let (status, body, headers) = app.api(method, path, Some(token), body).await;
     if status == 403 {
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(headers["content-type"], "application/problem+json");
     }
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (status, body)
 }
 
 fn assert_refused(status: u16, body: &Value, missing: &str) {

@@ -78,31 +78,14 @@ pub async fn spawn_app_sharing(other: &TestApp) -> TestApp {
 /// the IdP coming back after an outage).
 pub async fn spawn_app_sharing_on(other: &TestApp, listener: TcpListener) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = listener.local_addr().unwrap().port();
     let mut config = other.config.clone();
     config.data_dir = dir.path().to_path_buf();
-    let state = web::Data::new(
-        AppState::build(config.clone(), other.clock.clone())
-            .await
-            .expect("app state"),
-    );
-    let app = Application::with_listener(state.clone(), listener).expect("server");
-    let server = app.handle();
-    let metrics_address = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
-    tokio::spawn(app.run_until_stopped());
-    TestApp {
-        server,
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        metrics_address,
-        clock: other.clock.clone(),
-        state,
-        config,
-        database_url: other.database_url.clone(),
-        dir,
+    let database = TestDatabase {
+        url: other.database_url.clone(),
         pg_schema: None,
         proxy: None,
-    }
+    };
+    start(listener, config, other.clock.clone(), database, dir).await
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -151,7 +134,30 @@ async fn spawn(customize: impl FnOnce(&mut Config), cuttable: bool) -> TestApp {
     };
     config.database_url = Some(database_url.clone());
     customize(&mut config);
-    let clock = ManualClock::starting_now();
+    let database = TestDatabase {
+        url: database_url,
+        pg_schema,
+        proxy,
+    };
+    start(listener, config, ManualClock::starting_now(), database, dir).await
+}
+
+/// The database a `TestApp` runs on, and what it owns of it (dropped with the app).
+struct TestDatabase {
+    url: String,
+    pg_schema: Option<String>,
+    proxy: Option<proxy::Proxy>,
+}
+
+/// Builds the state and runs the server on `listener` in the background.
+async fn start(
+    listener: TcpListener,
+    config: Config,
+    clock: Arc<ManualClock>,
+    database: TestDatabase,
+    dir: tempfile::TempDir,
+) -> TestApp {
+    let port = listener.local_addr().unwrap().port();
     let state = web::Data::new(AppState::build(config.clone(), clock.clone()).await.expect("app state"));
     let app = Application::with_listener(state.clone(), listener).expect("server");
     let server = app.handle();
@@ -165,10 +171,10 @@ async fn spawn(customize: impl FnOnce(&mut Config), cuttable: bool) -> TestApp {
         clock,
         state,
         config,
-        database_url,
+        database_url: database.url,
         dir,
-        pg_schema,
-        proxy,
+        pg_schema: database.pg_schema,
+        proxy: database.proxy,
     }
 }
 
@@ -180,6 +186,22 @@ impl Drop for TestApp {
             let _ = diesel::sql_query(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut admin);
         }
     }
+}
+
+/// Runs one named step of a long scenario test: a failure in it names the step.
+pub async fn step<T>(name: &str, run: impl std::future::Future<Output = T>) -> T {
+    struct Running<'a>(&'a str);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                eprintln!("scenario step failed: {}", self.0);
+            }
+        }
+    }
+    let running = Running(name);
+    let value = run.await;
+    std::mem::forget(running);
+    value
 }
 
 /// A browser-like client: keeps cookies, does not follow redirects.
@@ -322,6 +344,34 @@ impl TestApp {
             String::from_utf8_lossy(&output.stderr)
         );
         serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+    }
+
+    /// A JSON API call (the admin API): `token` as bearer, `body` as JSON. Returns
+    /// the status, the body (JSON; else the text as a string; `Null` when empty)
+    /// and the headers.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+        let mut request = reqwest::Client::new().request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = match text.is_empty() {
+            true => serde_json::Value::Null,
+            false => serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        };
+        (status, body, headers)
     }
 
     /// Makes the database unusable for the server: the PostgreSQL proxy stops, or
