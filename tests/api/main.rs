@@ -37,5 +37,6 @@ mod sessions;
 mod sign_in_reservation;
 mod soft_authenticator;
 mod startup;
+mod trusted_proxies;
 mod webauthn;
 mod webauthn_browser;

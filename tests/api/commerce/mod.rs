@@ -155,6 +155,26 @@ pub fn challenge(response: &reqwest::Response) -> String {
         .unwrap_or_default()
 }
 
+/// Asserts that `token` may not create a seller: 403 with an RFC 6750 §3.1
+/// `insufficient_scope` challenge naming the permission, and a problem+json body.
+pub async fn assert_cannot_create_sellers(commerce: &CommerceTest, token: &str) {
+    let refused = commerce
+        .send(
+            reqwest::Method::POST,
+            "/v1/sellers",
+            token,
+            None,
+            serde_json::json!({"name": "Acme", "kind": "EXTERNAL", "contact": {"email": "ops@acme.example"}}),
+        )
+        .await;
+    assert_eq!(refused.status(), 403);
+    let c = challenge(&refused);
+    assert!(c.contains("error=\"insufficient_scope\""), "{c}");
+    assert!(c.contains("scope=\"commerce:sellers:admin\""), "{c}");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["status"], 403);
+}
+
 /// A service account at `idp` whose tokens are for the commerce audience, holding
 /// a role with `permissions` (registered for that audience).
 pub async fn commerce_client(idp: &TestApp, role: &str, permissions: &[&str]) -> TestClient {

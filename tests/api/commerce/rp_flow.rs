@@ -9,9 +9,9 @@ use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
     Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::{AUDIENCE, challenge, spawn_commerce};
+use super::{AUDIENCE, CommerceTest, assert_cannot_create_sellers, challenge, spawn_commerce};
 use crate::helpers::{PASSWORD, REDIRECT_URI, TestApp, TestClient, browser, jwt_claims, spawn_app};
 
 /// A client configured from discovery: authorization and (maybe) token and
@@ -145,6 +145,16 @@ async fn give_role(idp: &TestApp, user_id: &str, role: &str, permissions: &[&str
     assert_eq!(assigned.status(), 201, "{}", assigned.text().await.unwrap());
 }
 
+/// oxidp and a commerce server trusting it; `alice` holds the `shopper` role,
+/// which may read products in the commerce audience.
+async fn alice_the_shopper() -> (TestApp, CommerceTest) {
+    let idp = spawn_app().await;
+    let commerce = spawn_commerce(&idp, |_| {}).await;
+    let alice = idp.create_user("alice", PASSWORD).await;
+    give_role(&idp, &alice.id, "shopper", &["commerce:products:read"]).await;
+    (idp, commerce)
+}
+
 fn assert_invalid_token(response: &reqwest::Response, what: &str) {
     assert_eq!(response.status(), 401, "{what}");
     let c = challenge(response);
@@ -158,10 +168,7 @@ fn assert_invalid_token(response: &reqwest::Response, what: &str) {
 
 #[tokio::test]
 async fn a_person_signed_in_through_a_relying_party_is_served_with_their_role_permissions() {
-    let idp = spawn_app().await;
-    let commerce = spawn_commerce(&idp, |_| {}).await;
-    let alice = idp.create_user("alice", PASSWORD).await;
-    give_role(&idp, &alice.id, "shopper", &["commerce:products:read"]).await;
+    let (idp, commerce) = alice_the_shopper().await;
     let shop = front_end(&idp, Some(AUDIENCE)).await;
 
     let session = sign_in(&idp, &shop, "alice").await;
@@ -175,21 +182,7 @@ async fn a_person_signed_in_through_a_relying_party_is_served_with_their_role_pe
     let listed = commerce.get("/v1/sellers", Some(&session.access_token)).await;
     assert_eq!(listed.status(), 200, "{}", challenge(&listed));
     // What it does not is refused as insufficient_scope, naming the permission.
-    let refused = commerce
-        .send(
-            reqwest::Method::POST,
-            "/v1/sellers",
-            &session.access_token,
-            None,
-            json!({"name": "Acme", "kind": "EXTERNAL", "contact": {"email": "ops@acme.example"}}),
-        )
-        .await;
-    assert_eq!(refused.status(), 403);
-    let c = challenge(&refused);
-    assert!(c.contains("error=\"insufficient_scope\""), "{c}");
-    assert!(c.contains("scope=\"commerce:sellers:admin\""), "{c}");
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["status"], 403);
+    assert_cannot_create_sellers(&commerce, &session.access_token).await;
 
     // The ID token of the same sign-in is for the front end, not an access token.
     assert_invalid_token(
@@ -200,10 +193,7 @@ async fn a_person_signed_in_through_a_relying_party_is_served_with_their_role_pe
 
 #[tokio::test]
 async fn a_token_the_same_person_got_for_another_audience_is_refused() {
-    let idp = spawn_app().await;
-    let commerce = spawn_commerce(&idp, |_| {}).await;
-    let alice = idp.create_user("alice", PASSWORD).await;
-    give_role(&idp, &alice.id, "shopper", &["commerce:products:read"]).await;
+    let (idp, commerce) = alice_the_shopper().await;
 
     // A front end for oxidp's own API: a valid token, signed by the same keys,
     // for the same person — but not for commerce.

@@ -8,7 +8,7 @@ use oxidp::clock::Clock;
 use oxidp::oidc::keys::SigningAlg;
 use serde_json::{Value, json};
 
-use super::{AUDIENCE, challenge, commerce_client, spawn_commerce, token_of};
+use super::{AUDIENCE, assert_cannot_create_sellers, challenge, commerce_client, spawn_commerce, token_of};
 use crate::helpers::{jwt_claims, spawn_app};
 
 fn b64(value: &[u8]) -> String {
@@ -33,21 +33,7 @@ async fn commerce_accepts_an_oxidp_client_credentials_token_and_checks_permissio
     assert_eq!(none.headers()["content-type"], "application/problem+json");
 
     // A token without the permission: 403 insufficient_scope naming it.
-    let refused = commerce
-        .send(
-            reqwest::Method::POST,
-            "/v1/sellers",
-            &token,
-            None,
-            json!({"name": "Acme", "kind": "EXTERNAL", "contact": {"email": "ops@acme.example"}}),
-        )
-        .await;
-    assert_eq!(refused.status(), 403);
-    let c = challenge(&refused);
-    assert!(c.contains("error=\"insufficient_scope\""), "{c}");
-    assert!(c.contains("scope=\"commerce:sellers:admin\""), "{c}");
-    let body: Value = refused.json().await.unwrap();
-    assert_eq!(body["status"], 403);
+    assert_cannot_create_sellers(&commerce, &token).await;
 
     // The same token again is served from the verified-token cache.
     let hits = oxidp::resource_server::RsMetrics::get(&commerce.rs.metrics.token_cache_hits);
