@@ -90,6 +90,12 @@ pub struct CommerceConfig {
     /// While the introspection circuit breaker is open: `local` (accept the locally
     /// verified token, counted as served by fallback) or `deny` (503 + Retry-After).
     pub introspection_fallback: IntrospectionFallback,
+    /// Reservation workers per instance (0: this instance accepts but does not process).
+    pub reservation_workers: usize,
+    /// How long a confirmed reservation holds its stock before it expires.
+    pub hold_secs: i64,
+    /// How long a worker owns a claimed queue message before others may reclaim it.
+    pub reservation_lease_secs: i64,
 }
 
 /// `commerce.introspection`.
@@ -149,6 +155,9 @@ impl Default for CommerceConfig {
             introspection_client_secret: None,
             introspection_cache_secs: 10,
             introspection_fallback: IntrospectionFallback::Local,
+            reservation_workers: 4,
+            hold_secs: 600,
+            reservation_lease_secs: 30,
         }
     }
 }
@@ -221,6 +230,15 @@ impl Config {
         }
         if c.token_cache_capacity < 1 {
             return Err(ConfigError::new("commerce.token_cache_capacity", "must be at least 1"));
+        }
+        for (key, ok, rule) in [
+            ("commerce.reservation_workers", c.reservation_workers <= 64, "must be at most 64"),
+            ("commerce.hold_secs", c.hold_secs >= 1, "must be at least 1"),
+            ("commerce.reservation_lease_secs", c.reservation_lease_secs >= 1, "must be at least 1"),
+        ] {
+            if !ok {
+                return Err(ConfigError::new(key, rule));
+            }
         }
         Ok(())
     }
@@ -803,6 +821,13 @@ const KEYS: &[(&str, Setter)] = &[
     }),
     ("commerce.introspection_fallback", |c, v| {
         parse_into(&mut c.commerce.introspection_fallback, v)
+    }),
+    ("commerce.reservation_workers", |c, v| {
+        parse_into(&mut c.commerce.reservation_workers, v)
+    }),
+    ("commerce.hold_secs", |c, v| parse_into(&mut c.commerce.hold_secs, v)),
+    ("commerce.reservation_lease_secs", |c, v| {
+        parse_into(&mut c.commerce.reservation_lease_secs, v)
     }),
     ("log.format", |c, v| set_string(&mut c.log.format, v)),
     ("log.level", |c, v| set_string(&mut c.log.level, v)),

@@ -1,0 +1,54 @@
+//! The `Idempotency-Key` header as HTTP: reading it (400 when a route requires it
+//! and it is missing or malformed), and turning stored responses back into
+//! responses. The rules live in `domain::idempotency`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::commerce::domain::idempotency::{IdempotencyKey, StoredResponse};
+use crate::resource_server::error::problem;
+
+pub const HEADER: &str = "idempotency-key";
+
+/// The request's key, or the 400 problem to answer.
+pub fn required_key(req: &HttpRequest) -> Result<IdempotencyKey, HttpResponse> {
+    let bad = |detail: &str| problem(HttpResponse::build(StatusCode::BAD_REQUEST), StatusCode::BAD_REQUEST, detail);
+    let Some(value) = req.headers().get(HEADER) else {
+        return Err(bad("this route requires an Idempotency-Key header"));
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| bad("Idempotency-Key must be visible ASCII"))?;
+    IdempotencyKey::parse(value).map_err(|e| bad(&e.to_string()))
+}
+
+/// A 400 problem for a body that is not the route's JSON.
+pub fn bad_body(error: serde_json::Error) -> HttpResponse {
+    problem(
+        HttpResponse::build(StatusCode::BAD_REQUEST),
+        StatusCode::BAD_REQUEST,
+        &format!("the request body is not valid JSON for this route: {error}"),
+    )
+}
+
+/// The stored response as sent the first time.
+pub fn respond(stored: &StoredResponse) -> HttpResponse {
+    let mut response =
+        HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
+    for (name, value) in &stored.headers {
+        response.insert_header((name.as_str(), value.as_str()));
+    }
+    response
+        .insert_header(("cache-control", "no-store"))
+        .body(stored.body.clone())
+}
+
+/// A replay: the first response again, marked as such.
+pub fn replay(stored: &StoredResponse) -> HttpResponse {
+    let mut response = respond(stored);
+    response.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("idempotent-replayed"),
+        actix_web::http::header::HeaderValue::from_static("true"),
+    );
+    response
+}
