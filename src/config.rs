@@ -232,9 +232,17 @@ impl Config {
             return Err(ConfigError::new("commerce.token_cache_capacity", "must be at least 1"));
         }
         for (key, ok, rule) in [
-            ("commerce.reservation_workers", c.reservation_workers <= 64, "must be at most 64"),
+            (
+                "commerce.reservation_workers",
+                c.reservation_workers <= 64,
+                "must be at most 64",
+            ),
             ("commerce.hold_secs", c.hold_secs >= 1, "must be at least 1"),
-            ("commerce.reservation_lease_secs", c.reservation_lease_secs >= 1, "must be at least 1"),
+            (
+                "commerce.reservation_lease_secs",
+                c.reservation_lease_secs >= 1,
+                "must be at least 1",
+            ),
         ] {
             if !ok {
                 return Err(ConfigError::new(key, rule));

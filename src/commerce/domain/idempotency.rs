@@ -32,7 +32,9 @@ impl IdempotencyKey {
             .unwrap_or(value);
         if inner.is_empty()
             || inner.len() > 255
-            || !inner.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+            || !inner
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
         {
             return Err(CommerceError::Invalid(
                 "Idempotency-Key must be a string of 1 to 255 visible ASCII characters".into(),
@@ -156,7 +158,11 @@ fn decide(
             "this Idempotency-Key was used with a different request".into(),
         )));
     }
-    match (existing.response_status, existing.response_headers, existing.response_body) {
+    match (
+        existing.response_status,
+        existing.response_headers,
+        existing.response_body,
+    ) {
         (Some(status), Some(headers), Some(body)) => Ok(Ok(Decision::Replay(StoredResponse {
             status: u16::try_from(status).unwrap_or(500),
             headers: serde_json::from_str(&headers).unwrap_or_default(),

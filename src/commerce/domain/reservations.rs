@@ -160,14 +160,13 @@ pub async fn request(
     }
     let subject = actor.sub.clone();
     db.transaction(move |conn| {
-        let (product, combination) =
-            match stock::product_and_combination(conn, &new.product_id, &new.combination_id)? {
-                Ok(found) => found,
-                Err(CommerceError::NotFound(_)) => {
-                    return Ok(Err(CommerceError::Invalid("product_id names no product".into())));
-                }
-                Err(e) => return Ok(Err(e)),
-            };
+        let (product, combination) = match stock::product_and_combination(conn, &new.product_id, &new.combination_id)? {
+            Ok(found) => found,
+            Err(CommerceError::NotFound(_)) => {
+                return Ok(Err(CommerceError::Invalid("product_id names no product".into())));
+            }
+            Err(e) => return Ok(Err(e)),
+        };
         let day = match Day::for_product(&product.product_type, new.date.as_deref()) {
             Ok(day) => day,
             Err(e) => return Ok(Err(e)),

@@ -27,7 +27,9 @@ impl Day {
     pub fn for_product(product_type: &str, date: Option<&str>) -> Result<Self, CommerceError> {
         match (product_type == ProductType::Reservable.as_str(), date) {
             (true, Some(date)) => Self::parse(date),
-            (true, None) => Err(CommerceError::Invalid("a RESERVABLE product needs a date (YYYY-MM-DD)".into())),
+            (true, None) => Err(CommerceError::Invalid(
+                "a RESERVABLE product needs a date (YYYY-MM-DD)".into(),
+            )),
             (false, None) => Ok(Self(String::new())),
             (false, Some(_)) => Err(CommerceError::Invalid(
                 "a REALTIME product is bought from stock; send no date".into(),
@@ -137,7 +139,11 @@ pub fn product_and_combination(
 
 /// Seller scope for stock: `commerce:inventory:write` and membership of the
 /// product's seller (no administrator bypass: stock is the seller's own business).
-fn may_adjust(conn: &mut AnyConnection, actor: &Principal, seller_id: &str) -> Result<Result<(), CommerceError>, DbError> {
+fn may_adjust(
+    conn: &mut AnyConnection,
+    actor: &Principal,
+    seller_id: &str,
+) -> Result<Result<(), CommerceError>, DbError> {
     if !actor.has(INVENTORY_WRITE) {
         return Ok(Err(CommerceError::MissingPermission(INVENTORY_WRITE)));
     }
@@ -352,7 +358,11 @@ pub fn try_take(
     now: i64,
 ) -> Result<Take, DbError> {
     let Some(row) = store::find(conn, combination_id, day)? else {
-        return Ok(if day.is_empty() { Take::SoldOut } else { Take::NotOffered });
+        return Ok(if day.is_empty() {
+            Take::SoldOut
+        } else {
+            Take::NotOffered
+        });
     };
     if row.available < quantity {
         return Ok(Take::SoldOut);

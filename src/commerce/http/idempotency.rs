@@ -10,25 +10,29 @@ use crate::resource_server::error::problem;
 
 pub const HEADER: &str = "idempotency-key";
 
-/// The request's key, or the 400 problem to answer.
-pub fn required_key(req: &HttpRequest) -> Result<IdempotencyKey, HttpResponse> {
-    let bad = |detail: &str| problem(HttpResponse::build(StatusCode::BAD_REQUEST), StatusCode::BAD_REQUEST, detail);
+/// The request's key, or why it is missing or malformed (answer with `bad_request`).
+pub fn required_key(req: &HttpRequest) -> Result<IdempotencyKey, String> {
     let Some(value) = req.headers().get(HEADER) else {
-        return Err(bad("this route requires an Idempotency-Key header"));
+        return Err("this route requires an Idempotency-Key header".to_owned());
     };
     let value = value
         .to_str()
-        .map_err(|_| bad("Idempotency-Key must be visible ASCII"))?;
-    IdempotencyKey::parse(value).map_err(|e| bad(&e.to_string()))
+        .map_err(|_| "Idempotency-Key must be visible ASCII".to_owned())?;
+    IdempotencyKey::parse(value).map_err(|e| e.to_string())
+}
+
+/// A 400 problem.
+pub fn bad_request(detail: &str) -> HttpResponse {
+    problem(
+        HttpResponse::build(StatusCode::BAD_REQUEST),
+        StatusCode::BAD_REQUEST,
+        detail,
+    )
 }
 
 /// A 400 problem for a body that is not the route's JSON.
 pub fn bad_body(error: serde_json::Error) -> HttpResponse {
-    problem(
-        HttpResponse::build(StatusCode::BAD_REQUEST),
-        StatusCode::BAD_REQUEST,
-        &format!("the request body is not valid JSON for this route: {error}"),
-    )
+    bad_request(&format!("the request body is not valid JSON for this route: {error}"))
 }
 
 /// The stored response as sent the first time.

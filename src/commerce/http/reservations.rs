@@ -57,7 +57,7 @@ fn accepted(view: &ReservationView) -> StoredResponse {
 pub async fn create(req: HttpRequest, state: State, auth: Sensitive, body: Bytes) -> Result<HttpResponse, ApiError> {
     let key = match idem::required_key(&req) {
         Ok(key) => key,
-        Err(response) => return Ok(response),
+        Err(detail) => return Ok(idem::bad_request(&detail)),
     };
     let new: NewReservation = match serde_json::from_slice(&body) {
         Ok(new) => new,
@@ -72,7 +72,16 @@ pub async fn create(req: HttpRequest, state: State, auth: Sensitive, body: Bytes
         Begun::Replay(stored) => return Ok(idem::replay(&stored)),
         Begun::Proceed(claim) => claim,
     };
-    match reservations::request(&state.db, principal, new, Some(claim.clone()), accepted, state.clock.now()).await {
+    match reservations::request(
+        &state.db,
+        principal,
+        new,
+        Some(claim.clone()),
+        accepted,
+        state.clock.now(),
+    )
+    .await
+    {
         Ok((_, stored)) => {
             state.queue_wake.notify_one();
             Ok(idem::respond(&stored))

@@ -81,12 +81,7 @@ pub fn complete(
 
 /// Forgets an in-flight key (the request failed without a response worth replaying).
 pub fn release(conn: &mut AnyConnection, subject: &str, key: &str) -> Result<(), DbError> {
-    diesel::delete(
-        keys::table
-            .find((subject, key))
-            .filter(keys::response_status.is_null()),
-    )
-    .execute(conn)?;
+    diesel::delete(keys::table.find((subject, key)).filter(keys::response_status.is_null())).execute(conn)?;
     Ok(())
 }
 

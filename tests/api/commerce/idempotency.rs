@@ -23,7 +23,10 @@ async fn the_same_key_and_body_replays_the_first_response() {
     assert!(first.headers().get("idempotent-replayed").is_none());
     let location = first.headers()["location"].clone();
     let first_body = first.text().await.unwrap();
-    let id = serde_json::from_str::<Value>(&first_body).unwrap()["id"].as_str().unwrap().to_owned();
+    let id = serde_json::from_str::<Value>(&first_body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(m.outcome(&m.buyer, &id).await["status"], "CONFIRMED");
 
     // After completion: the very same response (PENDING, as first answered).
@@ -32,7 +35,12 @@ async fn the_same_key_and_body_replays_the_first_response() {
     assert_eq!(again.headers()["location"], location);
     assert_eq!(again.headers()["retry-after"], "1");
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert!(again.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        again.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
     assert_eq!(again.text().await.unwrap(), first_body);
 
     // Same key, different body: refused, nothing created.
@@ -105,7 +113,10 @@ async fn a_key_in_flight_is_409_until_its_owner_is_presumed_dead() {
     assert!(is_problem(&r));
     // A different body is still a different body.
     let r = m
-        .reserve("busy", &json!({"product_id": item.product, "combination_id": item.combination, "quantity": 2}))
+        .reserve(
+            "busy",
+            &json!({"product_id": item.product, "combination_id": item.combination, "quantity": 2}),
+        )
         .await;
     assert_eq!(r.status(), 422);
     assert_eq!(m.commerce.count("SELECT COUNT(*) AS n FROM reservations").await, 0);

@@ -89,7 +89,8 @@ async fn failures_name_their_reason() {
         assert_eq!(outcome["status"], "FAILED");
         assert_eq!(outcome["reason"], *reason);
     }
-    let two = json!({"product_id": hotel.product, "combination_id": hotel.combination, "date": "2026-12-24", "quantity": 2});
+    let two =
+        json!({"product_id": hotel.product, "combination_id": hotel.combination, "date": "2026-12-24", "quantity": 2});
     let r = m.reserve("two", &two).await;
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     let outcome = m.outcome(&m.buyer, &id).await;
@@ -152,8 +153,15 @@ async fn a_worker_dying_before_its_ack_is_covered_by_the_lease() {
     assert_eq!(leased, 1);
     let workers = m.commerce.another(|c| c.commerce.reservation_workers = 2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = m.commerce.get(&format!("/v1/reservations/{pending}"), Some(&m.buyer)).await;
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "PENDING", "the lease was not honoured");
+    let r = m
+        .commerce
+        .get(&format!("/v1/reservations/{pending}"), Some(&m.buyer))
+        .await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["status"],
+        "PENDING",
+        "the lease was not honoured"
+    );
     m.commerce.clock.advance(31);
     m.fresh_buyer().await;
     assert_eq!(m.outcome(&m.buyer, &pending).await["status"], "CONFIRMED");
@@ -218,10 +226,17 @@ async fn unpaid_holds_expire_and_their_stock_returns_exactly_once() {
     for id in &confirmed {
         let r = m.commerce.get(&format!("/v1/reservations/{id}"), Some(&m.buyer)).await;
         let view: Value = r.json().await.unwrap();
-        assert_eq!((view["status"].as_str(), view["reason"].as_str()), (Some("EXPIRED"), Some("hold_expired")));
+        assert_eq!(
+            (view["status"].as_str(), view["reason"].as_str()),
+            (Some("EXPIRED"), Some("hold_expired"))
+        );
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(m.available(&item, None).await, 3, "stock returned other than exactly once");
+    assert_eq!(
+        m.available(&item, None).await,
+        3,
+        "stock returned other than exactly once"
+    );
     let r = m.reserve("after-expiry", &body(&item, None)).await;
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     assert_eq!(m.outcome(&m.buyer, &id).await["status"], "CONFIRMED");
@@ -250,14 +265,22 @@ async fn owners_poll_with_retry_after_or_listen_to_server_sent_events() {
     assert_eq!(m.commerce.get(&events, Some(&m.other_buyer)).await.status(), 404);
     assert_eq!(m.commerce.get(&events, None).await.status(), 401);
     // A token in the URL is not a way in.
-    let r = m.commerce.get(&format!("{events}?access_token={}", m.buyer), None).await;
+    let r = m
+        .commerce
+        .get(&format!("{events}?access_token={}", m.buyer), None)
+        .await;
     assert_eq!(r.status(), 401);
 
     // The stream opens with PENDING; a worker starts elsewhere; the stream sends
     // the final status and closes.
     let stream = m.commerce.get(&events, Some(&m.buyer)).await;
     assert_eq!(stream.status(), 200);
-    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     let workers = m.commerce.another(|c| c.commerce.reservation_workers = 1).await;
     let text = tokio::time::timeout(Duration::from_secs(30), stream.text())
         .await
@@ -316,12 +339,24 @@ async fn bad_reservation_requests_are_problems() {
     assert_eq!(r.status(), 400);
     assert!(is_problem(&r));
     let cases = [
-        (json!({"product_id": item.product, "combination_id": item.combination, "colour": "red"}), 400),
+        (
+            json!({"product_id": item.product, "combination_id": item.combination, "colour": "red"}),
+            400,
+        ),
         (json!({"product_id": item.product}), 400),
-        (json!({"product_id": item.product, "combination_id": item.combination, "quantity": 0}), 422),
-        (json!({"product_id": item.product, "combination_id": item.combination, "quantity": 101}), 422),
+        (
+            json!({"product_id": item.product, "combination_id": item.combination, "quantity": 0}),
+            422,
+        ),
+        (
+            json!({"product_id": item.product, "combination_id": item.combination, "quantity": 101}),
+            422,
+        ),
         (json!({"product_id": "nope", "combination_id": item.combination}), 422),
-        (json!({"product_id": item.product, "combination_id": other.combination}), 422),
+        (
+            json!({"product_id": item.product, "combination_id": other.combination}),
+            422,
+        ),
         (body(&item, Some("2026-12-24")), 422),
         (body(&hotel, None), 422),
         (body(&hotel, Some("2026-13-01")), 422),

@@ -53,7 +53,10 @@ pub async fn market(customize: impl FnOnce(&mut oxidp::config::Config)) -> Marke
         )
         .await;
     assert_eq!(created.status(), 201);
-    let seller_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let seller_id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let added = commerce
         .send(
             Method::PUT,
@@ -103,7 +106,10 @@ impl Market {
             .await;
         assert_eq!(created.status(), 201);
         let mut tag = etag(&created);
-        let product = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+        let product = created.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let group = c
             .send(
                 Method::POST,
@@ -116,7 +122,10 @@ impl Market {
         assert_eq!(group.status(), 200);
         tag = etag(&group);
         let view: Value = group.json().await.unwrap();
-        let option = view["option_groups"][0]["options"][0]["id"].as_str().unwrap().to_owned();
+        let option = view["option_groups"][0]["options"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let combination = c
             .send(
                 Method::POST,
@@ -156,7 +165,13 @@ impl Market {
 
     pub async fn adjust(&self, token: &str, product: &str, body: Value) -> reqwest::Response {
         self.commerce
-            .send(Method::POST, &format!("/v1/products/{product}/stock"), token, None, body)
+            .send(
+                Method::POST,
+                &format!("/v1/products/{product}/stock"),
+                token,
+                None,
+                body,
+            )
             .await
     }
 
@@ -190,7 +205,12 @@ impl Market {
     }
 
     /// `POST /v1/reservations` on `commerce` with `key`.
-    pub async fn reserve_on(commerce: &CommerceTest, token: &str, key: Option<&str>, body: &Value) -> reqwest::Response {
+    pub async fn reserve_on(
+        commerce: &CommerceTest,
+        token: &str,
+        key: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
         let mut request = reqwest::Client::new()
             .post(commerce.url("/v1/reservations"))
             .bearer_auth(token)
@@ -273,10 +293,15 @@ async fn sellers_adjust_their_own_stock_audited_and_never_below_zero() {
     let r = m.adjust(&m.buyer, &item.product, body(json!({"set": 5}))).await;
     assert_eq!(r.status(), 403);
 
-    let r = m.adjust(&m.dev, &item.product, body(json!({"set": 10, "reason": "delivery"}))).await;
+    let r = m
+        .adjust(&m.dev, &item.product, body(json!({"set": 10, "reason": "delivery"})))
+        .await;
     assert_eq!(r.status(), 200);
     let view: Value = r.json().await.unwrap();
-    assert_eq!((view["available"].as_i64(), view["version"].as_i64()), (Some(10), Some(1)));
+    assert_eq!(
+        (view["available"].as_i64(), view["version"].as_i64()),
+        (Some(10), Some(1))
+    );
     let r = m.adjust(&m.dev, &item.product, body(json!({"delta": -3}))).await;
     assert_eq!(r.json::<Value>().await.unwrap()["available"], 7);
     // Never below zero: refused, and nothing changed.
@@ -308,7 +333,10 @@ async fn sellers_adjust_their_own_stock_audited_and_never_below_zero() {
     // The audit: who, when, how much, why.
     let r = m
         .commerce
-        .get(&format!("/v1/products/{}/stock/adjustments", item.product), Some(&m.dev))
+        .get(
+            &format!("/v1/products/{}/stock/adjustments", item.product),
+            Some(&m.dev),
+        )
         .await;
     assert_eq!(r.status(), 200);
     let audit: Value = r.json().await.unwrap();
@@ -320,7 +348,10 @@ async fn sellers_adjust_their_own_stock_audited_and_never_below_zero() {
     assert_eq!(entries[2]["available_after"], 1);
     let r = m
         .commerce
-        .get(&format!("/v1/products/{}/stock/adjustments", item.product), Some(&m.outsider))
+        .get(
+            &format!("/v1/products/{}/stock/adjustments", item.product),
+            Some(&m.outsider),
+        )
         .await;
     assert_eq!(r.status(), 403);
 }
@@ -346,7 +377,10 @@ async fn reservable_products_have_capacity_per_date() {
     }
     let r = m
         .commerce
-        .get(&format!("/v1/products/{}/stock?date=someday", item.product), Some(&m.buyer))
+        .get(
+            &format!("/v1/products/{}/stock?date=someday", item.product),
+            Some(&m.buyer),
+        )
         .await;
     assert_eq!(r.status(), 422);
 }
@@ -370,7 +404,10 @@ async fn concurrent_adjustments_lose_no_update() {
         .collect();
     let ok = statuses.iter().filter(|s| **s == 200).count() as i64;
     // Each accepted adjustment landed: none was overwritten by a concurrent one.
-    assert!(ok >= 1 && statuses.iter().all(|s| *s == 200 || *s == 409), "{statuses:?}");
+    assert!(
+        ok >= 1 && statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
     assert_eq!(m.available(&item, None).await, ok);
 }
 
