@@ -72,7 +72,12 @@ impl Worker {
             let (name, lease_until) = (self.name.clone(), now + self.settings.lease_secs);
             let claimed = self
                 .db
-                .run(move |conn| queue::claim(conn, TOPIC, &name, now, lease_until))
+                .run(move |conn| {
+                    if !queue::any_ready(conn, TOPIC, now)? {
+                        return Ok(None);
+                    }
+                    queue::claim(conn, TOPIC, &name, now, lease_until)
+                })
                 .await;
             match claimed {
                 Ok(Some(message)) => self.handle(message).await,

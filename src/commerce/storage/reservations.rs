@@ -142,6 +142,19 @@ pub fn enqueue(conn: &mut AnyConnection, row: &MessageRow) -> Result<(), DbError
     Ok(())
 }
 
+/// Whether a message of `topic` is ready to claim: a read, so idle workers do not
+/// take SQLite's write lock every poll just to find the queue empty.
+pub fn any_ready(conn: &mut AnyConnection, topic: &str, now: i64) -> Result<bool, DbError> {
+    let first: Option<String> = outbox::table
+        .filter(outbox::topic.eq(topic))
+        .filter(outbox::available_at.le(now))
+        .filter(outbox::lease_until.is_null().or(outbox::lease_until.le(now)))
+        .select(outbox::id)
+        .first(conn)
+        .optional()?;
+    Ok(first.is_some())
+}
+
 /// Claims the oldest ready message of `topic` for `worker` until `lease_until`.
 /// PostgreSQL: `FOR UPDATE SKIP LOCKED`, so workers of every instance share the
 /// queue without waiting on each other; SQLite: one `UPDATE … RETURNING`
