@@ -30,6 +30,8 @@ pub struct CommerceState {
     pub realm: String,
     /// Wakes a local reservation worker when a request was queued.
     pub queue_wake: Arc<tokio::sync::Notify>,
+    /// Open reservation event streams (Server-Sent Events), at most `http::reservations::MAX_STREAMS`.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Opens the commerce database and applies its migrations.
@@ -126,6 +128,7 @@ impl CommerceApp {
             clock,
             realm: config.commerce_audience(),
             queue_wake,
+            event_streams: Arc::new(tokio::sync::Semaphore::new(http::reservations::MAX_STREAMS)),
         });
         let workers = match config.http.workers {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

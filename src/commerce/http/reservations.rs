@@ -22,6 +22,8 @@ type State = web::Data<CommerceState>;
 /// reconnects), and how often it looks.
 const STREAM_FOR: Duration = Duration::from_secs(30);
 const STREAM_POLL: Duration = Duration::from_millis(200);
+/// Event streams one instance keeps open at once; beyond, 503 (poll instead).
+pub const MAX_STREAMS: usize = 1000;
 
 /// Routes (inside `/v1`), any valid token (a buyer); a reservation is visible to
 /// its owner (`sub`) only:
@@ -129,7 +131,7 @@ enum Phase {
     path = "/v1/reservations/{id}/events",
     tag = "commerce",
     params(("id" = String, Path, description = "Reservation id")),
-    responses((status = 200, description = "text/event-stream: `status` events, the current one then the final one (the stream closes after the final status, or after 30 s)", content_type = "text/event-stream"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not the caller's)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "text/event-stream: `status` events, the current one then the final one (the stream closes after the final status, or after 30 s)", content_type = "text/event-stream"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found (or not the caller's)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set, or too many open streams; see Retry-After", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = []))
 )]
 pub async fn events(state: State, auth: Authenticated, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -138,8 +140,19 @@ pub async fn events(state: State, auth: Authenticated, id: web::Path<String>) ->
     let first = reservations::get(&state.db, &subject, id.clone())
         .await
         .map_err(domain(&state.realm))?;
+    let Ok(permit) = state.event_streams.clone().try_acquire_owned() else {
+        let mut response = HttpResponse::build(actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+        response.insert_header((header::RETRY_AFTER, "5"));
+        return Ok(crate::resource_server::error::problem(
+            response,
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "too many open event streams; poll GET /v1/reservations/{id} instead",
+        ));
+    };
     let db = state.db.clone();
     let stream = futures_util::stream::unfold(Phase::Start(first), move |phase| {
+        // The permit lives as long as the stream.
+        let _permit = &permit;
         let (db, subject, id) = (db.clone(), subject.clone(), id.clone());
         async move {
             match phase {
