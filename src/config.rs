@@ -97,6 +97,12 @@ pub struct CommerceConfig {
     /// While the introspection circuit breaker is open: `local` (accept the locally
     /// verified token, counted as served by fallback) or `deny` (503 + Retry-After).
     pub introspection_fallback: IntrospectionFallback,
+    /// Reservation workers per instance (0: this instance accepts but does not process).
+    pub reservation_workers: usize,
+    /// How long a confirmed reservation holds its stock before it expires.
+    pub hold_secs: i64,
+    /// How long a worker owns a claimed queue message before others may reclaim it.
+    pub reservation_lease_secs: i64,
 }
 
 /// `commerce.introspection`.
@@ -133,6 +139,9 @@ impl Default for CommerceConfig {
             introspection_client_secret: None,
             introspection_cache_secs: 10,
             introspection_fallback: IntrospectionFallback::Local,
+            reservation_workers: 4,
+            hold_secs: 600,
+            reservation_lease_secs: 30,
         }
     }
 }
@@ -205,6 +214,23 @@ impl Config {
         }
         if c.token_cache_capacity < 1 {
             return Err(ConfigError::new("commerce.token_cache_capacity", "must be at least 1"));
+        }
+        for (key, ok, rule) in [
+            (
+                "commerce.reservation_workers",
+                c.reservation_workers <= 64,
+                "must be at most 64",
+            ),
+            ("commerce.hold_secs", c.hold_secs >= 1, "must be at least 1"),
+            (
+                "commerce.reservation_lease_secs",
+                c.reservation_lease_secs >= 1,
+                "must be at least 1",
+            ),
+        ] {
+            if !ok {
+                return Err(ConfigError::new(key, rule));
+            }
         }
         Ok(())
     }

@@ -180,5 +180,8 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   commerce.introspection_client_secret OXIDP_COMMERCE__INTROSPECTION_CLIENT_SECRET (required unless off)
   commerce.introspection_cache_secs OXIDP_COMMERCE__INTROSPECTION_CACHE_SECS (10)
   commerce.introspection_fallback OXIDP_COMMERCE__INTROSPECTION_FALLBACK (local; local | deny)
+  commerce.reservation_workers  OXIDP_COMMERCE__RESERVATION_WORKERS (4; 0 = accept only)
+  commerce.hold_secs            OXIDP_COMMERCE__HOLD_SECS (600)
+  commerce.reservation_lease_secs OXIDP_COMMERCE__RESERVATION_LEASE_SECS (30)
   metrics.bind                  OXIDP_METRICS__BIND (127.0.0.1:9464; off = no metrics listener)
   metrics.token                 OXIDP_METRICS__TOKEN (none; bearer token for /metrics, also on the public listener)";

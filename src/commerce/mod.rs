@@ -1,11 +1,13 @@
 //! The commerce resource server (`oxidp commerce`): its own process, listener and
-//! database. Sellers, products, options and combinations, the product lifecycle.
+//! database. Sellers, products, options and combinations, the product lifecycle;
+//! stock, idempotency keys and asynchronous reservations with their workers.
 //! It trusts tokens through `crate::resource_server` only (discovery + JWKS over
 //! HTTP) and imports none of the IdP's internals.
 
 pub mod domain;
 pub mod http;
 pub mod storage;
+pub mod workers;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -26,6 +28,10 @@ pub struct CommerceState {
     pub clock: Arc<dyn Clock>,
     /// The `realm` of bearer challenges.
     pub realm: String,
+    /// Wakes a local reservation worker when a request was queued.
+    pub queue_wake: Arc<tokio::sync::Notify>,
+    /// Open reservation event streams (Server-Sent Events), at most `http::reservations::MAX_STREAMS`.
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Opens the commerce database and applies its migrations.
@@ -66,6 +72,8 @@ pub struct CommerceApp {
     pub state: web::Data<CommerceState>,
     pub resource_server: web::Data<ResourceServer>,
     refresh: tokio::task::JoinHandle<()>,
+    /// Reservation workers, hold sweeper, idempotency purge.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl CommerceApp {
@@ -104,10 +112,23 @@ impl CommerceApp {
         }
         .clamp(1, config.commerce.jwks_refresh_secs);
         let refresh = resource_server.keys.spawn_refresh(Duration::from_secs(first_wait));
+        let queue_wake = Arc::new(tokio::sync::Notify::new());
+        let background = workers::spawn(
+            db.clone(),
+            clock.clone(),
+            workers::Settings {
+                workers: config.commerce.reservation_workers,
+                hold_secs: config.commerce.hold_secs,
+                lease_secs: config.commerce.reservation_lease_secs,
+            },
+            queue_wake.clone(),
+        );
         let state = web::Data::new(CommerceState {
             db,
             clock,
             realm: config.commerce_audience(),
+            queue_wake,
+            event_streams: Arc::new(tokio::sync::Semaphore::new(http::reservations::MAX_STREAMS)),
         });
         let workers = match config.http.workers {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -135,6 +156,7 @@ impl CommerceApp {
             state,
             resource_server,
             refresh,
+            background,
         })
     }
 
@@ -152,10 +174,16 @@ impl CommerceApp {
         self.refresh.abort_handle()
     }
 
+    /// The background tasks (workers, sweeper); aborted when the server stops.
+    pub fn background_tasks(&self) -> Vec<tokio::task::AbortHandle> {
+        self.background.iter().map(|h| h.abort_handle()).collect()
+    }
+
     /// Serves until stopped (SIGINT/SIGTERM or `handle().stop`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.refresh.abort();
+        self.background.iter().for_each(|h| h.abort());
         result
     }
 }

@@ -4,6 +4,10 @@
 
 pub mod catalog;
 pub mod lifecycle;
+// stock, idempotency keys, reservations (reserve lane)
+pub mod idempotency;
+pub mod reservations;
+pub mod stock;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +19,8 @@ pub mod permissions {
     pub const PRODUCTS_WRITE: &str = "commerce:products:write";
     pub const PRODUCTS_APPROVE: &str = "commerce:products:approve";
     pub const SELLERS_ADMIN: &str = "commerce:sellers:admin";
+    /// Adjust the stock of one's own seller's products.
+    pub const INVENTORY_WRITE: &str = "commerce:inventory:write";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -4,6 +4,10 @@
 pub mod error;
 pub mod handlers;
 pub mod openapi;
+// stock, idempotency keys, reservations (reserve lane)
+pub mod idempotency;
+pub mod reservations;
+pub mod stock;
 
 use actix_web::web;
 
@@ -64,6 +68,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // [sensitive] product write
             .route("/products/{id}/option-groups", web::post().to(h::add_option_group))
             // [sensitive] product write (price, availability)
-            .route("/products/{id}/combinations", web::post().to(h::add_combination)),
+            .route("/products/{id}/combinations", web::post().to(h::add_combination))
+            // stock and reservations: permissions and sensitivity listed in each `routes`
+            .configure(stock::routes)
+            .configure(reservations::routes),
     );
 }

@@ -39,7 +39,7 @@ impl Modify for BearerScheme {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "oxidp commerce API", description = "Sellers, products, options, combinations and the product lifecycle."),
+    info(title = "oxidp commerce API", description = "Sellers, products, options, combinations, the product lifecycle, stock and asynchronous reservations."),
     paths(
         h::healthz,
         h::readyz,
@@ -60,6 +60,13 @@ impl Modify for BearerScheme {
         h::events,
         h::add_option_group,
         h::add_combination,
+        // stock and reservations
+        super::stock::adjust,
+        super::stock::list,
+        super::stock::adjustments,
+        super::reservations::create,
+        super::reservations::get,
+        super::reservations::events,
     ),
     components(schemas(Problem)),
     modifiers(&BearerScheme),

@@ -3,6 +3,10 @@
 
 pub mod migrations;
 pub mod schema;
+// stock, idempotency keys, reservations and the outbox (reserve lane)
+pub mod idempotency;
+pub mod reservations;
+pub mod stock;
 
 use diesel::prelude::*;
 

@@ -91,3 +91,74 @@ diesel::allow_tables_to_appear_in_same_query!(
     combinations,
     product_events,
 );
+
+// ---- stock, idempotency keys, reservations and their outbox (reserve lane) ----
+
+diesel::table! {
+    stock (id) {
+        id -> Text,
+        product_id -> Text,
+        combination_id -> Text,
+        day -> Text,
+        available -> BigInt,
+        version -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    stock_adjustments (id) {
+        id -> Text,
+        stock_id -> Text,
+        product_id -> Text,
+        actor -> Text,
+        at -> BigInt,
+        delta -> BigInt,
+        available_after -> BigInt,
+        reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (subject, idem_key) {
+        subject -> Text,
+        idem_key -> Text,
+        fingerprint -> Text,
+        response_status -> Nullable<Integer>,
+        response_headers -> Nullable<Text>,
+        response_body -> Nullable<Text>,
+        created_at -> BigInt,
+        locked_until -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    reservations (id) {
+        id -> Text,
+        subject -> Text,
+        product_id -> Text,
+        combination_id -> Text,
+        day -> Text,
+        quantity -> BigInt,
+        status -> Text,
+        reason -> Nullable<Text>,
+        stock_id -> Nullable<Text>,
+        hold_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        topic -> Text,
+        payload -> Text,
+        available_at -> BigInt,
+        claimed_by -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        attempts -> Integer,
+        created_at -> BigInt,
+    }
+}

@@ -3,10 +3,13 @@
 
 mod catalog;
 mod cli;
+mod idempotency;
 mod introspection;
 mod openapi;
 mod outage;
+mod reservations;
 mod rp_flow;
+mod stock;
 mod tokens;
 
 use std::net::TcpListener;
@@ -113,6 +116,50 @@ impl CommerceTest {
     pub async fn stop(&self) {
         self.refresh.abort();
         self.server.stop(false).await;
+    }
+
+    /// Another instance on the same database, with `customize`d settings; both run.
+    pub async fn another(&self, customize: impl FnOnce(&mut Config)) -> CommerceTest {
+        let mut config = self.config.clone();
+        customize(&mut config);
+        start(config, self.clock.clone(), self.db.clone()).await
+    }
+
+    /// Runs one SQL statement on the commerce database (to set up faults such as a
+    /// message left by a dead worker); returns the rows affected.
+    pub async fn sql(&self, statement: &str) -> usize {
+        let statement = statement.to_owned();
+        self.database()
+            .run(move |conn| Ok(diesel::sql_query(statement).execute(conn)?))
+            .await
+            .expect("sql")
+    }
+
+    /// `SELECT COUNT(*) AS n …` on the commerce database.
+    pub async fn count(&self, query: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let query = query.to_owned();
+        self.database()
+            .run(move |conn| Ok(diesel::sql_query(query).get_result::<Count>(conn)?.n))
+            .await
+            .expect("count")
+    }
+
+    fn database(&self) -> oxidp::db::Db {
+        oxidp::db::Db::connect(
+            &self.config.commerce_database_url(),
+            &oxidp::db::PoolSettings {
+                max_size: 1,
+                connect_timeout: std::time::Duration::from_secs(5),
+                busy_timeout: std::time::Duration::from_secs(5),
+                sqlite_cache_kib: 1024,
+            },
+        )
+        .expect("commerce database")
     }
 
     pub fn jwks_fetches(&self) -> u64 {

@@ -48,6 +48,17 @@ const ROUTES: &[(&str, &str, Option<&[&str]>)] = &[
         "/v1/products/{id}/combinations",
         Some(&["commerce:products:write"]),
     ),
+    // stock and reservations
+    ("post", "/v1/products/{id}/stock", Some(&["commerce:inventory:write"])),
+    ("get", "/v1/products/{id}/stock", Some(&[])),
+    (
+        "get",
+        "/v1/products/{id}/stock/adjustments",
+        Some(&["commerce:inventory:write"]),
+    ),
+    ("post", "/v1/reservations", Some(&[])),
+    ("get", "/v1/reservations/{id}", Some(&[])),
+    ("get", "/v1/reservations/{id}/events", Some(&[])),
 ];
 
 fn refs(value: &Value, out: &mut Vec<String>) {
@@ -122,6 +133,10 @@ async fn commerce_openapi_document_parses_and_lists_every_route_with_its_securit
         "EventView",
         "NewCombination",
         "Problem",
+        "StockAdjustment",
+        "StockView",
+        "NewReservation",
+        "ReservationView",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
