@@ -357,7 +357,7 @@ async fn confirm_page(
     csrf: &Csrf,
     what: &Sensitive,
 ) -> Result<HttpResponse, PageError> {
-    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
+    if mfa::require_recent(auth.session.auth_time, state.clock.now()).is_err() {
         return Ok(reauthenticate(what.path));
     }
     let message = match what.message_with_keys {

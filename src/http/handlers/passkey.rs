@@ -288,7 +288,7 @@ fn new_page(
 
 /// GET /account/passkeys/new: registration needs a sign-in within 5 minutes.
 pub async fn new(state: web::Data<AppState>, SignedIn(auth): SignedIn, csrf: Csrf) -> Result<HttpResponse, PageError> {
-    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
+    if mfa::require_recent(auth.session.auth_time, state.clock.now()).is_err() {
         return Ok(reauthenticate(NEW_PATH));
     }
     new_page(&state, &auth, &csrf, "", None)
@@ -377,7 +377,7 @@ pub async fn delete_confirm(
 ) -> Result<HttpResponse, PageError> {
     let credential = webauthn::find(&state.db, &auth.user.id, &path).await?;
     let here = format!("/account/passkeys/{}/delete", credential.id);
-    if mfa::require_recent(state.clock.now(), auth.session.auth_time).is_err() {
+    if mfa::require_recent(auth.session.auth_time, state.clock.now()).is_err() {
         return Ok(reauthenticate(&here));
     }
     let mut response = page(&ConfirmPage {
