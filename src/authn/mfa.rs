@@ -437,7 +437,7 @@ pub async fn status(db: &Db, user_id: &str) -> Result<(bool, i64), DbError> {
 }
 
 /// Sensitive changes need a sign-in (at `auth_time`) recent at `now` (`session::require_recent`).
-pub fn require_recent(now: i64, auth_time: i64) -> Result<(), MfaError> {
+pub fn require_recent(auth_time: i64, now: i64) -> Result<(), MfaError> {
     crate::authn::session::require_recent(auth_time, now).map_err(|_| MfaError::ReauthenticationRequired)
 }
 
@@ -446,7 +446,7 @@ pub fn require_recent(now: i64, auth_time: i64) -> Result<(), MfaError> {
 /// ends and every refresh token of theirs is revoked (ASVS 5 V7.4.3), in the same
 /// transaction; `session_id` (the browser that asked) stays signed in.
 pub async fn disable(db: &Db, now: i64, user_id: &str, session_id: &str, auth_time: i64) -> Result<(), MfaError> {
-    require_recent(now, auth_time)?;
+    require_recent(auth_time, now)?;
     let (id, keep) = (user_id.to_owned(), session_id.to_owned());
     db.transaction(move |conn| {
         mfa::delete_totp(conn, &id)?;
@@ -460,7 +460,7 @@ pub async fn disable(db: &Db, now: i64, user_id: &str, session_id: &str, auth_ti
 
 /// New recovery codes (the old ones stop working). Needs a recent authentication.
 pub async fn regenerate_codes(db: &Db, now: i64, user_id: &str, auth_time: i64) -> Result<Vec<String>, MfaError> {
-    require_recent(now, auth_time)?;
+    require_recent(auth_time, now)?;
     if !is_enrolled(db, user_id).await? {
         return Err(MfaError::NotEnrolling);
     }
@@ -712,7 +712,8 @@ mod tests {
         let (_, old_codes) = s.enrol().await;
         let now = s.clock.now();
         let stale = now - RECENT_AUTH_SECS - 1;
-        assert!(require_recent(now, now - RECENT_AUTH_SECS).is_ok());
+        assert!(require_recent(now - RECENT_AUTH_SECS, now).is_ok());
+        assert!(require_recent(stale, now).is_err());
         let refused = disable(&s.t.db, now, &s.user.id, "this-session", stale).await;
         assert!(matches!(refused, Err(MfaError::ReauthenticationRequired)));
         let refused = regenerate_codes(&s.t.db, now, &s.user.id, stale).await;

@@ -5,7 +5,7 @@
 //! (`escalation`), the pure rules (`hierarchy`) and what roles put into tokens
 //! (`claims`).
 //!
-//! Every change goes through [`apply`]: one transaction that first takes the
+//! Every change goes through `apply`: one transaction that first takes the
 //! RBAC lock, so the cycle and separation-of-duty checks see every concurrent
 //! change (two concurrent assignments of exclusive roles: exactly one
 //! succeeds), and that writes the change's audit events before it commits.

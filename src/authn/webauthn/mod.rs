@@ -182,14 +182,14 @@ async fn answer<T: serde::de::DeserializeOwned>(
 }
 
 /// Sensitive changes need a sign-in within `session::RECENT_AUTH_SECS` of `now`.
-fn require_recent(now: i64, auth_time: i64) -> Result<(), PasskeyError> {
+fn require_recent(auth_time: i64, now: i64) -> Result<(), PasskeyError> {
     crate::authn::session::require_recent(auth_time, now).map_err(|_| PasskeyError::ReauthenticationRequired)
 }
 
 /// Starts registering a new credential for a person who signed in recently.
 /// Existing credentials are excluded so one authenticator is not added twice.
 pub async fn start_registration(c: Ceremony<'_>, user: &UserRow, auth_time: i64) -> Result<Started, PasskeyError> {
-    require_recent(c.now, auth_time)?;
+    require_recent(auth_time, c.now)?;
     let id = user.id.clone();
     let (handle, existing) =
         c.db.run(move |conn| Ok((store::user_handle(conn, &id)?, store::list(conn, &id)?)))
@@ -241,7 +241,7 @@ pub async fn finish_registration(
     ip: Option<String>,
 ) -> Result<CredentialRow, PasskeyError> {
     let name = parse_name(name)?;
-    require_recent(c.now, auth_time)?;
+    require_recent(auth_time, c.now)?;
     let ceremony = take(c, token, REGISTER).await?;
     if ceremony.user_id.as_deref() != Some(user.id.as_str()) {
         return Err(PasskeyError::CeremonyExpired);
@@ -509,7 +509,7 @@ pub async fn delete(
     auth_time: i64,
     ip: Option<String>,
 ) -> Result<(), PasskeyError> {
-    require_recent(now, auth_time)?;
+    require_recent(auth_time, now)?;
     let (user, id, keep) = (user_id.to_owned(), id.to_owned(), session_id.to_owned());
     let actor = Actor::user(user_id, ip);
     let deleted = db
