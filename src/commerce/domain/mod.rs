@@ -3,6 +3,7 @@
 //! no diesel types here; storage is reached through `crate::commerce::storage`.
 
 pub mod catalog;
+pub mod coupons;
 pub mod lifecycle;
 
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,7 @@
 //! The commerce HTTP adapter: routes (each with the permission it needs), handlers
 //! and the mapping of domain errors to problem+json.
 
+pub mod coupons;
 pub mod error;
 pub mod handlers;
 pub mod openapi;
@@ -64,6 +65,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // [sensitive] product write
             .route("/products/{id}/option-groups", web::post().to(h::add_option_group))
             // [sensitive] product write (price, availability)
-            .route("/products/{id}/combinations", web::post().to(h::add_combination)),
+            .route("/products/{id}/combinations", web::post().to(h::add_combination))
+            // ---- coupons: first-come campaigns and claims (routes, their
+            // permissions and sensitivity in `coupons::configure`)
+            .configure(coupons::configure),
     );
 }

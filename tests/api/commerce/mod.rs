@@ -3,6 +3,7 @@
 
 mod catalog;
 mod cli;
+mod coupons;
 mod introspection;
 mod openapi;
 mod outage;

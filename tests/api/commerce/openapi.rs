@@ -48,6 +48,12 @@ const ROUTES: &[(&str, &str, Option<&[&str]>)] = &[
         "/v1/products/{id}/combinations",
         Some(&["commerce:products:write"]),
     ),
+    // ---- coupons
+    ("post", "/v1/coupon-campaigns", Some(&["commerce:coupons:write"])),
+    ("get", "/v1/coupon-campaigns", Some(&[])),
+    ("get", "/v1/coupon-campaigns/{id}", Some(&[])),
+    ("post", "/v1/coupon-campaigns/{id}/claims", Some(&[])),
+    ("get", "/v1/me/coupons", Some(&[])),
 ];
 
 fn refs(value: &Value, out: &mut Vec<String>) {
@@ -122,6 +128,10 @@ async fn commerce_openapi_document_parses_and_lists_every_route_with_its_securit
         "EventView",
         "NewCombination",
         "Problem",
+        "NewCampaign",
+        "CampaignView",
+        "CouponView",
+        "Discount",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
