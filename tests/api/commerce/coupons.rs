@@ -20,8 +20,9 @@ const PROBLEM: &str = "urn:oxidp:commerce:problem:";
 
 /// The flood: `claimants` distinct subjects, `connections` claiming at once, for a
 /// campaign of `limit`. Full size (20,000 claimants, 2,000 at once, 10,000 coupons)
-/// on PostgreSQL; on SQLite in a debug build the token setup alone would take most
-/// of a minute, so a tenth of it (see README, "Commerce API").
+/// on PostgreSQL; on SQLite (one writer at a time, debug build) a fifth of it keeps
+/// the test within a minute on a loaded machine — `COUPON_FLOOD_FULL=1` runs the
+/// full size there too.
 fn flood_size() -> (usize, usize, i64) {
     if postgres_url().is_some() || std::env::var("COUPON_FLOOD_FULL").is_ok() {
         (20_000, 2_000, 10_000)
@@ -62,13 +63,17 @@ async fn tokens(idp: &TestApp, accounts: &[TestClient]) -> Vec<String> {
         .map(|client| {
             let (http, url) = (http.clone(), url.clone());
             async move {
-                let response = http
-                    .post(url)
-                    .basic_auth(&client.id, client.secret.as_deref())
-                    .form(&[("grant_type", "client_credentials")])
-                    .send()
-                    .await
-                    .unwrap();
+                let request = || {
+                    http.post(&url)
+                        .basic_auth(&client.id, client.secret.as_deref())
+                        .form(&[("grant_type", "client_credentials")])
+                        .send()
+                };
+                // A pooled keep-alive connection the server has just closed: ask again.
+                let response = match request().await {
+                    Ok(response) => response,
+                    Err(_) => request().await.unwrap(),
+                };
                 assert_eq!(response.status(), 200, "client_credentials");
                 let body: Value = response.json().await.unwrap();
                 body["access_token"].as_str().unwrap().to_owned()
@@ -79,6 +84,10 @@ async fn tokens(idp: &TestApp, accounts: &[TestClient]) -> Vec<String> {
         .await
 }
 
+/// `n` distinct buyers with tokens from the token endpoint: client_credentials
+/// service accounts (a client row and one token request each; measured ≈ 3.5 ms per
+/// buyer in a debug build on a loaded 2-core machine — users would add an argon2id
+/// sign-in and a code exchange each).
 async fn distinct_buyers(idp: &TestApp, n: usize) -> Vec<String> {
     let started = Instant::now();
     let accounts = accounts(idp, n).await;
@@ -89,6 +98,40 @@ async fn distinct_buyers(idp: &TestApp, n: usize) -> Vec<String> {
         created.as_secs_f64(),
         (started.elapsed() - created).as_secs_f64()
     );
+    tokens
+}
+
+/// `n` distinct people's access tokens for the commerce audience, signed by `idp`'s
+/// own token issuer in process (the same code, keys and claims as its token
+/// endpoint, which the other tests go through), so that a 20,000-claimant flood
+/// spends its time on claims rather than on 20,000 sign-ins.
+fn minted_buyers(idp: &TestApp, n: usize) -> Vec<String> {
+    let started = Instant::now();
+    let scope = oxidp::domain::scope::Scopes::parse("api:read").unwrap();
+    let tokens = (0..n)
+        .map(|i| {
+            oxidp::oauth::tokens::issue_access_token(
+                &idp.state,
+                oxidp::oauth::tokens::AccessTokenRequest {
+                    subject: &format!("buyer-{i:05}"),
+                    client_id: "shop-web",
+                    audience: vec![AUDIENCE.to_owned()],
+                    scope: &scope,
+                    ttl: 3_600,
+                    auth_time: Some(idp.clock.now()),
+                    acr: None,
+                    amr: vec!["pwd".to_owned()],
+                    grant_id: None,
+                    session_id: None,
+                    roles: Vec::new(),
+                    permissions: Vec::new(),
+                },
+            )
+            .expect("sign")
+            .token
+        })
+        .collect();
+    eprintln!("{n} buyers' tokens minted: {:.1}s", started.elapsed().as_secs_f64());
     tokens
 }
 
@@ -122,15 +165,45 @@ async fn open_campaign(commerce: &CommerceTest, admin: &str, limit: i64) -> Stri
     campaign["id"].as_str().unwrap().to_owned()
 }
 
-/// The outcome of one claim: status, problem type (if any), coupon (if any).
+/// The outcome of one claim: status, problem type (if any), coupon (if any), and
+/// how many requests it took (a flood client retries 503 and broken connections).
 struct Outcome {
     status: u16,
     problem: Option<String>,
     coupon: Option<Value>,
+    attempts: u32,
 }
 
 async fn claim(http: &reqwest::Client, url: &str, token: &str) -> Outcome {
     let response = http.post(url).bearer_auth(token).send().await.unwrap();
+    answer(response).await
+}
+
+/// As a well-behaved client under overload: a 503 (pool wait exceeded, database
+/// busy) is retried after its `Retry-After`, a broken connection at once. A claim is
+/// one per subject, so repeating it is safe; a retry that hears `already_claimed`
+/// means an earlier attempt won but its answer was lost.
+async fn claim_answered(http: &reqwest::Client, url: &str, token: &str) -> Outcome {
+    for attempt in 1..=120 {
+        match http.post(url).bearer_auth(token).send().await {
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            // 408: the server was too busy to read the request head; nothing happened.
+            Ok(response) if response.status() == 408 => {}
+            Ok(response) if response.status() == 503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Ok(response) => {
+                let mut outcome = answer(response).await;
+                outcome.attempts = attempt;
+                return outcome;
+            }
+        }
+    }
+    panic!("no answer to a claim after 120 attempts");
+}
+
+async fn answer(response: reqwest::Response) -> Outcome {
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -143,6 +216,7 @@ async fn claim(http: &reqwest::Client, url: &str, token: &str) -> Outcome {
             status,
             problem: None,
             coupon: Some(body),
+            attempts: 1,
         }
     } else {
         assert_eq!(content_type, "application/problem+json", "{status} {body}");
@@ -150,6 +224,7 @@ async fn claim(http: &reqwest::Client, url: &str, token: &str) -> Outcome {
             status,
             problem: body["type"].as_str().map(str::to_owned),
             coupon: None,
+            attempts: 1,
         }
     }
 }
@@ -169,7 +244,7 @@ async fn flood(instances: &[&CommerceTest], campaign: &str, tokens: Vec<String>,
         tasks.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
             for i in (worker..tokens.len()).step_by(connections) {
-                outcomes.push((i, claim(&http, &urls[i % urls.len()], &tokens[i]).await));
+                outcomes.push((i, claim_answered(&http, &urls[i % urls.len()], &tokens[i]).await));
             }
             outcomes
         }));
@@ -215,15 +290,30 @@ async fn stored(commerce: &CommerceTest, campaign: &str) -> Counts {
 /// heard `sold_out`; the counter sits at the limit in the database.
 async fn assert_exact(commerce: &CommerceTest, campaign: &str, outcomes: &[Outcome], limit: i64) {
     let issued: Vec<&Value> = outcomes.iter().filter_map(|o| o.coupon.as_ref()).collect();
-    assert_eq!(issued.len() as i64, limit, "coupons issued");
+    // Won, but the answer was lost to a 503 or a broken connection and the retry
+    // heard already_claimed.
+    let unacknowledged = outcomes
+        .iter()
+        .filter(|o| o.attempts > 1 && o.problem.as_deref() == Some(&*format!("{PROBLEM}already_claimed")))
+        .count();
+    let retried = outcomes.iter().filter(|o| o.attempts > 1).count();
+    eprintln!(
+        "201: {}, retried after 503/broken connection: {retried}, won with the answer lost: {unacknowledged}",
+        issued.len()
+    );
+    assert_eq!(issued.len() + unacknowledged, limit as usize, "coupons issued");
+    let (sold_out, already) = (format!("{PROBLEM}sold_out"), format!("{PROBLEM}already_claimed"));
     for outcome in outcomes.iter().filter(|o| o.status != 201) {
-        assert_eq!(outcome.status, 410, "{:?}", outcome.problem);
-        assert_eq!(outcome.problem.as_deref(), Some(&*format!("{PROBLEM}sold_out")));
+        let heard = (outcome.status, outcome.problem.as_deref());
+        match outcome.attempts {
+            1 => assert_eq!(heard, (410, Some(&*sold_out))),
+            _ => assert!(heard == (410, Some(&*sold_out)) || heard == (409, Some(&*already)), "{heard:?}"),
+        }
     }
     let ids: HashSet<&str> = issued.iter().map(|c| c["id"].as_str().unwrap()).collect();
     let codes: HashSet<&str> = issued.iter().map(|c| c["code"].as_str().unwrap()).collect();
-    assert_eq!(ids.len() as i64, limit);
-    assert_eq!(codes.len() as i64, limit);
+    assert_eq!(ids.len(), issued.len());
+    assert_eq!(codes.len(), issued.len());
     assert!(issued.iter().all(|c| c["status"] == "ISSUED" && c["campaign_id"] == campaign));
     let counts = stored(commerce, campaign).await;
     assert_eq!(
@@ -240,7 +330,7 @@ async fn a_flood_of_distinct_claimants_gets_exactly_the_limit() {
     let commerce = spawn_commerce(&idp, |_| {}).await;
     let admin = admin(&idp).await;
     let campaign = open_campaign(&commerce, &admin, limit).await;
-    let tokens = distinct_buyers(&idp, claimants).await;
+    let tokens = minted_buyers(&idp, claimants);
 
     let started = Instant::now();
     let outcomes = flood(&[&commerce], &campaign, tokens.clone(), connections).await;
@@ -260,7 +350,7 @@ async fn a_flood_of_distinct_claimants_gets_exactly_the_limit() {
     assert_eq!(view["state"], "SOLD_OUT");
     // A winner claiming again hears already_claimed, not sold_out; the counter stays.
     let winner = outcomes.iter().position(|o| o.status == 201).unwrap();
-    let again = claim(
+    let again = claim_answered(
         &reqwest::Client::new(),
         &commerce.url(&format!("/v1/coupon-campaigns/{campaign}/claims")),
         &tokens[winner],
@@ -281,7 +371,7 @@ async fn two_instances_on_one_database_never_over_issue() {
     let second = super::start(first.config.clone(), first.clock.clone(), first.db.clone()).await;
     let admin = admin(&idp).await;
     let campaign = open_campaign(&first, &admin, limit).await;
-    let tokens = distinct_buyers(&idp, claimants).await;
+    let tokens = minted_buyers(&idp, claimants);
 
     let started = Instant::now();
     let outcomes = flood(&[&first, &second], &campaign, tokens, connections).await;
@@ -314,9 +404,9 @@ async fn one_subject_racing_itself_gets_one_coupon() {
         first.url(&format!("/v1/coupon-campaigns/{campaign}/claims")),
         second.url(&format!("/v1/coupon-campaigns/{campaign}/claims")),
     ];
-    let outcomes = futures_util::future::join_all((0..60).map(|i| claim(&http, &urls[i % 2], &buyer))).await;
+    let outcomes = futures_util::future::join_all((0..60).map(|i| claim_answered(&http, &urls[i % 2], &buyer))).await;
     let won: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == 201).collect();
-    assert_eq!(won.len(), 1);
+    assert_eq!(won.len(), 1, "(a 503 under heavy load could hide the win; none expected here)");
     for lost in outcomes.iter().filter(|o| o.status != 201) {
         assert_eq!(
             (lost.status, lost.problem.as_deref()),
