@@ -294,7 +294,12 @@ pub async fn campaign(db: &Db, id: String, now: i64) -> Result<CampaignView, Cou
         .ok_or(CouponError::NotFound("campaign"))
 }
 
-pub async fn campaigns(db: &Db, after: Option<String>, limit: Limit, now: i64) -> Result<Page<CampaignView>, CouponError> {
+pub async fn campaigns(
+    db: &Db,
+    after: Option<String>,
+    limit: Limit,
+    now: i64,
+) -> Result<Page<CampaignView>, CouponError> {
     let after = cursor::decode(after.as_deref()).map_err(|e| CouponError::Invalid(e.to_string()))?;
     let rows = db
         .read(move |conn| store::list_campaigns(conn, &after, limit.get() + 1))
@@ -392,7 +397,11 @@ fn new_code() -> String {
     let chars: Vec<char> = (0..16)
         .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect();
-    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The refusals a claim can meet before the counter is touched, in the order a
@@ -426,65 +435,60 @@ fn is_one_per_subject(constraint: &str) -> bool {
 pub async fn claim(db: &Db, claimant: &Principal, campaign_id: String, now: i64) -> Result<CouponView, CouponError> {
     let subject = claimant.sub.clone();
     // 1. A read decides the final refusals without the write lock (cheap when a
-    //    crowd arrives after the coupons are gone).
+    //    crowd arrives after the coupons are gone, or claims twice).
     let (id, sub) = (campaign_id.clone(), subject.clone());
-    db.read(move |conn| {
-        let Some(campaign) = store::find_campaign(conn, &id)? else {
-            return Ok(Err(CouponError::NotFound("campaign")));
-        };
-        let claimed = store::claim_of(conn, &id, &sub)?.is_some();
-        Ok(admissible(&campaign, claimed, now))
-    })
-    .await??;
-    // 2. The authority: conditional counter update + insert, one transaction.
-    let outcome = db
-        .transaction(move |conn| -> Checked<(CouponRow, CampaignRow)> {
-            let Some(campaign) = store::find_campaign(conn, &campaign_id)? else {
+    let campaign = db
+        .read(move |conn| {
+            let Some(campaign) = store::find_campaign(conn, &id)? else {
                 return Ok(Err(CouponError::NotFound("campaign")));
             };
-            let claimed = store::claim_of(conn, &campaign_id, &subject)?.is_some();
-            if let Err(refusal) = admissible(&campaign, claimed, now) {
-                return Ok(Err(refusal));
-            }
-            if !store::take_one(conn, &campaign_id, now)? {
-                // The window was checked on this row and does not move: another
-                // claim took the last coupon since the read above.
-                return Ok(Err(CouponError::SoldOut));
-            }
-            let row = CouponRow {
-                id: uuid::Uuid::now_v7().to_string(),
-                campaign_id,
-                subject,
-                code: new_code(),
-                status: CouponStatus::Issued.as_str().to_owned(),
-                order_id: None,
-                issued_at: now,
-                expires_at: campaign.coupon_expires_at,
-                updated_at: now,
-            };
-            // A concurrent claim by the same subject makes this fail on
-            // UNIQUE (campaign_id, subject): the whole transaction, counter
-            // included, rolls back.
-            store::insert_coupon(conn, &row)?;
-            Ok(Ok((row, campaign)))
+            let claimed = store::claim_of(conn, &id, &sub)?.is_some();
+            Ok(admissible(&campaign, claimed, now).map(|()| campaign))
         })
-        .await;
-    match outcome {
-        Ok(Ok((row, campaign))) => Ok(coupon_view(row, &campaign)),
-        Ok(Err(refusal)) => Err(refusal),
+        .await??;
+    // 2. The authority: the conditional counter update and the insert, one
+    //    transaction (`store::claim_one`).
+    let row = CouponRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        campaign_id,
+        subject,
+        code: new_code(),
+        status: CouponStatus::Issued.as_str().to_owned(),
+        order_id: None,
+        issued_at: now,
+        expires_at: campaign.coupon_expires_at,
+        updated_at: now,
+    };
+    let coupon = row.clone();
+    match db.run(move |conn| store::claim_one(conn, &coupon, now)).await {
+        Ok(true) => Ok(coupon_view(row, &campaign)),
+        // The window was open at `now` (checked above, and it never moves): another
+        // claim took the last coupon since the read.
+        Ok(false) => Err(CouponError::SoldOut),
+        // The same subject won a concurrent claim; this one rolled back entirely.
         Err(DbError::Conflict(constraint)) if is_one_per_subject(&constraint) => Err(CouponError::AlreadyClaimed),
         Err(error) => Err(error.into()),
     }
 }
 
 /// The caller's coupons, newest last, cursor-paginated.
-pub async fn my_coupons(db: &Db, holder: &Principal, after: Option<String>, limit: Limit) -> Result<Page<CouponView>, CouponError> {
+pub async fn my_coupons(
+    db: &Db,
+    holder: &Principal,
+    after: Option<String>,
+    limit: Limit,
+) -> Result<Page<CouponView>, CouponError> {
     let after = cursor::decode(after.as_deref()).map_err(|e| CouponError::Invalid(e.to_string()))?;
     let subject = holder.sub.clone();
     let rows = db
         .read(move |conn| store::coupons_of(conn, &subject, &after, limit.get() + 1))
         .await?;
-    Ok(page(rows, limit, |(c, _)| c.id.clone(), |(c, campaign)| coupon_view(c, &campaign)))
+    Ok(page(
+        rows,
+        limit,
+        |(c, _)| c.id.clone(),
+        |(c, campaign)| coupon_view(c, &campaign),
+    ))
 }
 
 // ---------------------------------------------------------------- use by orders
@@ -525,7 +529,9 @@ pub fn redeem_in(
         Err(e) => return Ok(Err(e)),
     };
     if !store::move_coupon(conn, coupon_id, status.as_str(), to.as_str(), Some(order_id), now)? {
-        return Ok(Err(CouponError::State("the coupon changed meanwhile; try again".into())));
+        return Ok(Err(CouponError::State(
+            "the coupon changed meanwhile; try again".into(),
+        )));
     }
     Ok(Ok(off))
 }
@@ -556,7 +562,9 @@ pub fn return_in(conn: &mut AnyConnection, coupon_id: &str, order_id: &str, now:
     };
     let keep_order = (to == CouponStatus::Returned).then_some(order_id);
     if !store::move_coupon(conn, coupon_id, status.as_str(), to.as_str(), keep_order, now)? {
-        return Ok(Err(CouponError::State("the coupon changed meanwhile; try again".into())));
+        return Ok(Err(CouponError::State(
+            "the coupon changed meanwhile; try again".into(),
+        )));
     }
     Ok(Ok(to))
 }
@@ -575,7 +583,12 @@ pub async fn redeem(
 }
 
 /// `return_in` in its own transaction.
-pub async fn return_coupon(db: &Db, coupon_id: String, order_id: String, now: i64) -> Result<CouponStatus, CouponError> {
+pub async fn return_coupon(
+    db: &Db,
+    coupon_id: String,
+    order_id: String,
+    now: i64,
+) -> Result<CouponStatus, CouponError> {
     db.transaction(move |conn| return_in(conn, &coupon_id, &order_id, now))
         .await?
 }
@@ -613,7 +626,9 @@ mod tests {
         for bad in [
             Discount::Percent { basis_points: 0 },
             Discount::Percent { basis_points: 10_001 },
-            Discount::Amount { amount: money(0, "EUR") },
+            Discount::Amount {
+                amount: money(0, "EUR"),
+            },
         ] {
             assert!(matches!(bad.check(), Err(CouponError::Invalid(_))), "{bad:?}");
         }
@@ -661,7 +676,10 @@ mod tests {
     fn claim_refusals_in_order() {
         let open = campaign(10, 3);
         assert!(admissible(&open, false, 100).is_ok());
-        assert!(matches!(admissible(&open, false, 99), Err(CouponError::NotStarted { .. })));
+        assert!(matches!(
+            admissible(&open, false, 99),
+            Err(CouponError::NotStarted { .. })
+        ));
         assert!(matches!(admissible(&open, false, 200), Err(CouponError::Ended { .. })));
         assert!(matches!(admissible(&open, true, 150), Err(CouponError::AlreadyClaimed)));
         let gone = campaign(10, 10);

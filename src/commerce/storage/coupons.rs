@@ -44,9 +44,7 @@ pub struct CouponRow {
 }
 
 pub fn insert_campaign(conn: &mut AnyConnection, row: &CampaignRow) -> Result<(), DbError> {
-    diesel::insert_into(coupon_campaigns::table)
-        .values(row)
-        .execute(conn)?;
+    diesel::insert_into(coupon_campaigns::table).values(row).execute(conn)?;
     Ok(())
 }
 
@@ -67,30 +65,60 @@ pub fn list_campaigns(conn: &mut AnyConnection, after: &str, limit: i64) -> Resu
         .load(conn)?)
 }
 
-/// Takes one coupon of the campaign if any is left and the claim window is open at
-/// `now`: `UPDATE … SET issued = issued + 1 WHERE id = ? AND issued < coupon_limit`.
-/// The database evaluates the condition on the current row under its row lock
-/// (PostgreSQL) or the write lock (SQLite), so concurrent callers on any number of
-/// instances never take more than the limit. False: nothing was taken.
-pub fn take_one(conn: &mut AnyConnection, campaign_id: &str, now: i64) -> Result<bool, DbError> {
+/// Claims one coupon: in one transaction, takes one from the campaign's counter if
+/// any is left and the claim window is open at `now`
+/// (`UPDATE … SET issued = issued + 1 WHERE id = ? AND issued < coupon_limit …`)
+/// and inserts `coupon`. The database evaluates the condition on the current row
+/// under its row lock (PostgreSQL) or the write lock (SQLite), so concurrent callers
+/// on any number of instances never take more than the limit.
+///
+/// False: none left (nothing written). A second coupon for the same (campaign,
+/// subject) fails with `DbError::Conflict` naming `ONE_PER_SUBJECT` (PostgreSQL) or
+/// its columns (SQLite), and the counter update is rolled back with it.
+///
+/// PostgreSQL runs both as one statement (a data-modifying CTE), so the campaign row
+/// is locked for a single round trip and its commit; SQLite, which has no such CTE,
+/// runs the two statements in a `BEGIN IMMEDIATE` transaction.
+pub fn claim_one(conn: &mut AnyConnection, coupon: &CouponRow, now: i64) -> Result<bool, DbError> {
     use coupon_campaigns::dsl as c;
-    let n = diesel::update(
-        c::coupon_campaigns
-            .filter(c::id.eq(campaign_id))
-            .filter(c::issued.lt(c::coupon_limit))
-            .filter(c::starts_at.le(now))
-            .filter(c::ends_at.gt(now)),
-    )
-    .set(c::issued.eq(c::issued + 1))
-    .execute(conn)?;
-    Ok(n == 1)
-}
-
-/// Inserts a claimed coupon; a second one for the same (campaign, subject) fails
-/// with `DbError::Conflict` naming `ONE_PER_SUBJECT` (PostgreSQL) or its columns (SQLite).
-pub fn insert_coupon(conn: &mut AnyConnection, row: &CouponRow) -> Result<(), DbError> {
-    diesel::insert_into(coupons::table).values(row).execute(conn)?;
-    Ok(())
+    use diesel::sql_types::{BigInt, Text};
+    match conn {
+        AnyConnection::Postgresql(pg) => {
+            let n = diesel::sql_query(
+                "WITH taken AS ( \
+                   UPDATE coupon_campaigns SET issued = issued + 1 \
+                   WHERE id = $1 AND issued < coupon_limit AND starts_at <= $2 AND ends_at > $2 \
+                   RETURNING id) \
+                 INSERT INTO coupons (id, campaign_id, subject, code, status, order_id, issued_at, expires_at, updated_at) \
+                 SELECT $3, id, $4, $5, $6, NULL, $2, $7, $2 FROM taken",
+            )
+            .bind::<Text, _>(&coupon.campaign_id)
+            .bind::<BigInt, _>(now)
+            .bind::<Text, _>(&coupon.id)
+            .bind::<Text, _>(&coupon.subject)
+            .bind::<Text, _>(&coupon.code)
+            .bind::<Text, _>(&coupon.status)
+            .bind::<BigInt, _>(coupon.expires_at)
+            .execute(pg)?;
+            Ok(n == 1)
+        }
+        AnyConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
+            let taken = diesel::update(
+                c::coupon_campaigns
+                    .filter(c::id.eq(&coupon.campaign_id))
+                    .filter(c::issued.lt(c::coupon_limit))
+                    .filter(c::starts_at.le(now))
+                    .filter(c::ends_at.gt(now)),
+            )
+            .set(c::issued.eq(c::issued + 1))
+            .execute(lite)?;
+            if taken == 0 {
+                return Ok(false);
+            }
+            diesel::insert_into(coupons::table).values(coupon).execute(lite)?;
+            Ok(true)
+        }),
+    }
 }
 
 pub fn find_coupon(conn: &mut AnyConnection, id: &str) -> Result<Option<CouponRow>, DbError> {
@@ -138,13 +166,17 @@ pub fn move_coupon(
     order_id: Option<&str>,
     now: i64,
 ) -> Result<bool, DbError> {
-    let n = diesel::update(coupons::table.filter(coupons::id.eq(id)).filter(coupons::status.eq(from)))
-        .set((
-            coupons::status.eq(to),
-            coupons::order_id.eq(order_id),
-            coupons::updated_at.eq(now),
-        ))
-        .execute(conn)?;
+    let n = diesel::update(
+        coupons::table
+            .filter(coupons::id.eq(id))
+            .filter(coupons::status.eq(from)),
+    )
+    .set((
+        coupons::status.eq(to),
+        coupons::order_id.eq(order_id),
+        coupons::updated_at.eq(now),
+    ))
+    .execute(conn)?;
     Ok(n == 1)
 }
 

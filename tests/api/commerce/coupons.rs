@@ -152,7 +152,10 @@ async fn create_campaign(commerce: &CommerceTest, admin: &str, body: Value) -> V
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let campaign: Value = response.json().await.unwrap();
-    assert_eq!(location, format!("/v1/coupon-campaigns/{}", campaign["id"].as_str().unwrap()));
+    assert_eq!(
+        location,
+        format!("/v1/coupon-campaigns/{}", campaign["id"].as_str().unwrap())
+    );
     campaign
 }
 
@@ -232,7 +235,10 @@ async fn answer(response: reqwest::Response) -> Outcome {
 /// Every token claims once; `connections` claims in flight at any time; token `i`
 /// goes to instance `i % instances.len()`. Outcomes in token order.
 async fn flood(instances: &[&CommerceTest], campaign: &str, tokens: Vec<String>, connections: usize) -> Vec<Outcome> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(connections).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
     let urls: Vec<String> = instances
         .iter()
         .map(|c| c.url(&format!("/v1/coupon-campaigns/{campaign}/claims")))
@@ -307,14 +313,21 @@ async fn assert_exact(commerce: &CommerceTest, campaign: &str, outcomes: &[Outco
         let heard = (outcome.status, outcome.problem.as_deref());
         match outcome.attempts {
             1 => assert_eq!(heard, (410, Some(&*sold_out))),
-            _ => assert!(heard == (410, Some(&*sold_out)) || heard == (409, Some(&*already)), "{heard:?}"),
+            _ => assert!(
+                heard == (410, Some(&*sold_out)) || heard == (409, Some(&*already)),
+                "{heard:?}"
+            ),
         }
     }
     let ids: HashSet<&str> = issued.iter().map(|c| c["id"].as_str().unwrap()).collect();
     let codes: HashSet<&str> = issued.iter().map(|c| c["code"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), issued.len());
     assert_eq!(codes.len(), issued.len());
-    assert!(issued.iter().all(|c| c["status"] == "ISSUED" && c["campaign_id"] == campaign));
+    assert!(
+        issued
+            .iter()
+            .all(|c| c["status"] == "ISSUED" && c["campaign_id"] == campaign)
+    );
     let counts = stored(commerce, campaign).await;
     assert_eq!(
         (counts.issued, counts.coupons, counts.subjects, counts.codes),
@@ -346,7 +359,10 @@ async fn a_flood_of_distinct_claimants_gets_exactly_the_limit() {
         .json()
         .await
         .unwrap();
-    assert_eq!((view["issued"].as_i64(), view["remaining"].as_i64()), (Some(limit), Some(0)));
+    assert_eq!(
+        (view["issued"].as_i64(), view["remaining"].as_i64()),
+        (Some(limit), Some(0))
+    );
     assert_eq!(view["state"], "SOLD_OUT");
     // A winner claiming again hears already_claimed, not sold_out; the counter stays.
     let winner = outcomes.iter().position(|o| o.status == 201).unwrap();
@@ -406,7 +422,11 @@ async fn one_subject_racing_itself_gets_one_coupon() {
     ];
     let outcomes = futures_util::future::join_all((0..60).map(|i| claim_answered(&http, &urls[i % 2], &buyer))).await;
     let won: Vec<&Outcome> = outcomes.iter().filter(|o| o.status == 201).collect();
-    assert_eq!(won.len(), 1, "(a 503 under heavy load could hide the win; none expected here)");
+    assert_eq!(
+        won.len(),
+        1,
+        "(a 503 under heavy load could hide the win; none expected here)"
+    );
     for lost in outcomes.iter().filter(|o| o.status != 201) {
         assert_eq!(
             (lost.status, lost.problem.as_deref()),
@@ -420,7 +440,10 @@ async fn one_subject_racing_itself_gets_one_coupon() {
     let mine: Value = first.get("/v1/me/coupons", Some(&buyer)).await.json().await.unwrap();
     assert_eq!(mine["items"].as_array().unwrap().len(), 1);
     assert_eq!(mine["items"][0]["id"], won[0].coupon.as_ref().unwrap()["id"]);
-    assert_eq!(mine["items"][0]["discount"], json!({ "kind": "PERCENT", "basis_points": 5000 }));
+    assert_eq!(
+        mine["items"][0]["discount"],
+        json!({ "kind": "PERCENT", "basis_points": 5000 })
+    );
     let theirs: Value = first.get("/v1/me/coupons", Some(&admin)).await.json().await.unwrap();
     assert_eq!(theirs["items"], json!([]));
     second.stop().await;
@@ -463,7 +486,10 @@ async fn claims_are_refused_before_and_after_the_window() {
         .json()
         .await
         .unwrap();
-    assert_eq!((view["state"].as_str(), view["issued"].as_i64()), (Some("ENDED"), Some(2)));
+    assert_eq!(
+        (view["state"].as_str(), view["issued"].as_i64()),
+        (Some("ENDED"), Some(2))
+    );
     assert_eq!(stored(&commerce, id).await.issued, 2);
 }
 
@@ -563,8 +589,20 @@ async fn campaigns_need_the_permission_and_valid_input() {
     assert_eq!(response.status(), 404);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
     assert_eq!(commerce.get("/v1/me/coupons?limit=0", Some(&buyer)).await.status(), 422);
-    assert_eq!(commerce.get("/v1/coupon-campaigns?cursor=not-base64!", Some(&buyer)).await.status(), 422);
-    assert_eq!(commerce.get("/v1/coupon-campaigns?bogus=1", Some(&buyer)).await.status(), 400);
+    assert_eq!(
+        commerce
+            .get("/v1/coupon-campaigns?cursor=not-base64!", Some(&buyer))
+            .await
+            .status(),
+        422
+    );
+    assert_eq!(
+        commerce
+            .get("/v1/coupon-campaigns?bogus=1", Some(&buyer))
+            .await
+            .status(),
+        400
+    );
 }
 
 #[tokio::test]
@@ -635,7 +673,13 @@ async fn campaigns_and_coupons_are_listed_page_by_page() {
             None => "/v1/me/coupons?limit=1".to_owned(),
         };
         let page: Value = commerce.get(&path, Some(&buyer)).await.json().await.unwrap();
-        seen.extend(page["items"].as_array().unwrap().iter().map(|c| c["campaign_id"].clone()));
+        seen.extend(
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["campaign_id"].clone()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
@@ -671,11 +715,33 @@ async fn a_cancelled_orders_coupon_comes_back_only_if_the_campaign_says_so() {
         let holder = jwt_claims(&buyers[0])["sub"].as_str().unwrap().to_owned();
 
         // Someone else's order cannot use it; two orders racing for it: one wins.
-        let other = coupons::redeem(&db, coupon_id.clone(), "someone".into(), "o-x".into(), subtotal.clone(), now).await;
+        let other = coupons::redeem(
+            &db,
+            coupon_id.clone(),
+            "someone".into(),
+            "o-x".into(),
+            subtotal.clone(),
+            now,
+        )
+        .await;
         assert!(matches!(other, Err(CouponError::NotFound(_))));
         let (a, b) = tokio::join!(
-            coupons::redeem(&db, coupon_id.clone(), holder.clone(), "o-1".into(), subtotal.clone(), now),
-            coupons::redeem(&db, coupon_id.clone(), holder.clone(), "o-2".into(), subtotal.clone(), now),
+            coupons::redeem(
+                &db,
+                coupon_id.clone(),
+                holder.clone(),
+                "o-1".into(),
+                subtotal.clone(),
+                now
+            ),
+            coupons::redeem(
+                &db,
+                coupon_id.clone(),
+                holder.clone(),
+                "o-2".into(),
+                subtotal.clone(),
+                now
+            ),
         );
         let (winner, off) = match (a, b) {
             (Ok(off), Err(CouponError::State(_))) => ("o-1", off),
@@ -684,20 +750,41 @@ async fn a_cancelled_orders_coupon_comes_back_only_if_the_campaign_says_so() {
         };
         assert_eq!(off.amount_minor, 5_000, "50 % of 10,001, rounded down");
         // Applying it again to the same order is the same answer (a retried saga step).
-        let again = coupons::redeem(&db, coupon_id.clone(), holder.clone(), winner.into(), subtotal.clone(), now).await;
+        let again = coupons::redeem(
+            &db,
+            coupon_id.clone(),
+            holder.clone(),
+            winner.into(),
+            subtotal.clone(),
+            now,
+        )
+        .await;
         assert_eq!(again.unwrap().amount_minor, 5_000);
 
         // Returning it for an order that does not hold it changes nothing.
         let loser = if winner == "o-1" { "o-2" } else { "o-1" };
-        let status = coupons::return_coupon(&db, coupon_id.clone(), loser.into(), now).await.unwrap();
+        let status = coupons::return_coupon(&db, coupon_id.clone(), loser.into(), now)
+            .await
+            .unwrap();
         assert_eq!(status, CouponStatus::Redeemed);
         // The cancelled order gives it back, twice (compensations repeat).
-        let expected = if reissue { CouponStatus::Issued } else { CouponStatus::Returned };
+        let expected = if reissue {
+            CouponStatus::Issued
+        } else {
+            CouponStatus::Returned
+        };
         for _ in 0..2 {
-            let status = coupons::return_coupon(&db, coupon_id.clone(), winner.into(), now).await.unwrap();
+            let status = coupons::return_coupon(&db, coupon_id.clone(), winner.into(), now)
+                .await
+                .unwrap();
             assert_eq!(status, expected);
         }
-        let mine: Value = commerce.get("/v1/me/coupons", Some(&buyers[0])).await.json().await.unwrap();
+        let mine: Value = commerce
+            .get("/v1/me/coupons", Some(&buyers[0]))
+            .await
+            .json()
+            .await
+            .unwrap();
         let shown = mine["items"]
             .as_array()
             .unwrap()
@@ -707,7 +794,15 @@ async fn a_cancelled_orders_coupon_comes_back_only_if_the_campaign_says_so() {
             .clone();
         assert_eq!(shown["status"], if reissue { "ISSUED" } else { "RETURNED" });
         // Reissued: usable again; spent: not.
-        let reuse = coupons::redeem(&db, coupon_id.clone(), holder.clone(), "o-3".into(), subtotal.clone(), now).await;
+        let reuse = coupons::redeem(
+            &db,
+            coupon_id.clone(),
+            holder.clone(),
+            "o-3".into(),
+            subtotal.clone(),
+            now,
+        )
+        .await;
         assert_eq!(reuse.is_ok(), reissue, "{reuse:?}");
         // Either way the slot is not handed to anyone new: the counter stays at 1 of 1.
         let late = claim(&http, &url, &buyers[1]).await;
