@@ -3,6 +3,7 @@
 //! no diesel types here; storage is reached through `crate::commerce::storage`.
 
 pub mod catalog;
+pub mod coupons;
 pub mod lifecycle;
 // stock, idempotency keys, reservations (reserve lane)
 pub mod idempotency;

@@ -1,6 +1,7 @@
 //! The commerce HTTP adapter: routes (each with the permission it needs), handlers
 //! and the mapping of domain errors to problem+json.
 
+pub mod coupons;
 pub mod error;
 pub mod handlers;
 pub mod openapi;
@@ -71,6 +72,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/products/{id}/combinations", web::post().to(h::add_combination))
             // stock and reservations: permissions and sensitivity listed in each `routes`
             .configure(stock::routes)
-            .configure(reservations::routes),
+            .configure(reservations::routes)
+            // ---- coupons: first-come campaigns and claims (routes, their
+            // permissions and sensitivity in `coupons::configure`)
+            .configure(coupons::configure),
     );
 }

@@ -7,6 +7,7 @@ use actix_web::http::header;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use super::coupons;
 use super::handlers as h;
 
 /// An RFC 9457 problem document: every error body of this API.
@@ -67,10 +68,16 @@ impl Modify for BearerScheme {
         super::reservations::create,
         super::reservations::get,
         super::reservations::events,
+        // coupons
+        coupons::create_campaign,
+        coupons::list_campaigns,
+        coupons::get_campaign,
+        coupons::claim,
+        coupons::my_coupons,
     ),
     components(schemas(Problem)),
     modifiers(&BearerScheme),
-    tags((name = "commerce", description = "The commerce resource server"))
+    tags((name = "commerce", description = "The commerce resource server"), (name = "coupons", description = "First-come coupon campaigns"))
 )]
 pub struct ApiDoc;
 

@@ -1,6 +1,7 @@
 //! Commerce storage: row types and queries over `AnyConnection`. No HTTP and no
 //! business rules here; the domain layer calls these inside its transactions.
 
+pub mod coupons;
 pub mod migrations;
 pub mod schema;
 // stock, idempotency keys, reservations and the outbox (reserve lane)

@@ -162,3 +162,41 @@ diesel::table! {
         created_at -> BigInt,
     }
 }
+
+// ---- coupons (first-come campaigns; migrations/commerce/*/2026-12-03-000006_coupons)
+
+diesel::table! {
+    coupon_campaigns (id) {
+        id -> Text,
+        name -> Text,
+        discount_kind -> Text,
+        basis_points -> Nullable<BigInt>,
+        amount_minor -> Nullable<BigInt>,
+        currency -> Nullable<Text>,
+        coupon_limit -> BigInt,
+        issued -> BigInt,
+        starts_at -> BigInt,
+        ends_at -> BigInt,
+        coupon_expires_at -> BigInt,
+        reissue_returned -> Bool,
+        created_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    coupons (id) {
+        id -> Text,
+        campaign_id -> Text,
+        subject -> Text,
+        code -> Text,
+        status -> Text,
+        order_id -> Nullable<Text>,
+        issued_at -> BigInt,
+        expires_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::joinable!(coupons -> coupon_campaigns (campaign_id));
+diesel::allow_tables_to_appear_in_same_query!(coupon_campaigns, coupons);

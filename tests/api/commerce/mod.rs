@@ -4,6 +4,7 @@
 mod catalog;
 mod cli;
 mod idempotency;
+mod coupons;
 mod introspection;
 mod openapi;
 mod outage;

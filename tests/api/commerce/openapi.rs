@@ -59,6 +59,12 @@ const ROUTES: &[(&str, &str, Option<&[&str]>)] = &[
     ("post", "/v1/reservations", Some(&[])),
     ("get", "/v1/reservations/{id}", Some(&[])),
     ("get", "/v1/reservations/{id}/events", Some(&[])),
+    // ---- coupons
+    ("post", "/v1/coupon-campaigns", Some(&["commerce:coupons:write"])),
+    ("get", "/v1/coupon-campaigns", Some(&[])),
+    ("get", "/v1/coupon-campaigns/{id}", Some(&[])),
+    ("post", "/v1/coupon-campaigns/{id}/claims", Some(&[])),
+    ("get", "/v1/me/coupons", Some(&[])),
 ];
 
 fn refs(value: &Value, out: &mut Vec<String>) {
@@ -137,6 +143,10 @@ async fn commerce_openapi_document_parses_and_lists_every_route_with_its_securit
         "StockView",
         "NewReservation",
         "ReservationView",
+        "NewCampaign",
+        "CampaignView",
+        "CouponView",
+        "Discount",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
