@@ -517,9 +517,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::authn::session::RECENT_AUTH_SECS;
     use crate::clock::{Clock, ManualClock};
     use crate::db::testing::TestDb;
-    use crate::authn::session::RECENT_AUTH_SECS;
 
     struct Setup {
         t: TestDb,

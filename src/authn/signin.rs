@@ -54,7 +54,15 @@ pub async fn after_password(
 ) -> Result<AfterPassword, DbError> {
     let login::SignedIn { user, device_id } = signed_in;
     if mfa::is_enrolled(&state.db, &user.id).await? {
-        let challenge = mfa::open_challenge(&state.db, state.clock.now(), &user.id, PASSWORD, Some(device_id), return_to).await?;
+        let challenge = mfa::open_challenge(
+            &state.db,
+            state.clock.now(),
+            &user.id,
+            PASSWORD,
+            Some(device_id),
+            return_to,
+        )
+        .await?;
         return Ok(AfterPassword::SecondStep { challenge });
     }
     let (token, _) = session::start(state, &user, &[PASSWORD], origin, previous).await?;
@@ -69,7 +77,15 @@ pub async fn after_password(
 /// Opens a step-up for a signed-in person (e.g. `acr_values` asks for MFA): the
 /// token of the second step, which keeps the session's methods.
 pub async fn step_up(state: &AppState, auth: &Authenticated, return_to: &str) -> Result<String, DbError> {
-    mfa::open_challenge(&state.db, state.clock.now(), &auth.user.id, &auth.session.amr, None, return_to).await
+    mfa::open_challenge(
+        &state.db,
+        state.clock.now(),
+        &auth.user.id,
+        &auth.session.amr,
+        None,
+        return_to,
+    )
+    .await
 }
 
 /// This browser's sign-in waiting for its second step.
@@ -121,7 +137,8 @@ pub async fn second_step_with_code(
         state.clock.now(),
         &pending.user,
         code,
-    ).await?;
+    )
+    .await?;
     let method = (proof == Proof::Totp).then_some(OTP);
     Ok(complete_second_step(state, pending, method, origin, previous).await?)
 }
@@ -138,7 +155,9 @@ pub async fn start_second_step_with_key(
     let Some(challenge) = mfa::find_challenge(&state.db, state.clock.now(), token).await? else {
         return Ok(None);
     };
-    Ok(Some(webauthn::start_second_factor(state.webauthn_ceremony(), &challenge.user_id).await?))
+    Ok(Some(
+        webauthn::start_second_factor(state.webauthn_ceremony(), &challenge.user_id).await?,
+    ))
 }
 
 /// The second step with a security key or passkey (`ceremony`: the
@@ -151,7 +170,14 @@ pub async fn second_step_with_key(
     origin: Origin,
     previous: Option<SessionToken>,
 ) -> Result<NewSession, PasskeyError> {
-    let used = webauthn::finish_second_factor(state.webauthn_ceremony(), &pending.user.id, ceremony, credential, origin.ip.clone()).await?;
+    let used = webauthn::finish_second_factor(
+        state.webauthn_ceremony(),
+        &pending.user.id,
+        ceremony,
+        credential,
+        origin.ip.clone(),
+    )
+    .await?;
     Ok(complete_second_step(state, pending, Some(used.key_method), origin, previous).await?)
 }
 
@@ -221,7 +247,8 @@ pub async fn with_passkey(
     origin: Origin,
     previous: Option<SessionToken>,
 ) -> Result<NewSession, PasskeyError> {
-    let (user, used) = webauthn::finish_passwordless(state.webauthn_ceremony(), ceremony, credential, origin.ip.clone()).await?;
+    let (user, used) =
+        webauthn::finish_passwordless(state.webauthn_ceremony(), ceremony, credential, origin.ip.clone()).await?;
     let (token, _) = session::start(state, &user, &used.amr(), origin, previous).await?;
     tracing::info!(user_id = %user.id, "signed in with a passkey");
     Ok(NewSession {

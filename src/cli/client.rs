@@ -150,7 +150,8 @@ pub async fn run(state: &AppState, command: ClientCommand) -> anyhow::Result<()>
         ClientCommand::Create { id, fields, output } => {
             let mut spec = fields.into_spec()?;
             spec.id = id;
-            let created = clients::create(&state.db, state.clock.now(), &state.config.tokens, &Actor::cli(), spec).await?;
+            let created =
+                clients::create(&state.db, state.clock.now(), &state.config.tokens, &Actor::cli(), spec).await?;
             print_client(&created.client, created.secret.as_deref(), &output)
         }
         ClientCommand::List { page, output } => {
@@ -189,7 +190,8 @@ pub async fn run(state: &AppState, command: ClientCommand) -> anyhow::Result<()>
                 &Actor::cli(),
                 &client_id,
                 fields.into_spec()?,
-            ).await?;
+            )
+            .await?;
             print_client(&updated.client, updated.secret.as_deref(), &output)
         }
         ClientCommand::Delete { client_id, output } => {
@@ -199,7 +201,8 @@ pub async fn run(state: &AppState, command: ClientCommand) -> anyhow::Result<()>
             })
         }
         ClientCommand::RotateSecret { client_id, output } => {
-            let secret = clients::rotate_secret(&state.db, &state.clients, state.clock.now(), &Actor::cli(), &client_id).await?;
+            let secret =
+                clients::rotate_secret(&state.db, &state.clients, state.clock.now(), &Actor::cli(), &client_id).await?;
             output.print_compact(
                 &serde_json::json!({ "client_id": client_id, "client_secret": secret }),
                 || {

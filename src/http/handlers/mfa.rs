@@ -85,11 +85,12 @@ pub async fn enrol(
     SignedIn(auth): SignedIn,
     csrf: Csrf,
 ) -> Result<HttpResponse, PageError> {
-    let enrolment = match mfa::start_enrolment(&state.db, &state.secrets, &state.config, state.clock.now(), &auth.user).await {
-        Ok(e) => e,
-        Err(MfaError::AlreadyEnrolled) => return Ok(redirect("/account")),
-        Err(other) => return Err(other.into()),
-    };
+    let enrolment =
+        match mfa::start_enrolment(&state.db, &state.secrets, &state.config, state.clock.now(), &auth.user).await {
+            Ok(e) => e,
+            Err(MfaError::AlreadyEnrolled) => return Ok(redirect("/account")),
+            Err(other) => return Err(other.into()),
+        };
     enrol_page(&state, &auth, &csrf, enrolment, None)
 }
 
@@ -129,7 +130,9 @@ pub async fn confirm(
         state.clock.now(),
         &auth.user,
         &form.code,
-    ).await {
+    )
+    .await
+    {
         Ok(codes) => page(&RecoveryCodesPage {
             layout: signed_in_layout(&state, "Recovery codes", &auth, &csrf, "/account"),
             codes,
@@ -253,7 +256,15 @@ pub async fn disable(
     form: web::Form<CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     csrf::verify(&req, &state, form.token())?;
-    match mfa::disable(&state.db, state.clock.now(), &auth.user.id, &auth.session.id, auth.session.auth_time).await {
+    match mfa::disable(
+        &state.db,
+        state.clock.now(),
+        &auth.user.id,
+        &auth.session.id,
+        auth.session.auth_time,
+    )
+    .await
+    {
         Ok(()) => Ok(redirect("/account?done=mfa-off")),
         Err(MfaError::ReauthenticationRequired) => Ok(reauthenticate(DISABLE.path)),
         Err(other) => Err(other.into()),

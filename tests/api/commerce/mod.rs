@@ -3,8 +3,8 @@
 
 mod catalog;
 mod cli;
-mod idempotency;
 mod coupons;
+mod idempotency;
 mod introspection;
 mod openapi;
 mod outage;
