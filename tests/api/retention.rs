@@ -186,8 +186,9 @@ async fn codes_are_kept_only_as_long_as_replay_detection_needs_them() {
     assert_eq!(count(&app, "SELECT COUNT(*) AS n FROM authorization_codes").await, 0);
 }
 
-#[tokio::test]
-async fn cleaning_up_100000_expired_rows_holds_the_write_lock_only_briefly() {
+/// 100,000 expired audit events go in batches while sign-ins keep succeeding; the
+/// one young event stays. Answers the purge's statistics.
+async fn clean_up_100000_expired_rows() -> oxidp::db::maintenance::PurgeStats {
     let app = spawn_app().await;
     app.create_user("alice", PASSWORD).await;
     let now = app.clock.now();
@@ -247,6 +248,24 @@ async fn cleaning_up_100000_expired_rows_holds_the_write_lock_only_briefly() {
         "deleted in batches of {}: {stats:?}",
         oxidp::db::maintenance::PURGE_BATCH
     );
+    assert!(
+        outcomes.iter().all(|s| *s == 303),
+        "sign-ins during the cleanup: {outcomes:?}"
+    );
+    stats
+}
+
+#[tokio::test]
+async fn cleaning_up_100000_expired_rows_keeps_sign_ins_going() {
+    clean_up_100000_expired_rows().await;
+}
+
+/// The time bound alone: other tests running beside it (the coupon flood, the
+/// reservation races) would measure their load, not the purge.
+#[tokio::test]
+#[ignore = "timing: needs a quiet machine; .ci/run runs the timing tests alone (cargo test --test api -- --ignored --test-threads=1)"]
+async fn cleaning_up_100000_expired_rows_holds_the_write_lock_only_briefly() {
+    let stats = clean_up_100000_expired_rows().await;
     // On SQLite a DELETE holds the database's one write lock; on PostgreSQL it locks
     // only the (old) rows it deletes, so sign-ins never wait for it.
     if postgres_url().is_none() {
@@ -256,10 +275,6 @@ async fn cleaning_up_100000_expired_rows_holds_the_write_lock_only_briefly() {
             stats.longest_batch
         );
     }
-    assert!(
-        outcomes.iter().all(|s| *s == 303),
-        "sign-ins during the cleanup: {outcomes:?}"
-    );
 }
 
 #[tokio::test]
