@@ -57,7 +57,7 @@ idp_env() {
   export OXIDP_ISSUER="$IDP_URL"
   export OXIDP_DATABASE_URL="$PG/$DB"
   export OXIDP_LOGIN__TRUSTED_PROXIES=127.0.0.1
-  export OXIDP_LOG__FORMAT=json
+  export OXIDP_LOG__FORMAT=json OXIDP_HTTP__DRAIN_SECS=2
 }
 
 start_idp() { # n
@@ -83,7 +83,7 @@ start_commerce() { # n
     . "$RUN/introspection.env"
     export OXIDP_ISSUER="$IDP_URL" OXIDP_DATA_DIR="$RUN/commerce$n" OXIDP_LOG__FORMAT=json \
       OXIDP_COMMERCE__BIND="127.0.0.1:$port" OXIDP_COMMERCE__PUBLIC_URL="$COMMERCE_URL" \
-      OXIDP_COMMERCE__DATABASE_URL="$PG/${DB}_commerce" OXIDP_METRICS__BIND=off
+      OXIDP_COMMERCE__DATABASE_URL="$PG/${DB}_commerce" OXIDP_METRICS__BIND=off OXIDP_HTTP__DRAIN_SECS=2
     exec "$BIN" commerce serve >>"$RUN/commerce$n.log" 2>&1
   ) &
   echo $! >"$RUN/commerce$n.pid"

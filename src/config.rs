@@ -508,6 +508,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Worker threads; 0 = one per CPU core.
     pub workers: usize,
+    /// On SIGTERM/SIGINT, how long `/readyz` answers 503 while requests are still
+    /// served, before the listener closes (lets a load balancer drain the instance).
+    pub drain_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -585,6 +588,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 64 * 1024,
             workers: 0,
+            drain_secs: 0,
         }
     }
 }
@@ -677,6 +681,9 @@ impl Config {
         }
         if self.http.max_body_bytes < 1024 {
             return Err(ConfigError::new("http.max_body_bytes", "must be at least 1024"));
+        }
+        if self.http.drain_secs > 300 {
+            return Err(ConfigError::new("http.drain_secs", "must be at most 300"));
         }
         let t = &self.tokens;
         for (key, value, min) in [

@@ -21,6 +21,7 @@ pub mod oidc;
 pub mod rbac;
 pub mod resource_server;
 pub mod secrets;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -45,6 +45,8 @@ impl Application {
         })
         .workers(workers)
         .shutdown_timeout(30)
+        // Signals are ours (`run_until_signalled`): drain first, then stop.
+        .disable_signals()
         .listen(listener)?
         .run();
         let metrics = Self::metrics_server(&state)?;
@@ -73,6 +75,7 @@ impl Application {
         })
         .workers(1)
         .shutdown_timeout(5)
+        .disable_signals()
         .listen(listener)?
         .run();
         Ok(Some((port, server)))
@@ -96,7 +99,24 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGINT/SIGTERM, then stops accepting and lets in-flight requests finish.
+    /// The binary's way to serve: on SIGTERM/SIGINT `/readyz` answers 503 for
+    /// `http.drain_secs` while requests are still served (the balancer drains this
+    /// instance), then it stops accepting and in-flight requests finish
+    /// (`crate::shutdown`).
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let mut servers = vec![self.server.handle()];
+        servers.extend(self.metrics.as_ref().map(|(_, server)| server.handle()));
+        let watcher = tokio::spawn(crate::shutdown::on_signal(
+            servers,
+            self.state.draining.clone(),
+            Duration::from_secs(self.state.config.http.drain_secs),
+        ));
+        let result = self.run_until_stopped().await;
+        watcher.abort();
+        result
+    }
+
+    /// Serves until stopped through `handle()` (tests), then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let metrics = self.metrics.map(|(_, server)| {
             let handle = server.handle();
@@ -214,6 +234,7 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
                             removed,
                             batches = b.batches,
                             longest_batch_ms = b.longest_batch.as_millis() as u64,
+                            slow_batches = b.slow_batches,
                             "expired rows purged"
                         );
                     }

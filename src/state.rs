@@ -34,6 +34,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// client_credentials issuances waiting to be audited.
     pub issuance: crate::audit::IssuanceCounter,
+    /// Set on SIGTERM/SIGINT: `/readyz` answers 503 while the balancer drains us.
+    pub draining: crate::shutdown::Draining,
     /// The WebAuthn relying party (`[webauthn]`); `None` when security keys and
     /// passkeys are off.
     pub webauthn: Option<Arc<webauthn_rs::Webauthn>>,
@@ -95,6 +97,7 @@ impl AppState {
             login_key,
             metrics: Default::default(),
             issuance: Default::default(),
+            draining: Default::default(),
             webauthn,
         })
     }

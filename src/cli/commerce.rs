@@ -109,7 +109,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         audience = %config.commerce_audience(),
         "commerce API listening"
     );
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     Ok(())
 }
 

@@ -129,6 +129,7 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   argon2.max_concurrent         OXIDP_ARGON2__MAX_CONCURRENT (2 x cores)
   http.max_body_bytes           OXIDP_HTTP__MAX_BODY_BYTES (65536)
   http.workers                  OXIDP_HTTP__WORKERS (0 = one per core)
+  http.drain_secs               OXIDP_HTTP__DRAIN_SECS (0; on SIGTERM /readyz answers 503 this long before the listener closes)
   tokens.access_token_ttl_secs  OXIDP_TOKENS__ACCESS_TOKEN_TTL_SECS (600, default for new clients)
   tokens.refresh_token_ttl_secs OXIDP_TOKENS__REFRESH_TOKEN_TTL_SECS (2592000, likewise)
   tokens.code_ttl_secs          OXIDP_TOKENS__CODE_TTL_SECS (60)

@@ -29,7 +29,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(error) => tracing::warn!(%error, "counting legacy password hashes failed"),
     }
     tracing::info!(%issuer, %bind, port = app.port(), metrics_port = app.metrics_port(), "oxidp is listening");
-    app.run_until_stopped().await?;
+    app.run_until_signalled().await?;
     tracing::info!("oxidp stopped");
     Ok(())
 }

@@ -32,6 +32,8 @@ pub struct CommerceState {
     pub queue_wake: Arc<tokio::sync::Notify>,
     /// Open reservation event streams (Server-Sent Events), at most `http::reservations::MAX_STREAMS`.
     pub event_streams: Arc<tokio::sync::Semaphore>,
+    /// Set on SIGTERM/SIGINT: `/readyz` answers 503 while the balancer drains us.
+    pub draining: crate::shutdown::Draining,
 }
 
 /// Opens the commerce database and applies its migrations.
@@ -74,6 +76,8 @@ pub struct CommerceApp {
     refresh: tokio::task::JoinHandle<()>,
     /// Reservation workers, hold sweeper, idempotency purge.
     background: Vec<tokio::task::JoinHandle<()>>,
+    /// `http.drain_secs`.
+    drain_secs: u64,
 }
 
 impl CommerceApp {
@@ -129,6 +133,7 @@ impl CommerceApp {
             realm: config.commerce_audience(),
             queue_wake,
             event_streams: Arc::new(tokio::sync::Semaphore::new(http::reservations::MAX_STREAMS)),
+            draining: crate::shutdown::Draining::default(),
         });
         let workers = match config.http.workers {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -148,6 +153,8 @@ impl CommerceApp {
         })
         .workers(workers)
         .shutdown_timeout(10)
+        // Signals are ours (`run_until_signalled`): drain first, then stop.
+        .disable_signals()
         .listen(listener)?
         .run();
         Ok(Self {
@@ -157,6 +164,7 @@ impl CommerceApp {
             resource_server,
             refresh,
             background,
+            drain_secs: config.http.drain_secs,
         })
     }
 
@@ -179,7 +187,21 @@ impl CommerceApp {
         self.background.iter().map(|h| h.abort_handle()).collect()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or `handle().stop`).
+    /// The binary's way to serve: on SIGTERM/SIGINT `/readyz` answers 503 for
+    /// `http.drain_secs` while requests are still served, then the server stops
+    /// accepting and in-flight requests finish (`crate::shutdown`).
+    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+        let watcher = tokio::spawn(crate::shutdown::on_signal(
+            vec![self.server.handle()],
+            self.state.draining.clone(),
+            Duration::from_secs(self.drain_secs),
+        ));
+        let result = self.run_until_stopped().await;
+        watcher.abort();
+        result
+    }
+
+    /// Serves until stopped through `handle()` (tests).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         self.refresh.abort();

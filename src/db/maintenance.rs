@@ -72,7 +72,12 @@ pub struct PurgeStats {
     pub longest_batch: Duration,
     /// PostgreSQL: monthly partitions dropped whole (their rows are not in `rows`).
     pub partitions_dropped: usize,
+    /// Batches whose DELETE took `SLOW_BATCH` or longer.
+    pub slow_batches: usize,
 }
+
+/// A batch this slow held SQLite's write lock long enough for a sign-in to notice.
+pub const SLOW_BATCH: Duration = Duration::from_millis(100);
 
 impl PurgeStats {
     pub fn add(&mut self, other: PurgeStats) {
@@ -80,6 +85,7 @@ impl PurgeStats {
         self.batches += other.batches;
         self.longest_batch = self.longest_batch.max(other.longest_batch);
         self.partitions_dropped += other.partitions_dropped;
+        self.slow_batches += other.slow_batches;
     }
 }
 
@@ -123,6 +129,7 @@ where
         let run = batch.clone();
         let Batch { deleted, write_time } = db.run(move |conn| run(conn, PURGE_BATCH)).await?;
         stats.longest_batch = stats.longest_batch.max(write_time);
+        stats.slow_batches += usize::from(write_time >= SLOW_BATCH);
         stats.batches += 1;
         stats.rows += deleted;
         if (deleted as i64) < PURGE_BATCH {

@@ -34,6 +34,7 @@ mod retention;
 mod revocation;
 mod second_step_lockout;
 mod sessions;
+mod shutdown;
 mod sign_in_reservation;
 mod soft_authenticator;
 mod startup;

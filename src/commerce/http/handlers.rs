@@ -124,7 +124,8 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
     let database = state.db.ping().await.is_ok();
     let keys = rs.keys.status();
-    let ready = database && keys.state != "none";
+    let draining = state.draining.is_set();
+    let ready = database && keys.state != "none" && !draining;
     let mut response = if ready {
         HttpResponse::Ok()
     } else {
@@ -133,7 +134,7 @@ pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({
-            "status": if ready { "ready" } else { "not ready" },
+            "status": if draining { "shutting down" } else if ready { "ready" } else { "not ready" },
             "database": if database { "ok" } else { "unavailable" },
             "key_set": keys,
             "cached_tokens": rs.cached_tokens(),

@@ -20,6 +20,9 @@ pub async fn healthz() -> HttpResponse {
 /// whatever the database error: a probe reports "not ready", never a 500, and the
 /// cause is logged as one line (no backtrace).
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    if state.draining.is_set() {
+        return problem(StatusCode::SERVICE_UNAVAILABLE, "This instance is shutting down.");
+    }
     match state.db.ping().await {
         Ok(()) => HttpResponse::Ok().insert_header(no_store()).json(serde_json::json!({
             "status": "ready",
