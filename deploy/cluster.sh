@@ -10,7 +10,7 @@
 #
 # Environment: CLUSTER_PG (postgres://root@127.0.0.1:5432), CLUSTER_DB (oxidp_cluster),
 # CLUSTER_PORT_BASE (18000: IdP balancer +80, commerce balancer +81, stats +82,
-# instances +91.. and +101..), OXIDP_BIN (target/release/oxidp, built if missing),
+# instances +91.. and +101..), CLUSTER_BIN (target/release/oxidp, built if missing),
 # CLUSTER_DIR (deploy/.run: logs, pids, secrets).
 set -euo pipefail
 
@@ -19,7 +19,7 @@ RUN=${CLUSTER_DIR:-$ROOT/deploy/.run}
 PG=${CLUSTER_PG:-postgres://root@127.0.0.1:5432}
 DB=${CLUSTER_DB:-oxidp_cluster}
 BASE=${CLUSTER_PORT_BASE:-18000}
-BIN=${OXIDP_BIN:-$ROOT/target/release/oxidp}
+BIN=${CLUSTER_BIN:-$ROOT/target/release/oxidp}
 IDP_URL="http://localhost:$((BASE + 80))"
 COMMERCE_URL="http://localhost:$((BASE + 81))"
 
@@ -119,9 +119,10 @@ up() {
     -c "CREATE DATABASE $DB" -c "CREATE DATABASE ${DB}_commerce"
   # The first instance migrates and creates the administrator; the others join it.
   start_idp 1
-  start_idp 2 &
-  start_idp 3 &
-  wait
+  # (wait for these two starters only: a bare `wait` would wait for the servers too)
+  start_idp 2 & local s2=$!
+  start_idp 3 & local s3=$!
+  wait "$s2" "$s3"
   # The client the commerce instances introspect as.
   local created id secret
   created=$(idp_env && "$BIN" client create --name "Commerce introspection" \
@@ -133,8 +134,7 @@ up() {
   start_haproxy
   wait_ready "$IDP_URL" 30
   start_commerce 1
-  start_commerce 2 &
-  wait
+  start_commerce 2
   wait_ready "$COMMERCE_URL" 30
   cat <<INFO
 oxidp cluster up (logs and pids in $RUN)
