@@ -19,7 +19,8 @@ RUN=${CLUSTER_DIR:-$ROOT/deploy/.run}
 PG=${CLUSTER_PG:-postgres://root@127.0.0.1:5432}
 DB=${CLUSTER_DB:-oxidp_cluster}
 BASE=${CLUSTER_PORT_BASE:-18000}
-BIN=${CLUSTER_BIN:-$ROOT/target/release/oxidp}
+# The binary: CLUSTER_BIN, else the one the last `up` used, else the release build.
+BIN=${CLUSTER_BIN:-$(cat "$RUN/bin" 2>/dev/null || echo "$ROOT/target/release/oxidp")}
 IDP_URL="http://localhost:$((BASE + 80))"
 COMMERCE_URL="http://localhost:$((BASE + 81))"
 
@@ -114,6 +115,7 @@ up() {
   [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release --bin oxidp)
   mkdir -p "$RUN"
   down 2>/dev/null || true
+  echo "$BIN" >"$RUN/bin"
   secrets
   psql_admin -c "DROP DATABASE IF EXISTS $DB" -c "DROP DATABASE IF EXISTS ${DB}_commerce" \
     -c "CREATE DATABASE $DB" -c "CREATE DATABASE ${DB}_commerce"
