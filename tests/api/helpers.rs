@@ -50,7 +50,9 @@ pub fn base_config(dir: &std::path::Path) -> Config {
         key_encryption_secret: Some(KES.to_owned().into()),
         ..Config::default()
     };
-    config.database.connect_timeout_secs = 2;
+    // Generous: the suite runs Chromium, a 20,000-claim flood and real binaries side by
+    // side on two cores, and a pool that waits 2 s for its first connection failed there.
+    config.database.connect_timeout_secs = 5;
     config.http.workers = 2;
     // Its own listener, on a free port: tests run side by side.
     config.metrics.bind = "127.0.0.1:0".to_owned();
