@@ -468,7 +468,8 @@ pub struct DatabaseConfig {
     /// SQLite only: how long a write waits for another writer before answering 503.
     pub busy_timeout_ms: u64,
     /// SQLite only: how often the background task resets the write-ahead log
-    /// (`wal_checkpoint(TRUNCATE)`); 0 leaves it to SQLite's automatic checkpoints.
+    /// (`wal_checkpoint(TRUNCATE)`; sooner once it reaches 16 MiB); 0 leaves it to
+    /// SQLite's automatic checkpoints.
     pub wal_checkpoint_secs: u64,
     /// SQLite only: page cache per pooled connection, in KiB (memory use is up to
     /// `pool_size` × this).

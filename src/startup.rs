@@ -144,7 +144,8 @@ impl Application {
 ///   expired sessions, requests, codes, grants, revocations, assertion ids, audit
 ///   events and sign-in attempts past their retention, in small batches; idle
 ///   limiter state is dropped;
-/// - SQLite: `wal_checkpoint(TRUNCATE)` every `database.wal_checkpoint_secs`.
+/// - SQLite: `wal_checkpoint(TRUNCATE)` every `database.wal_checkpoint_secs`, or
+///   within a second once the WAL reaches `housekeeping::WAL_CHECKPOINT_BYTES`.
 fn spawn_housekeeping(state: web::Data<AppState>) {
     let keys_state = state.clone();
     tokio::spawn(async move {
@@ -199,10 +200,21 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         tokio::spawn(async move {
             let s = &wal_state;
             let normal = Duration::from_millis(s.config.database.busy_timeout_ms);
-            let mut interval = tokio::time::interval(Duration::from_secs(checkpoint_every));
-            interval.tick().await;
+            let period = Duration::from_secs(checkpoint_every);
+            let Some(path) = s.db.sqlite_path().map(|p| p.to_owned()) else {
+                return;
+            };
+            // Look at the WAL's size every second; checkpoint when due (see `checkpoint_due`).
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = tokio::time::Instant::now();
             loop {
                 interval.tick().await;
+                let wal = crate::db::maintenance::wal_bytes(&path);
+                if !crate::housekeeping::checkpoint_due(wal, last.elapsed(), period) {
+                    continue;
+                }
+                last = tokio::time::Instant::now();
                 match crate::housekeeping::checkpoint_once(&s.db, &s.metrics, normal).await {
                     Ok(Some(c)) if c.busy => tracing::debug!("WAL checkpoint busy; retried next run"),
                     Ok(_) => {}
