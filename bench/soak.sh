@@ -24,6 +24,7 @@ trap 'kill "${SERVER:-0}" "${LOADGEN:-0}" 2>/dev/null || true; rm -rf "$WORK"' E
 cargo build --release --bin oxidp --example loadgen
 BIN=target/release/oxidp
 export OXIDP_DATA_DIR="$WORK" OXIDP_BIND="127.0.0.1:$PORT" OXIDP_ISSUER="http://localhost:$PORT" OXIDP_LOG__LEVEL=warn
+export OXIDP_METRICS__BIND="127.0.0.1:$((PORT + 1))"
 # The load comes from one address and one user: sign-in limits would only measure themselves.
 export OXIDP_LOGIN__IP_PER_MINUTE=1000000 OXIDP_LOGIN__IP_BURST=1000000
 export OXIDP_LOGIN__ACCOUNT_PER_MINUTE=1000000 OXIDP_LOGIN__ACCOUNT_BURST=1000000
@@ -46,11 +47,14 @@ taskset -c 1 target/release/examples/loadgen --url "http://127.0.0.1:$PORT" --cl
 LOADGEN=$!
 
 # Resource samples every 10 s while the load runs.
-echo "elapsed_s,rss_kb,wal_bytes,db_bytes,rows" >"$OUT/samples.csv"
+echo "elapsed_s,rss_kb,anon_kb,sqlite_bytes,wal_bytes,db_bytes,rows" >"$OUT/samples.csv"
 START=$(date +%s)
 sample() {
-  local rss wal=0 db rows
+  local rss anon sqlite wal=0 db rows
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
+  anon=$(awk '/RssAnon/ {print $2}' "/proc/$SERVER/status" 2>/dev/null || echo 0)
+  # SQLite's own allocator (page caches of every connection): its share of the RSS.
+  sqlite=$(curl -fsS "http://127.0.0.1:$((PORT + 1))/metrics" 2>/dev/null | awk '/^oxidp_sqlite_memory_bytes/ {print $2}')
   if [[ "$DB_URL" == sqlite://* ]]; then
     local path=${DB_URL#sqlite://}
     wal=$(stat -c %s "$path-wal" 2>/dev/null || echo 0)
@@ -66,7 +70,7 @@ PY
     db=$(psql -qtAX "$DB_URL" -c "SELECT pg_database_size(current_database())")
     rows=$(psql -qtAX "$DB_URL" -c "SELECT string_agg(relname || '=' || n_live_tup, ' ' ORDER BY relname) FROM pg_stat_user_tables WHERE relname NOT LIKE '%migrations%'")
   fi
-  echo "$(( $(date +%s) - START )),$rss,$wal,$db,\"$rows\"" >>"$OUT/samples.csv"
+  echo "$(( $(date +%s) - START )),$rss,$anon,${sqlite:-0},$wal,$db,\"$rows\"" >>"$OUT/samples.csv"
 }
 while kill -0 "$LOADGEN" 2>/dev/null; do
   sample
@@ -88,12 +92,12 @@ for r in load:
     by_t.setdefault(int(r["elapsed_s"]), {})[r["scenario"]] = r
 def nearest(rows, t, key="elapsed_s"):
     return min(rows, key=lambda r: abs(int(r[key]) - t))
-print(f"\n| t (s) | " + " | ".join(f"{s} req/s (p99 ms)" for s in scenarios) + " | RSS MB | WAL MB | DB MB |")
-print("|---:|" + "---:|" * len(scenarios) + "---:|---:|---:|")
+print(f"\n| t (s) | " + " | ".join(f"{s} req/s (p99 ms)" for s in scenarios) + " | RSS MB | SQLite MB | WAL MB | DB MB |")
+print("|---:|" + "---:|" * len(scenarios) + "---:|---:|---:|---:|")
 for t in sorted(by_t)[::6] + [max(by_t)]:
     s = nearest(samples, t)
     cells = [f"{float(by_t[t][n]['requests_per_s']):.0f} ({by_t[t][n]['p99_ms']})" if n in by_t[t] else "-" for n in scenarios]
-    print(f"| {t} | " + " | ".join(cells) + f" | {int(s['rss_kb'])/1024:.1f} | {int(s['wal_bytes'])/2**20:.1f} | {int(s['db_bytes'])/2**20:.1f} |")
+    print(f"| {t} | " + " | ".join(cells) + f" | {int(s['rss_kb'])/1024:.1f} | {int(s['sqlite_bytes'])/2**20:.1f} | {int(s['wal_bytes'])/2**20:.1f} | {int(s['db_bytes'])/2**20:.1f} |")
 errors = sum(int(r["errors"]) for r in load)
 ops = sum(int(r["requests"]) for r in load)
 wal_max = max(int(s["wal_bytes"]) for s in samples)
@@ -113,6 +117,8 @@ checks = {
 }
 print(f"\nrequests: {ops:,}  errors: {errors}  max WAL: {wal_max/2**20:.1f} MB  RSS at {t5} s: {rss5/1024:.1f} MB, at end: {rss_end/1024:.1f} MB")
 print("p99 at 5 min / at end (ms): " + ", ".join(f"{n} {p5[n]:.1f}/{pend[n]:.1f}" for n in scenarios))
+sq5, sq_end = int(nearest(samples, t5)["sqlite_bytes"]), int(samples[-1]["sqlite_bytes"])
+print(f"RSS growth from {t5} s to the end: {(rss_end - rss5)/1024:+.1f} MB, of which SQLite's allocator: {(sq_end - sq5)/2**20:+.1f} MB (SQLite holds {sq_end/2**20:.1f} MB at the end)")
 print(f"storage: {db_growth/2**20:.1f} MB for {ops:,} operations = {db_growth/max(ops,1)*1e6/2**20:.1f} MB per million operations")
 print(f"rows at end: {samples[-1]['rows']}")
 for name, ok in checks.items():

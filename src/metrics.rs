@@ -90,6 +90,13 @@ pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
         out.push_str(&format!(
             "# HELP oxidp_sqlite_wal_bytes Size of the SQLite write-ahead log.\n# TYPE oxidp_sqlite_wal_bytes gauge\noxidp_sqlite_wal_bytes {wal}\n"
         ));
+        let (used, highwater) = crate::db::maintenance::sqlite_memory();
+        out.push_str(&format!(
+            "# HELP oxidp_sqlite_memory_bytes Memory held by SQLite in this process (page caches of every connection, schema, statements).\n\
+             # TYPE oxidp_sqlite_memory_bytes gauge\noxidp_sqlite_memory_bytes {used}\n\
+             # HELP oxidp_sqlite_memory_highwater_bytes The most memory SQLite has held at once since start.\n\
+             # TYPE oxidp_sqlite_memory_highwater_bytes gauge\noxidp_sqlite_memory_highwater_bytes {highwater}\n"
+        ));
     }
     out.push_str(&format!(
         "# HELP oxidp_legacy_password_accounts Accounts still carrying an imported legacy (bcrypt/PBKDF2, wrapped) password hash; they move to argon2id at their next sign-in.\n\

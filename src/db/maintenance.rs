@@ -63,6 +63,20 @@ pub fn wal_bytes(db_path: &std::path::Path) -> u64 {
     std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
 }
 
+/// Bytes held by SQLite's allocator in this process right now (page caches of
+/// every open connection, schema, statements), and its high-water mark since
+/// start: what separates SQLite's share of the RSS from the rest.
+pub fn sqlite_memory() -> (i64, i64) {
+    // SAFETY: both functions take no pointers and are thread-safe (SQLite's
+    // memory statistics are protected by its own mutex in the bundled build).
+    unsafe {
+        (
+            libsqlite3_sys::sqlite3_memory_used(),
+            libsqlite3_sys::sqlite3_memory_highwater(0),
+        )
+    }
+}
+
 /// What one batched purge did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PurgeStats {
