@@ -5,7 +5,8 @@
 //! Scenarios: client_credentials tokens, refresh-token rotations, complete
 //! authorization-code flows (authorize with PKCE for a signed-in user who has
 //! consented, then code → tokens), userinfo, introspection — one after another,
-//! or all at once with `--mixed` (what `bench/soak.sh` runs, with `--report-every`
+//! or all at once with `--mixed`; `--only` picks some of them, or the sixth,
+//! `sign_in` (a password sign-in per request, never part of the default set) (what `bench/soak.sh` runs, with `--report-every`
 //! printing a CSV line per scenario and interval). `--help` lists the flags.
 
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,9 @@ struct Args {
     /// Run all five scenarios at once instead of one after another.
     #[arg(long)]
     mixed: bool,
+    /// Run only these scenarios (repeatable). Default: all but `sign-in`.
+    #[arg(long, value_enum)]
+    only: Vec<Scenario>,
     /// Print a CSV line per scenario every N seconds
     /// (elapsed_s,scenario,requests,requests_per_s,p50_ms,p99_ms,errors).
     #[arg(long)]
@@ -172,21 +176,26 @@ fn field(html: &str, name: &str) -> String {
     html[start..].split('"').next().unwrap().to_owned()
 }
 
-/// Signs in once and consents, so authorization requests return a code directly.
+/// Signs in once, so authorization requests return a code directly.
 async fn signed_in_browser(a: &Args) -> reqwest::Client {
+    sign_in(a).await.expect("sign-in failed")
+}
+
+/// A new browser (cookie store) signed in with the password, or `None`.
+async fn sign_in(a: &Args) -> Option<reqwest::Client> {
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .unwrap();
+        .ok()?;
     let page = browser
         .get(format!("{}/login", a.url))
         .send()
         .await
-        .unwrap()
+        .ok()?
         .text()
         .await
-        .unwrap();
+        .ok()?;
     let csrf = field(&page, "csrf_token");
     let r = browser
         .post(format!("{}/login", a.url))
@@ -197,9 +206,8 @@ async fn signed_in_browser(a: &Args) -> reqwest::Client {
         ])
         .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "sign-in failed");
-    browser
+        .ok()?;
+    (r.status() == 303).then_some(browser)
 }
 
 async fn authorize_code(a: &Args, browser: &reqwest::Client, scope: &str) -> Option<(String, String)> {
@@ -300,12 +308,32 @@ async fn prepare(a: &Arc<Args>, http: &reqwest::Client, browser: &reqwest::Clien
     }
 }
 
-const SCENARIOS: [&str; 5] = [
+const SCENARIOS: [&str; 6] = [
     "client_credentials token",
     "userinfo",
     "introspection",
     "refresh_token rotation",
     "authorization-code flow",
+    "password sign-in",
+];
+
+/// The scenarios by name, in `SCENARIOS` order.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
+enum Scenario {
+    ClientCredentials,
+    Userinfo,
+    Introspection,
+    Refresh,
+    Code,
+    SignIn,
+}
+const ALL: [Scenario; 6] = [
+    Scenario::ClientCredentials,
+    Scenario::Userinfo,
+    Scenario::Introspection,
+    Scenario::Refresh,
+    Scenario::Code,
+    Scenario::SignIn,
 ];
 
 /// Runs scenario `index` with `concurrency` workers until `deadline`.
@@ -390,6 +418,14 @@ async fn scenario(
             })
             .await
         }
+        // A fresh browser signing in with the password each time: the argon2 path.
+        5 => {
+            run(name, concurrency, deadline, live, move |_| {
+                let a = a.clone();
+                async move { sign_in(&a).await.is_some() }
+            })
+            .await
+        }
         // Complete authorization-code flows (signed-in, consented user): authorize → code → tokens.
         _ => {
             run(name, concurrency, deadline, live, move |_| {
@@ -411,24 +447,29 @@ async fn main() {
     let a = Arc::new(Args::parse());
     let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
     let browser = signed_in_browser(&a).await;
+    let selected: Vec<usize> = if a.only.is_empty() {
+        (0..5).collect()
+    } else {
+        (0..SCENARIOS.len()).filter(|&i| a.only.contains(&ALL[i])).collect()
+    };
     let per_scenario = if a.mixed {
-        (a.concurrency / SCENARIOS.len()).max(1)
+        (a.concurrency / selected.len()).max(1)
     } else {
         a.concurrency
     };
     let prepared = Arc::new(prepare(&a, &http, &browser, per_scenario).await);
-    let lives: Vec<Live> = SCENARIOS.iter().map(|_| Live::default()).collect();
+    let lives: Vec<(usize, Live)> = selected.iter().map(|&i| (i, Live::default())).collect();
     let mut outcomes = Vec::new();
     if a.mixed {
         let deadline = Instant::now() + Duration::from_secs(a.seconds);
         let reporter = a.report_every.map(|every| {
-            let named = SCENARIOS.iter().copied().zip(lives.iter().cloned()).collect();
+            let named = lives.iter().map(|(i, live)| (SCENARIOS[*i], live.clone())).collect();
             tokio::spawn(report(every, deadline, named))
         });
         let mut tasks = Vec::new();
-        for (index, live) in lives.iter().enumerate() {
+        for (index, live) in &lives {
             tasks.push(tokio::spawn(scenario(
-                index,
+                *index,
                 a.clone(),
                 prepared.clone(),
                 per_scenario,
@@ -443,7 +484,7 @@ async fn main() {
             let _ = reporter.await;
         }
     } else {
-        for (index, live) in lives.iter().enumerate() {
+        for &(index, ref live) in &lives {
             let deadline = Instant::now() + Duration::from_secs(a.seconds);
             let reporter = a
                 .report_every
