@@ -4,6 +4,7 @@
 pub mod coupons;
 pub mod error;
 pub mod handlers;
+pub mod me;
 pub mod openapi;
 // stock, idempotency keys, reservations (reserve lane)
 pub mod idempotency;
@@ -40,6 +41,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1")
             // [public] this API's OpenAPI 3.1 document
             .route("/openapi.json", web::get().to(openapi::openapi_json))
+            // [local] the verified caller (no database)
+            .route("/me", web::get().to(me::me))
             // [public]
             .route("/catalog/products", web::get().to(h::public_products))
             // [public]

@@ -46,6 +46,7 @@ impl Modify for BearerScheme {
         h::readyz,
         h::metrics,
         openapi_json,
+        super::me::me,
         h::public_products,
         h::public_product,
         h::create_seller,

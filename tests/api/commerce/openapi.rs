@@ -13,6 +13,7 @@ const ROUTES: &[(&str, &str, Option<&[&str]>)] = &[
     ("get", "/readyz", None),
     ("get", "/metrics", None),
     ("get", "/v1/openapi.json", None),
+    ("get", "/v1/me", Some(&[])),
     ("get", "/v1/catalog/products", None),
     ("get", "/v1/catalog/products/{id}", None),
     ("post", "/v1/sellers", Some(&["commerce:sellers:admin"])),

@@ -35,6 +35,18 @@ async fn commerce_accepts_an_oxidp_client_credentials_token_and_checks_permissio
     // A token without the permission: 403 insufficient_scope naming it.
     assert_cannot_create_sellers(&commerce, &token).await;
 
+    // /v1/me: the caller as the token names it, from the token alone.
+    let me = commerce.get("/v1/me", Some(&token)).await;
+    assert_eq!(me.status(), 200);
+    assert_eq!(me.headers()["cache-control"], "no-store");
+    let me: Value = me.json().await.unwrap();
+    assert_eq!(me["sub"], reader.id.as_str());
+    assert_eq!(me["client_id"], reader.id.as_str());
+    assert_eq!(me["service_account"], true);
+    assert_eq!(me["permissions"], json!(["commerce:products:read"]));
+    assert_eq!(me["expires_at"], jwt_claims(&token)["exp"]);
+    assert_eq!(commerce.get("/v1/me", None).await.status(), 401);
+
     // The same token again is served from the verified-token cache.
     let hits = oxidp::resource_server::RsMetrics::get(&commerce.rs.metrics.token_cache_hits);
     assert_eq!(commerce.get("/v1/sellers", Some(&token)).await.status(), 200);
@@ -254,6 +266,10 @@ async fn a_persons_token_from_the_code_flow_acts_as_that_person() {
     let claims = jwt_claims(&token);
     assert_eq!(claims["sub"], carol.id.as_str());
     assert_ne!(claims["sub"], claims["client_id"], "a person, not a service account");
+    let me: Value = commerce.get("/v1/me", Some(&token)).await.json().await.unwrap();
+    assert_eq!(me["sub"], carol.id.as_str());
+    assert_eq!(me["service_account"], false);
+    assert_eq!(me["permissions"], json!(["commerce:products:write"]));
 
     let seller: Value = commerce
         .send(
