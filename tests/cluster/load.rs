@@ -18,6 +18,7 @@ pub struct Outcome {
     pub kind: &'static str,
     pub status: u16,
     pub instance: String,
+    pub retry_after: bool,
     pub at: Instant,
     pub detail: String,
 }
@@ -29,6 +30,7 @@ impl Outcome {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let instance = served_by(&response);
+                let retry_after = response.headers().contains_key("retry-after");
                 let content_type = response
                     .headers()
                     .get("content-type")
@@ -47,6 +49,7 @@ impl Outcome {
                         kind,
                         status,
                         instance,
+                        retry_after,
                         at,
                         detail,
                     },
@@ -58,6 +61,7 @@ impl Outcome {
                     kind,
                     status: 0,
                     instance: "-".to_owned(),
+                    retry_after: false,
                     at,
                     detail: error.to_string(),
                 },

@@ -179,6 +179,8 @@ pub async fn database_connections_killed(suite: Arc<Suite>) {
         &wrong[..wrong.len().min(5)]
     );
     let unavailable = tally.outcomes.iter().filter(|o| o.status == 503);
+    let bare: Vec<_> = unavailable.clone().filter(|o| !o.retry_after).collect();
+    assert!(bare.is_empty(), "a 503 without Retry-After: {:?}", &bare[..bare.len().min(3)]);
     let from_balancer = unavailable.clone().filter(|o| o.instance == "-").count();
     println!(
         "  503 answers: {} from the instances, {from_balancer} from the balancer (no instance ready)",
