@@ -21,7 +21,9 @@ pub fn prerequisites() -> Result<String, String> {
             .status()
             .is_ok_and(|s| s.success());
         if !found {
-            return Err(format!("needs `{tool}` on PATH (Debian: apt-get install haproxy postgresql-client curl openssl)"));
+            return Err(format!(
+                "needs `{tool}` on PATH (Debian: apt-get install haproxy postgresql-client curl openssl)"
+            ));
         }
     }
     // The server, without the database of the URL.

@@ -83,13 +83,21 @@ pub async fn code_flow_with_pkce_consent_and_totp(suite: Arc<Suite>) {
     let code = code_of(&back);
     let steps: Vec<String> = trail.entries().into_iter().map(|(what, _)| what).collect();
     for step in ["POST /login", "POST /login/mfa", "GET /consent", "POST /consent"] {
-        assert!(steps.iter().any(|s| s == step), "the flow went through {step}: {steps:?}");
+        assert!(
+            steps.iter().any(|s| s == step),
+            "the flow went through {step}: {steps:?}"
+        );
     }
     let tokens = redeem(&suite, &trail, &code, &verifier).await;
     let (id_claims, _) = jwt_parts(tokens["id_token"].as_str().expect("an ID token"));
     assert_eq!(id_claims["nonce"], "n-1");
     assert_eq!(id_claims["aud"], suite.web.id.as_str());
-    let amr: Vec<&str> = id_claims["amr"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let amr: Vec<&str> = id_claims["amr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(amr.contains(&"otp") && amr.contains(&"mfa"), "amr {amr:?}");
     let claims = userinfo(&suite, &trail, tokens["access_token"].as_str().unwrap()).await;
     assert_eq!(claims["sub"], id_claims["sub"]);
@@ -170,12 +178,23 @@ pub async fn code_redeemed_concurrently(suite: Arc<Suite>) {
     let mut instances: Vec<&str> = results.iter().map(|(_, i, _)| i.as_str()).collect();
     instances.sort();
     instances.dedup();
-    assert!(instances.len() >= 2, "the redemptions reached one instance only: {summary:?}");
-    let winners: Vec<&Value> = results.iter().filter(|(s, _, _)| *s == 200).map(|(_, _, b)| b).collect();
+    assert!(
+        instances.len() >= 2,
+        "the redemptions reached one instance only: {summary:?}"
+    );
+    let winners: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _, _)| *s == 200)
+        .map(|(_, _, b)| b)
+        .collect();
     assert_eq!(winners.len(), 1, "exactly one redemption succeeds: {summary:?}");
     for (status, _, body) in &results {
         if *status != 200 {
-            assert_eq!((*status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+            assert_eq!(
+                (*status, body["error"].as_str()),
+                (400, Some("invalid_grant")),
+                "{body}"
+            );
         }
     }
     let refresh_token = winners[0]["refresh_token"].as_str().unwrap();
@@ -189,8 +208,9 @@ pub async fn code_redeemed_concurrently(suite: Arc<Suite>) {
 pub async fn refresh_replayed_concurrently(suite: Arc<Suite>) {
     let rt = suite.bob_tokens().await["refresh_token"].as_str().unwrap().to_owned();
     let rows_before = suite.cluster.count("SELECT count(*) AS n FROM refresh_tokens");
-    let retries_before =
-        suite.cluster.count("SELECT count(*) AS n FROM audit_events WHERE action = 'token.refresh_retry'");
+    let retries_before = suite
+        .cluster
+        .count("SELECT count(*) AS n FROM audit_events WHERE action = 'token.refresh_retry'");
     let attempts = (0..6).map(|_| {
         let (suite, rt) = (suite.clone(), rt.clone());
         async move {
@@ -206,7 +226,10 @@ pub async fn refresh_replayed_concurrently(suite: Arc<Suite>) {
     let mut instances: Vec<&str> = results.iter().map(|(_, i, _)| i.as_str()).collect();
     instances.sort();
     instances.dedup();
-    assert!(instances.len() >= 2, "the refreshes reached one instance only: {summary:?}");
+    assert!(
+        instances.len() >= 2,
+        "the refreshes reached one instance only: {summary:?}"
+    );
     let mut successors: Vec<&str> = Vec::new();
     for (status, instance, body) in &results {
         assert_eq!(*status, 200, "within the grace window on {instance}: {body}");
@@ -221,7 +244,9 @@ pub async fn refresh_replayed_concurrently(suite: Arc<Suite>) {
         "one rotation stored"
     );
     assert_eq!(
-        suite.cluster.count("SELECT count(*) AS n FROM audit_events WHERE action = 'token.refresh_retry'")
+        suite
+            .cluster
+            .count("SELECT count(*) AS n FROM audit_events WHERE action = 'token.refresh_retry'")
             - retries_before,
         5,
         "five presentations were answered as retries"
@@ -255,7 +280,9 @@ pub async fn webauthn_ceremonies(suite: Arc<Suite>) {
     assert_eq!(b.password_sign_in("carol", None).await.status(), 303);
     let mut soft = SoftAuthenticator::new();
     let csrf = csrf_of(&b.page("/account/passkeys/new").await);
-    let options = b.post("/account/passkeys/options", &[("csrf_token", csrf.as_str())]).await;
+    let options = b
+        .post("/account/passkeys/options", &[("csrf_token", csrf.as_str())])
+        .await;
     assert_eq!(options.status(), 200, "registration options");
     let options: Value = options.json().await.unwrap();
     let credential = soft.register(&options, &origin, Flags::default());
@@ -274,7 +301,9 @@ pub async fn webauthn_ceremonies(suite: Arc<Suite>) {
 
     let other = Browser::new(&c.idp_url, &trail);
     let csrf = csrf_of(&other.page("/login").await);
-    let options = other.post("/login/passkey/options", &[("csrf_token", csrf.as_str())]).await;
+    let options = other
+        .post("/login/passkey/options", &[("csrf_token", csrf.as_str())])
+        .await;
     assert_eq!(options.status(), 200, "sign-in options");
     let options: Value = options.json().await.unwrap();
     let credential = soft.assert(&options, &origin, Flags::default());
@@ -296,7 +325,15 @@ pub async fn webauthn_ceremonies(suite: Arc<Suite>) {
     let code = code_of(&other.follow_to_client(&start, "carol", None).await);
     let tokens = redeem(&suite, &trail, &code, &verifier).await;
     let (claims, _) = jwt_parts(tokens["id_token"].as_str().unwrap());
-    let amr: Vec<&str> = claims["amr"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(!amr.contains(&"pwd") && amr.contains(&"mfa"), "a passkey sign-in: {amr:?}");
+    let amr: Vec<&str> = claims["amr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        !amr.contains(&"pwd") && amr.contains(&"mfa"),
+        "a passkey sign-in: {amr:?}"
+    );
     trail.assert_spread("WebAuthn registration, passwordless sign-in, code flow", 3);
 }

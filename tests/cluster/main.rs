@@ -47,7 +47,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a_refresh_token_replayed_concurrently_gets_one_successor", |s| {
         Box::pin(flows::refresh_replayed_concurrently(s))
     }),
-    ("webauthn_ceremonies_across_instances", |s| Box::pin(flows::webauthn_ceremonies(s))),
+    ("webauthn_ceremonies_across_instances", |s| {
+        Box::pin(flows::webauthn_ceremonies(s))
+    }),
     ("rolling_restart_of_the_idp_instances_fails_no_request", |s| {
         Box::pin(rolling::idp_rolling_restart(s))
     }),
@@ -146,5 +148,9 @@ fn main() -> ExitCode {
         failed.len()
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
-    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

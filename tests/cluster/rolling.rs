@@ -20,9 +20,16 @@ pub async fn idp_rolling_restart(suite: Arc<Suite>) {
     let tally = under_load(&suite, mix, Kind::Idp, &IDPS).await;
     tally.report("IdP rolling restart");
     for kind in ["client_credentials", "userinfo", "refresh", "commerce"] {
-        assert!(tally.of_kind(kind).len() >= 20, "too little {kind} traffic to mean anything");
+        assert!(
+            tally.of_kind(kind).len() >= 20,
+            "too little {kind} traffic to mean anything"
+        );
     }
-    assert!(tally.failed().is_empty(), "failed requests:{}", tally.describe_failures());
+    assert!(
+        tally.failed().is_empty(),
+        "failed requests:{}",
+        tally.describe_failures()
+    );
 }
 
 pub async fn commerce_rolling_restart(suite: Arc<Suite>) {
@@ -34,7 +41,11 @@ pub async fn commerce_rolling_restart(suite: Arc<Suite>) {
     let tally = under_load(&suite, mix, Kind::Commerce, &COMMERCES).await;
     tally.report("commerce rolling restart");
     assert!(tally.of_kind("commerce").len() >= 50, "too little commerce traffic");
-    assert!(tally.failed().is_empty(), "failed requests:{}", tally.describe_failures());
+    assert!(
+        tally.failed().is_empty(),
+        "failed requests:{}",
+        tally.describe_failures()
+    );
 }
 
 /// Restarts `instances` of `kind` one after another while `mix` runs; the answers.
@@ -50,7 +61,11 @@ async fn under_load(suite: &Arc<Suite>, mix: Mix, kind: Kind, instances: &[u8]) 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let tally = load.finish().await;
     for (name, at) in restarted_at {
-        let after = tally.outcomes.iter().filter(|o| o.instance == name && o.at > at).count();
+        let after = tally
+            .outcomes
+            .iter()
+            .filter(|o| o.instance == name && o.at > at)
+            .count();
         assert!(after > 0, "{name} got no traffic after its restart");
     }
     tally
@@ -117,6 +132,9 @@ async fn restart_observed(suite: &Arc<Suite>, kind: Kind, n: u8) {
         secs(back),
         began.elapsed().as_secs_f64()
     );
-    assert!(draining.is_some(), "{name} never answered 503 on /readyz while stopping");
+    assert!(
+        draining.is_some(),
+        "{name} never answered 503 on /readyz while stopping"
+    );
     assert!(closed.is_some(), "{name}'s listener never closed");
 }

@@ -195,7 +195,10 @@ impl Cluster {
             ("OXIDP_ISSUER", self.idp_url.clone()),
             ("OXIDP_DATABASE_URL", self.database_url()),
             ("OXIDP_PEPPER", self.secret("OXIDP_PEPPER")),
-            ("OXIDP_KEY_ENCRYPTION_SECRET", self.secret("OXIDP_KEY_ENCRYPTION_SECRET")),
+            (
+                "OXIDP_KEY_ENCRYPTION_SECRET",
+                self.secret("OXIDP_KEY_ENCRYPTION_SECRET"),
+            ),
             ("OXIDP_LOGIN__TRUSTED_PROXIES", "127.0.0.1".to_owned()),
         ]
     }
@@ -271,13 +274,7 @@ impl Cluster {
         lines
             .map(|l| l.split(',').collect::<Vec<_>>())
             .filter(|f| f.len() > status && f[sv] != "FRONTEND" && f[sv] != "BACKEND")
-            .map(|f| {
-                (
-                    f[sv].to_owned(),
-                    f[status].to_owned(),
-                    f[total].parse().unwrap_or(0),
-                )
-            })
+            .map(|f| (f[sv].to_owned(), f[status].to_owned(), f[total].parse().unwrap_or(0)))
             .collect()
     }
 
@@ -328,7 +325,9 @@ impl Cluster {
     /// One SQL statement on the server's `postgres` database (admin work).
     pub fn admin_sql(&self, statement: &str) -> Result<usize, String> {
         let mut conn = diesel::PgConnection::establish(&format!("{}/postgres", self.pg)).map_err(|e| e.to_string())?;
-        diesel::sql_query(statement).execute(&mut conn).map_err(|e| e.to_string())
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .map_err(|e| e.to_string())
     }
 
     /// One `SELECT count(*) AS n …` on the IdP's database.
@@ -338,7 +337,8 @@ impl Cluster {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let mut conn = diesel::PgConnection::establish(&self.database_url()).expect("connect to the cluster's database");
+        let mut conn =
+            diesel::PgConnection::establish(&self.database_url()).expect("connect to the cluster's database");
         diesel::sql_query(query)
             .get_result::<N>(&mut conn)
             .unwrap_or_else(|e| panic!("{query}: {e}"))

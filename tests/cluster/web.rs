@@ -54,9 +54,7 @@ impl Trail {
     pub fn assert_spread(&self, what: &str, instances: usize) {
         let (different, pairs, distinct) = self.spread();
         let sequence: Vec<String> = self.entries().into_iter().map(|(w, s)| format!("{w}@{s}")).collect();
-        println!(
-            "  {what}: {pairs} consecutive pairs, {different} on different instances, {distinct} instances"
-        );
+        println!("  {what}: {pairs} consecutive pairs, {different} on different instances, {distinct} instances");
         assert_eq!(distinct, instances, "{what}: not every instance served: {sequence:?}");
         assert!(
             different * 10 >= pairs * 8,
@@ -117,7 +115,11 @@ impl Browser {
     pub async fn password_sign_in(&self, username: &str, return_to: Option<&str>) -> Response {
         let page = self.page("/login").await;
         let csrf = csrf_of(&page);
-        let mut form = vec![("csrf_token", csrf.as_str()), ("username", username), ("password", PASSWORD)];
+        let mut form = vec![
+            ("csrf_token", csrf.as_str()),
+            ("username", username),
+            ("password", PASSWORD),
+        ];
         if let Some(r) = return_to {
             form.push(("return_to", r));
         }
@@ -126,7 +128,12 @@ impl Browser {
 
     /// Drives the front channel from `start` (sign-in, second step with `totp`,
     /// consent) until the IdP redirects away from itself; that URL.
-    pub async fn follow_to_client(&self, start: &str, username: &str, totp: Option<&(dyn Fn() -> String + Sync)>) -> url::Url {
+    pub async fn follow_to_client(
+        &self,
+        start: &str,
+        username: &str,
+        totp: Option<&(dyn Fn() -> String + Sync)>,
+    ) -> url::Url {
         let mut response = self.get(start).await;
         for _ in 0..12 {
             let status = response.status();
@@ -164,7 +171,12 @@ impl Browser {
                 "/consent" => {
                     let page = self.page(&location).await;
                     let csrf = csrf_of(&page);
-                    let request = parsed.query_pairs().find(|(k, _)| k == "request").unwrap().1.into_owned();
+                    let request = parsed
+                        .query_pairs()
+                        .find(|(k, _)| k == "request")
+                        .unwrap()
+                        .1
+                        .into_owned();
                     self.post(
                         "/consent",
                         &[
@@ -249,8 +261,12 @@ pub fn pkce_pair() -> (String, String) {
 /// The claims of a JWT, unverified; and its header's `kid`.
 pub fn jwt_parts(token: &str) -> (serde_json::Value, String) {
     let decode = |part: &str| -> serde_json::Value {
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url"))
-            .expect("JSON")
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .expect("base64url"),
+        )
+        .expect("JSON")
     };
     let mut parts = token.split('.');
     let header = decode(parts.next().expect("a JWT"));
