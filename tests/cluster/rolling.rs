@@ -137,4 +137,8 @@ async fn restart_observed(suite: &Arc<Suite>, kind: Kind, n: u8) {
         "{name} never answered 503 on /readyz while stopping"
     );
     assert!(closed.is_some(), "{name}'s listener never closed");
+    assert!(
+        out_of_rotation.is_some_and(|t| Some(t) < closed),
+        "the balancer did not take {name} out before its listener closed"
+    );
 }
