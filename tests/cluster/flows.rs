@@ -256,8 +256,9 @@ pub async fn refresh_replayed_concurrently(suite: Arc<Suite>) {
 }
 
 /// A passkey registered (options on one instance, the answer on another), then a
-/// passwordless sign-in the same way, then a code flow from that session: WebAuthn
-/// ceremony state is not kept by one instance.
+/// passwordless sign-in and a second step after the password the same way, then a
+/// code flow from the passwordless session: WebAuthn ceremony state is not kept by
+/// one instance.
 pub async fn webauthn_ceremonies(suite: Arc<Suite>) {
     let c = &suite.cluster;
     c.cli_json(
@@ -321,6 +322,34 @@ pub async fn webauthn_ceremonies(suite: Arc<Suite>) {
     assert_eq!(signed_in.headers()["location"], "/account");
     assert_eq!(other.get("/account").await.status(), 200, "signed in");
 
+    // The key as the second step after the password, the same way.
+    let third = Browser::new(&c.idp_url, &trail);
+    let password = third.password_sign_in("carol", None).await;
+    assert_eq!(password.status(), 303);
+    assert_eq!(
+        password.headers()["location"],
+        "/login/mfa",
+        "a second step is asked for"
+    );
+    let csrf = csrf_of(&third.page("/login/mfa").await);
+    let options = third
+        .post("/login/mfa/passkey/options", &[("csrf_token", csrf.as_str())])
+        .await;
+    assert_eq!(options.status(), 200, "second-step options");
+    let options: Value = options.json().await.unwrap();
+    let credential = soft.assert(&options, &origin, Flags::default());
+    let second = third
+        .post(
+            "/login/mfa/passkey",
+            &[
+                ("csrf_token", csrf.as_str()),
+                ("credential", credential.to_string().as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(second.status(), 303, "second step with the key");
+    assert_eq!(third.get("/account").await.status(), 200, "signed in");
+
     let (start, verifier) = authorize_url(&c.idp_url, &suite.web, "openid email");
     let code = code_of(&other.follow_to_client(&start, "carol", None).await);
     let tokens = redeem(&suite, &trail, &code, &verifier).await;
@@ -335,5 +364,5 @@ pub async fn webauthn_ceremonies(suite: Arc<Suite>) {
         !amr.contains(&"pwd") && amr.contains(&"mfa"),
         "a passkey sign-in: {amr:?}"
     );
-    trail.assert_spread("WebAuthn registration, passwordless sign-in, code flow", 3);
+    trail.assert_spread("WebAuthn registration, passwordless sign-in, second step, code flow", 3);
 }
