@@ -11,7 +11,8 @@
 # Environment: CLUSTER_PG (postgres://root@127.0.0.1:5432), CLUSTER_DB (oxidp_cluster),
 # CLUSTER_PORT_BASE (18000: IdP balancer +80, commerce balancer +81, stats +82,
 # instances +91.. and +101..), CLUSTER_BIN (target/release/oxidp, built if missing),
-# CLUSTER_DIR (deploy/.run: logs, pids, secrets).
+# CLUSTER_DIR (deploy/.run: logs, pids, secrets), HAPROXY_SERVED_BY (1: answers name the
+# instance in X-Served-By; 0 turns it off).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,6 +95,7 @@ start_commerce() { # n
 start_haproxy() {
   IDP_FRONT="127.0.0.1:$((BASE + 80))" COMMERCE_FRONT="127.0.0.1:$((BASE + 81))" \
     STATS_FRONT="127.0.0.1:$((BASE + 82))" HAPROXY_ERRORS="$ROOT/deploy/haproxy" \
+    HAPROXY_SERVED_BY="${HAPROXY_SERVED_BY:-1}" \
     IDP1="127.0.0.1:$(idp_port 1)" IDP2="127.0.0.1:$(idp_port 2)" IDP3="127.0.0.1:$(idp_port 3)" \
     COMMERCE1="127.0.0.1:$(commerce_port 1)" COMMERCE2="127.0.0.1:$(commerce_port 2)" \
     haproxy -D -f "$ROOT/deploy/haproxy/haproxy.cfg" -p "$RUN/haproxy.pid"
