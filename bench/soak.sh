@@ -9,7 +9,8 @@
 #   bench/soak.sh [minutes] [database-url]
 # database-url: default a fresh SQLite file; a postgres:// URL must name an EMPTY
 # database the script may fill (e.g. `createdb oxidp_soak`).
-# Server on CPU 0 (one HTTP worker), load generator on CPU 1. Not part of `cargo test`.
+# Server on CPU 0 (one HTTP worker), load generator on CPU 1 (BENCH_SERVER_CPU and
+# BENCH_LOAD_CPU move them, e.g. both to 0 to leave a core free). Not part of `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:-30}
@@ -37,11 +38,13 @@ CLIENT=$($BIN client create --name Soak --redirect-uri https://bench.example/cb 
 CLIENT_ID=$(echo "$CLIENT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
 CLIENT_SECRET=$(echo "$CLIENT" | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_secret"])')
 
-OXIDP_HTTP__WORKERS=1 taskset -c 0 $BIN serve &
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+LOAD_CPU=${BENCH_LOAD_CPU:-1}
+OXIDP_HTTP__WORKERS=1 taskset -c "$SERVER_CPU" $BIN serve &
 SERVER=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
-taskset -c 1 target/release/examples/loadgen --url "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" \
+taskset -c "$LOAD_CPU" target/release/examples/loadgen --url "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" \
   --client-secret "$CLIENT_SECRET" --username bench --password "$PASSWORD" --mixed \
   --seconds $((MINUTES * 60)) --concurrency "$CONCURRENCY" --report-every 10 >"$OUT/load.csv" &
 LOADGEN=$!
@@ -126,5 +129,5 @@ for name, ok in checks.items():
 print(f"verdict: {'PASS' if all(checks.values()) else 'FAIL'} ({minutes} min; CSVs in {out})")
 PY
 if command -v openssl >/dev/null 2>&1; then
-  echo "yardstick (openssl speed, CPU 0): $(taskset -c 0 openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/nistp256/ {print $(NF-1) " ES256 signatures/s"}')"
+  echo "yardstick (openssl speed, CPU $SERVER_CPU): $(taskset -c "$SERVER_CPU" openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/nistp256/ {print $(NF-1) " ES256 signatures/s"}')"
 fi

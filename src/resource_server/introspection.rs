@@ -77,6 +77,16 @@ enum CallError {
     Malformed,
 }
 
+/// How often the log names one caller served by the `local` fallback.
+const FALLBACK_LOG_SECS: i64 = 60;
+/// Callers remembered for that (bounded; a forgotten one is logged again).
+const FALLBACK_LOG_CALLERS: usize = 10_000;
+
+/// Whether a fallback for a caller last logged at `last` is logged again at `now`.
+fn fallback_log_due(last: Option<i64>, now: i64) -> bool {
+    last.is_none_or(|at| now - at >= FALLBACK_LOG_SECS)
+}
+
 pub struct Introspector {
     settings: IntrospectionSettings,
     issuer: String,
@@ -85,6 +95,8 @@ pub struct Introspector {
     breaker: Mutex<Breaker>,
     /// token SHA-256 → (active, reuse until).
     cache: quick_cache::sync::Cache<[u8; 32], (bool, i64)>,
+    /// (client_id, sub) → when a fallback for it was last logged.
+    fallback_logged: quick_cache::sync::Cache<(String, String), i64>,
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     metrics: Arc<RsMetrics>,
@@ -101,6 +113,7 @@ impl Introspector {
     ) -> Self {
         Self {
             cache: quick_cache::sync::Cache::new(settings.cache_capacity.max(1)),
+            fallback_logged: quick_cache::sync::Cache::new(FALLBACK_LOG_CALLERS),
             settings,
             issuer,
             realm,
@@ -158,13 +171,20 @@ impl Introspector {
         };
         match self.settings.fallback {
             IntrospectionFallback::Local => {
-                tracing::warn!(
-                    served_by = Served::Fallback.as_str(),
-                    client_id = %principal.client_id,
-                    sub = %principal.sub,
-                    breaker = self.breaker_state().name(),
-                    "sensitive request served on the locally verified token: the issuer could not be asked"
-                );
+                // Every such request is counted (served_by = fallback); the log names
+                // each caller once a minute, so an outage under load is not a log flood.
+                let caller = (principal.client_id.clone(), principal.sub.clone());
+                if fallback_log_due(self.fallback_logged.get(&caller), now) {
+                    self.fallback_logged.insert(caller, now);
+                    tracing::warn!(
+                        served_by = Served::Fallback.as_str(),
+                        client_id = %principal.client_id,
+                        sub = %principal.sub,
+                        breaker = self.breaker_state().name(),
+                        "sensitive requests served on the locally verified token: the issuer could not be asked \
+                         (logged once a minute per caller; every one is counted)"
+                    );
+                }
                 Ok(Served::Fallback)
             }
             IntrospectionFallback::Deny => {
@@ -250,5 +270,18 @@ impl Introspector {
             .to_owned();
         *self.endpoint.write().unwrap_or_else(|e| e.into_inner()) = Some(endpoint.clone());
         Ok(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fallback_caller_is_logged_at_most_once_a_minute() {
+        assert!(fallback_log_due(None, 1_000));
+        assert!(!fallback_log_due(Some(1_000), 1_000));
+        assert!(!fallback_log_due(Some(1_000), 1_059));
+        assert!(fallback_log_due(Some(1_000), 1_060));
     }
 }
