@@ -103,9 +103,9 @@ pub async fn drive(db: &Db, order_id: &str, settings: Settings, now: i64) -> Res
         match stepped {
             Ok(Stepped::Progress) => conflicts = 0,
             Ok(Stepped::Idle) => break,
-            // A concurrent driver logged the same step first: our attempt rolled back.
-            Err(DbError::Conflict(_)) => {}
-            Ok(Stepped::Busy) => {
+            // A concurrent driver logged the same step first (our attempt rolled
+            // back), or a stock row kept changing: look again after a pause.
+            Err(DbError::Conflict(_)) | Ok(Stepped::Busy) => {
                 conflicts += 1;
                 if conflicts >= MAX_CONFLICTS {
                     break;
@@ -463,6 +463,13 @@ fn apply_event(
     let status = OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Pending);
     let phase = Phase::parse(&order.saga).unwrap_or(Phase::Done);
     let matches = event.amount.amount_minor == order.total_minor && event.amount.currency.as_str() == order.currency;
+    if status == OrderStatus::Pending && phase == Phase::Placing {
+        // Not priced and held yet (a saga cut short is being resumed): not recorded,
+        // so the provider's retry is applied once the order awaits payment.
+        return Ok(Err(CommerceError::Conflict(
+            "the order is not awaiting payment yet; send the event again shortly".into(),
+        )));
+    }
     let outcome = if !matches {
         PaymentOutcome::AmountMismatch
     } else {

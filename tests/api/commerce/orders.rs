@@ -1017,6 +1017,12 @@ async fn a_commerce_process_killed_mid_saga_is_caught_up_after_a_restart() {
         ids.extend(l.await.unwrap());
     }
     assert!(!ids.is_empty(), "the load placed orders before the kill");
+    // What the dead process left: sagas not done (awaiting a payment that will not
+    // come in time, or cut between steps) and leases it held.
+    let open = s.c().count("SELECT COUNT(*) AS n FROM orders WHERE saga <> 'DONE'").await;
+    let leased = s.c().count("SELECT COUNT(*) AS n FROM orders WHERE lease_owner IS NOT NULL").await;
+    eprintln!("after kill -9: {} orders, {open} sagas unfinished, {leased} leases held", ids.len());
+    assert!(open > 0, "the kill left work for the next instance");
 
     // Another process on the same database (a new port: another instance).
     let port = free_port();
