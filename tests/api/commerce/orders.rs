@@ -851,6 +851,29 @@ async fn concurrent_orders_for_the_last_units_sell_exactly_the_stock() {
     assert_eq!(s.m.available(&s.room, None).await, 0);
 }
 
+#[tokio::test]
+async fn reservable_products_are_ordered_for_a_date() {
+    let s = shop(|_| {}).await;
+    let hotel = s.m.item("RESERVABLE", true).await;
+    s.m.stock_up(&hotel, Some("2026-12-24"), 2).await;
+    let night = |date: Option<&str>| {
+        json!({"items": [{"product_id": hotel.product, "combination_id": hotel.combination, "date": date}]})
+    };
+    let r = post_order(s.c(), &s.m.buyer, "no-date", &night(None)).await;
+    assert_eq!(r.status(), 422, "a RESERVABLE product needs a date");
+    let r = post_order(s.c(), &s.m.buyer, "not-offered", &night(Some("2026-12-25"))).await;
+    assert_eq!(r.status(), 409, "no capacity that night");
+    let order = s.place(&s.m.buyer, night(Some("2026-12-24"))).await;
+    assert_eq!(order["status"], "PENDING_PAYMENT");
+    assert_eq!(order["items"][0]["date"], "2026-12-24");
+    assert_eq!(s.m.available(&hotel, Some("2026-12-24")).await, 1);
+    let r = s.pay(&s.psp, "evt-night", "payment.failed", &order, ROOM).await;
+    assert_eq!(r.status(), 200);
+    let cancelled = s.settled(&s.m.buyer, order["id"].as_str().unwrap(), &["PENDING_PAYMENT"]).await;
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert_eq!(s.m.available(&hotel, Some("2026-12-24")).await, 2);
+}
+
 // ---------------------------------------------------------------- kill -9
 
 fn free_port() -> u16 {
@@ -934,7 +957,7 @@ async fn load(
     while Instant::now() < stop {
         n += 1;
         let mut body = json!({"items": [lines[n as usize % lines.len()].clone()]});
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             body["coupon_id"] = json!(coupon);
         }
         let Ok(r) = http
@@ -954,8 +977,8 @@ async fn load(
         let Ok(view) = r.json::<Value>().await else { continue };
         let id = view["id"].as_str().unwrap().to_owned();
         ids.push(id.clone());
-        if n % 2 == 0 {
-            let kind = if n % 4 == 0 {
+        if n.is_multiple_of(2) {
+            let kind = if n.is_multiple_of(4) {
                 "payment.failed"
             } else {
                 "payment.succeeded"
