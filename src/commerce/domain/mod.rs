@@ -10,7 +10,9 @@ pub mod idempotency;
 pub mod reservations;
 pub mod stock;
 // marketplace orders and their saga (orders lane)
+pub mod fulfilment;
 pub mod orders;
+pub mod payments;
 pub mod saga;
 
 use serde::{Deserialize, Serialize};

@@ -12,9 +12,11 @@ use super::handlers::PageQuery;
 use super::idempotency as idem;
 use super::openapi::Problem;
 use crate::commerce::CommerceState;
+use crate::commerce::domain::fulfilment::{self, SellerOrderView, ShipmentUpdate};
 use crate::commerce::domain::idempotency::{self, Begun, StoredResponse};
-use crate::commerce::domain::orders::{self, NewOrder, OrderAction, OrderView, SellerOrderView, ShipmentUpdate};
-use crate::commerce::domain::saga::{self, PaymentEvent, PaymentEventReceipt};
+use crate::commerce::domain::orders::{self, NewOrder, OrderAction, OrderView};
+use crate::commerce::domain::payments::{PaymentEvent, PaymentEventReceipt};
+use crate::commerce::domain::saga;
 use crate::commerce::domain::{Limit, Page};
 use crate::resource_server::{Authenticated, Sensitive};
 
@@ -225,7 +227,7 @@ pub async fn seller_orders(
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     let limit = Limit::parse(q.limit).map_err(domain(&state.realm))?;
-    let page = orders::of_seller(&state.db, &auth.principal, q.seller_id, q.cursor, limit)
+    let page = fulfilment::of_seller(&state.db, &auth.principal, q.seller_id, q.cursor, limit)
         .await
         .map_err(domain(&state.realm))?;
     Ok(no_store(&page))
@@ -247,7 +249,7 @@ pub async fn ship(
     body: web::Json<ShipmentUpdate>,
 ) -> Result<HttpResponse, ApiError> {
     let (order_id, item_id) = path.into_inner();
-    let view = orders::move_item(
+    let view = fulfilment::move_item(
         &state.db,
         &auth.principal,
         order_id,
@@ -269,7 +271,7 @@ pub async fn ship(
     security(("bearer" = ["commerce:orders:fulfil"]))
 )]
 pub async fn return_received(state: State, auth: Sensitive, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let view = orders::receive_return(&state.db, &auth.principal, id.into_inner(), state.clock.now())
+    let view = fulfilment::receive_return(&state.db, &auth.principal, id.into_inner(), state.clock.now())
         .await
         .map_err(domain(&state.realm))?;
     Ok(no_store(&view))

@@ -856,9 +856,7 @@ async fn reservable_products_are_ordered_for_a_date() {
     let s = shop(|_| {}).await;
     let hotel = s.m.item("RESERVABLE", true).await;
     s.m.stock_up(&hotel, Some("2026-12-24"), 2).await;
-    let night = |date: Option<&str>| {
-        json!({"items": [{"product_id": hotel.product, "combination_id": hotel.combination, "date": date}]})
-    };
+    let night = |date: Option<&str>| json!({"items": [{"product_id": hotel.product, "combination_id": hotel.combination, "date": date}]});
     let r = post_order(s.c(), &s.m.buyer, "no-date", &night(None)).await;
     assert_eq!(r.status(), 422, "a RESERVABLE product needs a date");
     let r = post_order(s.c(), &s.m.buyer, "not-offered", &night(Some("2026-12-25"))).await;
@@ -869,7 +867,9 @@ async fn reservable_products_are_ordered_for_a_date() {
     assert_eq!(s.m.available(&hotel, Some("2026-12-24")).await, 1);
     let r = s.pay(&s.psp, "evt-night", "payment.failed", &order, ROOM).await;
     assert_eq!(r.status(), 200);
-    let cancelled = s.settled(&s.m.buyer, order["id"].as_str().unwrap(), &["PENDING_PAYMENT"]).await;
+    let cancelled = s
+        .settled(&s.m.buyer, order["id"].as_str().unwrap(), &["PENDING_PAYMENT"])
+        .await;
     assert_eq!(cancelled["status"], "CANCELLED");
     assert_eq!(s.m.available(&hotel, Some("2026-12-24")).await, 2);
 }
@@ -1042,9 +1042,18 @@ async fn a_commerce_process_killed_mid_saga_is_caught_up_after_a_restart() {
     assert!(!ids.is_empty(), "the load placed orders before the kill");
     // What the dead process left: sagas not done (awaiting a payment that will not
     // come in time, or cut between steps) and leases it held.
-    let open = s.c().count("SELECT COUNT(*) AS n FROM orders WHERE saga <> 'DONE'").await;
-    let leased = s.c().count("SELECT COUNT(*) AS n FROM orders WHERE lease_owner IS NOT NULL").await;
-    eprintln!("after kill -9: {} orders, {open} sagas unfinished, {leased} leases held", ids.len());
+    let open = s
+        .c()
+        .count("SELECT COUNT(*) AS n FROM orders WHERE saga <> 'DONE'")
+        .await;
+    let leased = s
+        .c()
+        .count("SELECT COUNT(*) AS n FROM orders WHERE lease_owner IS NOT NULL")
+        .await;
+    eprintln!(
+        "after kill -9: {} orders, {open} sagas unfinished, {leased} leases held",
+        ids.len()
+    );
     assert!(open > 0, "the kill left work for the next instance");
 
     // Another process on the same database (a new port: another instance).
