@@ -996,7 +996,7 @@ async fn load(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commerce_process_killed_mid_saga_is_caught_up_after_a_restart() {
+async fn a_commerce_process_killed_mid_saga_is_caught_up_by_other_instances() {
     let s = shop(|c| c.database.connect_timeout_secs = 20).await;
     s.m.stock_up(&s.room, None, 40).await;
     let r =
@@ -1056,11 +1056,15 @@ async fn a_commerce_process_killed_mid_saga_is_caught_up_after_a_restart() {
     );
     assert!(open > 0, "the kill left work for the next instance");
 
-    // Another process on the same database (a new port: another instance).
+    // Two other processes on the same database (new ports: other instances); their
+    // saga runners share the leftovers (PostgreSQL: FOR UPDATE SKIP LOCKED).
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let _second = Running(Some(start_commerce(&s, port, dir.path())));
+    let third_port = free_port();
+    let _third = Running(Some(start_commerce(&s, third_port, dir.path())));
     ready(&base).await;
+    ready(&format!("http://127.0.0.1:{third_port}")).await;
     let more = load(
         base.clone(),
         s.m.buyer.clone(),
