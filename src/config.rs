@@ -103,6 +103,9 @@ pub struct CommerceConfig {
     pub hold_secs: i64,
     /// How long a worker owns a claimed queue message before others may reclaim it.
     pub reservation_lease_secs: i64,
+    /// How long an order awaits its payment before the saga cancels it (stock
+    /// released, coupon returned).
+    pub payment_timeout_secs: i64,
 }
 
 /// `commerce.introspection`.
@@ -142,6 +145,7 @@ impl Default for CommerceConfig {
             reservation_workers: 4,
             hold_secs: 600,
             reservation_lease_secs: 30,
+            payment_timeout_secs: 900,
         }
     }
 }
@@ -226,6 +230,11 @@ impl Config {
                 "commerce.reservation_lease_secs",
                 c.reservation_lease_secs >= 1,
                 "must be at least 1",
+            ),
+            (
+                "commerce.payment_timeout_secs",
+                (1..=7 * 24 * 3600).contains(&c.payment_timeout_secs),
+                "must be between 1 and 604800 (a week)",
             ),
         ] {
             if !ok {

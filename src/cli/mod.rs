@@ -184,5 +184,6 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   commerce.reservation_workers  OXIDP_COMMERCE__RESERVATION_WORKERS (4; 0 = accept only)
   commerce.hold_secs            OXIDP_COMMERCE__HOLD_SECS (600)
   commerce.reservation_lease_secs OXIDP_COMMERCE__RESERVATION_LEASE_SECS (30)
+  commerce.payment_timeout_secs OXIDP_COMMERCE__PAYMENT_TIMEOUT_SECS (900; 1 to 604800)
   metrics.bind                  OXIDP_METRICS__BIND (127.0.0.1:9464; off = no metrics listener)
   metrics.token                 OXIDP_METRICS__TOKEN (none; bearer token for /metrics, also on the public listener)";

@@ -6,6 +6,7 @@
 
 pub mod domain;
 pub mod http;
+pub mod saga_runner;
 pub mod storage;
 pub mod workers;
 
@@ -34,6 +35,8 @@ pub struct CommerceState {
     pub event_streams: Arc<tokio::sync::Semaphore>,
     /// Set on SIGTERM/SIGINT: `/readyz` answers 503 while the balancer drains us.
     pub draining: crate::shutdown::Draining,
+    /// Drives order sagas from requests (lease owner, payment deadline).
+    pub sagas: domain::saga::Driver,
 }
 
 /// Opens the commerce database and applies its migrations.
@@ -127,6 +130,20 @@ impl CommerceApp {
             },
             queue_wake.clone(),
         );
+        let sagas = domain::saga::Driver {
+            owner: format!("commerce-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            lease_secs: domain::saga::LEASE_SECS,
+            settings: domain::saga::Settings {
+                payment_timeout_secs: config.commerce.payment_timeout_secs,
+            },
+        };
+        let mut background = background;
+        background.push(saga_runner::spawn(
+            db.clone(),
+            clock.clone(),
+            sagas.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
         let state = web::Data::new(CommerceState {
             db,
             clock,
@@ -134,6 +151,7 @@ impl CommerceApp {
             queue_wake,
             event_streams: Arc::new(tokio::sync::Semaphore::new(http::reservations::MAX_STREAMS)),
             draining: crate::shutdown::Draining::default(),
+            sagas,
         });
         let workers = match config.http.workers {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

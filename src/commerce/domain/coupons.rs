@@ -569,6 +569,33 @@ pub fn return_in(conn: &mut AnyConnection, coupon_id: &str, order_id: &str, now:
     Ok(Ok(to))
 }
 
+/// What the holder's coupon would take off `subtotal` if applied now, without
+/// applying it (an order prices itself with this; `redeem_in` later applies it).
+pub fn preview_in(
+    conn: &mut AnyConnection,
+    coupon_id: &str,
+    holder: &str,
+    subtotal: &Money,
+    now: i64,
+) -> Checked<Money> {
+    let Some(coupon) = store::find_coupon(conn, coupon_id)? else {
+        return Ok(Err(CouponError::NotFound("coupon")));
+    };
+    if coupon.subject != holder {
+        return Ok(Err(CouponError::NotFound("coupon")));
+    }
+    if CouponStatus::parse(&coupon.status) != Some(CouponStatus::Issued) {
+        return Ok(Err(CouponError::State(format!("the coupon is {}", coupon.status))));
+    }
+    if now >= coupon.expires_at {
+        return Ok(Err(CouponError::State("the coupon has expired".into())));
+    }
+    let Some(campaign) = store::find_campaign(conn, &coupon.campaign_id)? else {
+        return Ok(Err(CouponError::NotFound("campaign")));
+    };
+    Ok(Discount::of(&campaign).off(subtotal))
+}
+
 /// `redeem_in` in its own transaction.
 pub async fn redeem(
     db: &Db,

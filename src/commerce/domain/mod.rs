@@ -9,6 +9,11 @@ pub mod lifecycle;
 pub mod idempotency;
 pub mod reservations;
 pub mod stock;
+// marketplace orders and their saga (orders lane)
+pub mod fulfilment;
+pub mod orders;
+pub mod payments;
+pub mod saga;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +27,10 @@ pub mod permissions {
     pub const SELLERS_ADMIN: &str = "commerce:sellers:admin";
     /// Adjust the stock of one's own seller's products.
     pub const INVENTORY_WRITE: &str = "commerce:inventory:write";
+    /// Sellers: see and ship the items of their own seller's orders.
+    pub const ORDERS_FULFIL: &str = "commerce:orders:fulfil";
+    /// Payment providers (client_credentials): report payment events.
+    pub const PAYMENTS_WRITE: &str = "commerce:payments:write";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -111,6 +120,13 @@ pub enum CommerceError {
     /// The lifecycle does not allow the action in the current state (409).
     #[error("action {action:?} is not allowed while the product is {}", current.as_str())]
     TransitionRefused { current: Status, action: Action },
+    /// The order state machine does not allow the action in the order's current
+    /// state (409, naming it).
+    #[error("cannot {action} an order that is {current}")]
+    OrderState {
+        current: &'static str,
+        action: &'static str,
+    },
     /// A unique constraint refused the write (409).
     #[error("{0}")]
     Conflict(String),

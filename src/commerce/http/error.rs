@@ -49,7 +49,9 @@ impl ResponseError for ApiError {
                 CommerceError::NotFound(_) => StatusCode::NOT_FOUND,
                 CommerceError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 CommerceError::MissingPermission(_) | CommerceError::Forbidden(_) => StatusCode::FORBIDDEN,
-                CommerceError::TransitionRefused { .. } | CommerceError::Conflict(_) => StatusCode::CONFLICT,
+                CommerceError::TransitionRefused { .. }
+                | CommerceError::OrderState { .. }
+                | CommerceError::Conflict(_) => StatusCode::CONFLICT,
                 CommerceError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
                 CommerceError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
                 CommerceError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -79,6 +81,10 @@ impl ResponseError for ApiError {
         };
         if let CommerceError::TransitionRefused { current, .. } = e {
             let problem = Problem::new(status, detail).member("current_status", current.as_str());
+            return response.content_type("application/problem+json").json(problem.body());
+        }
+        if let CommerceError::OrderState { current, .. } = e {
+            let problem = Problem::new(status, detail).member("current_status", *current);
             return response.content_type("application/problem+json").json(problem.body());
         }
         problem(response, status, &detail)

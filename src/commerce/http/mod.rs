@@ -10,6 +10,8 @@ pub mod openapi;
 pub mod idempotency;
 pub mod reservations;
 pub mod stock;
+// marketplace orders, the saga's payment events (orders lane)
+pub mod orders;
 
 use actix_web::web;
 
@@ -78,6 +80,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(reservations::routes)
             // ---- coupons: first-come campaigns and claims (routes, their
             // permissions and sensitivity in `coupons::configure`)
-            .configure(coupons::configure),
+            .configure(coupons::configure)
+            // ---- orders, sellers' shipments, payment events: permissions and
+            // sensitivity listed in `orders::routes`
+            .configure(orders::routes),
     );
 }

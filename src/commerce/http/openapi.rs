@@ -40,7 +40,7 @@ impl Modify for BearerScheme {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "oxidp commerce API", description = "Sellers, products, options, combinations, the product lifecycle, stock and asynchronous reservations."),
+    info(title = "oxidp commerce API", description = "Sellers, products, options, combinations, the product lifecycle, stock and asynchronous reservations, coupons, marketplace orders and payment events."),
     paths(
         h::healthz,
         h::readyz,
@@ -75,10 +75,21 @@ impl Modify for BearerScheme {
         coupons::get_campaign,
         coupons::claim,
         coupons::my_coupons,
+        // orders and payment events
+        super::orders::create,
+        super::orders::get,
+        super::orders::mine,
+        super::orders::cancel,
+        super::orders::complete,
+        super::orders::request_return,
+        super::orders::seller_orders,
+        super::orders::ship,
+        super::orders::return_received,
+        super::orders::payment_event,
     ),
     components(schemas(Problem)),
     modifiers(&BearerScheme),
-    tags((name = "commerce", description = "The commerce resource server"), (name = "coupons", description = "First-come coupon campaigns"))
+    tags((name = "commerce", description = "The commerce resource server"), (name = "coupons", description = "First-come coupon campaigns"), (name = "orders", description = "Marketplace orders, their saga and payment events"))
 )]
 pub struct ApiDoc;
 

@@ -8,6 +8,8 @@ pub mod schema;
 pub mod idempotency;
 pub mod reservations;
 pub mod stock;
+// orders, the saga log, payment events, refunds (orders lane)
+pub mod orders;
 
 use diesel::prelude::*;
 

@@ -200,3 +200,78 @@ diesel::table! {
 
 diesel::joinable!(coupons -> coupon_campaigns (campaign_id));
 diesel::allow_tables_to_appear_in_same_query!(coupon_campaigns, coupons);
+
+// ---- orders, their saga log, payment events, refunds (migrations/commerce/*/2026-12-04-000007_orders)
+
+diesel::table! {
+    orders (id) {
+        id -> Text,
+        buyer -> Text,
+        status -> Text,
+        saga -> Text,
+        cancel_reason -> Nullable<Text>,
+        currency -> Text,
+        subtotal_minor -> BigInt,
+        discount_minor -> BigInt,
+        total_minor -> BigInt,
+        coupon_id -> Nullable<Text>,
+        pay_by -> Nullable<BigInt>,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    order_items (id) {
+        id -> Text,
+        order_id -> Text,
+        position -> Integer,
+        seller_id -> Text,
+        product_id -> Text,
+        combination_id -> Text,
+        day -> Text,
+        quantity -> BigInt,
+        unit_price_minor -> BigInt,
+        stock_id -> Nullable<Text>,
+        shipment_status -> Text,
+        tracking_number -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    saga_log (order_id, step) {
+        order_id -> Text,
+        step -> Text,
+        at -> BigInt,
+    }
+}
+
+diesel::table! {
+    payment_events (event_id) {
+        event_id -> Text,
+        order_id -> Text,
+        kind -> Text,
+        amount_minor -> BigInt,
+        currency -> Text,
+        outcome -> Text,
+        received_by -> Text,
+        received_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    refunds (id) {
+        id -> Text,
+        order_id -> Text,
+        amount_minor -> BigInt,
+        currency -> Text,
+        reason -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(order_items -> orders (order_id));
+diesel::allow_tables_to_appear_in_same_query!(orders, order_items, saga_log, payment_events, refunds);

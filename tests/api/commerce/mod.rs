@@ -7,6 +7,7 @@ mod coupons;
 mod idempotency;
 mod introspection;
 mod openapi;
+mod orders;
 mod outage;
 mod reservations;
 mod rp_flow;

@@ -66,6 +66,25 @@ const ROUTES: &[(&str, &str, Option<&[&str]>)] = &[
     ("get", "/v1/coupon-campaigns/{id}", Some(&[])),
     ("post", "/v1/coupon-campaigns/{id}/claims", Some(&[])),
     ("get", "/v1/me/coupons", Some(&[])),
+    // ---- orders and payment events
+    ("post", "/v1/orders", Some(&[])),
+    ("get", "/v1/orders/{id}", Some(&[])),
+    ("get", "/v1/me/orders", Some(&[])),
+    ("post", "/v1/orders/{id}/cancel", Some(&[])),
+    ("post", "/v1/orders/{id}/complete", Some(&[])),
+    ("post", "/v1/orders/{id}/return", Some(&[])),
+    ("get", "/v1/seller/orders", Some(&["commerce:orders:fulfil"])),
+    (
+        "post",
+        "/v1/seller/orders/{id}/items/{item_id}/shipment",
+        Some(&["commerce:orders:fulfil"]),
+    ),
+    (
+        "post",
+        "/v1/seller/orders/{id}/return-received",
+        Some(&["commerce:orders:fulfil"]),
+    ),
+    ("post", "/v1/payments/events", Some(&["commerce:payments:write"])),
 ];
 
 fn refs(value: &Value, out: &mut Vec<String>) {
@@ -148,6 +167,12 @@ async fn commerce_openapi_document_parses_and_lists_every_route_with_its_securit
         "CampaignView",
         "CouponView",
         "Discount",
+        "NewOrder",
+        "OrderView",
+        "SellerOrderView",
+        "ShipmentUpdate",
+        "PaymentEvent",
+        "PaymentEventReceipt",
     ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
