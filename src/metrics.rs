@@ -24,6 +24,8 @@ pub struct Metrics {
     pub second_step_checks: AtomicU64,
     /// Second-step attempts refused before any check (delayed or locked).
     pub second_step_refused: AtomicU64,
+    /// The PostgreSQL cache-invalidation listener (`crate::invalidation`).
+    pub invalidation: std::sync::Arc<crate::invalidation::ListenerStatus>,
 }
 
 impl Metrics {
@@ -76,6 +78,19 @@ pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
             ("{result=\"refused\"}", get(&m.second_step_refused)),
         ],
     );
+    if db.backend() == crate::db::Backend::Postgres {
+        let listener = &m.invalidation;
+        counter(
+            "oxidp_cache_invalidations_received_total",
+            "Cache invalidation notifications received over PostgreSQL LISTEN (this instance's own changes included).",
+            &[("", listener.received())],
+        );
+        counter(
+            "oxidp_cache_invalidation_listener_reconnects_total",
+            "Reconnections of the cache invalidation listener after a lost connection (each drops every cache).",
+            &[("", listener.reconnects())],
+        );
+    }
     if let Some(path) = db.sqlite_path() {
         counter(
             "oxidp_sqlite_wal_checkpoints_total",
@@ -89,6 +104,13 @@ pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
         let wal = crate::db::maintenance::wal_bytes(path);
         out.push_str(&format!(
             "# HELP oxidp_sqlite_wal_bytes Size of the SQLite write-ahead log.\n# TYPE oxidp_sqlite_wal_bytes gauge\noxidp_sqlite_wal_bytes {wal}\n"
+        ));
+    }
+    if db.backend() == crate::db::Backend::Postgres {
+        out.push_str(&format!(
+            "# HELP oxidp_cache_invalidation_listener_up 1 while the cache invalidation listener is connected.\n\
+             # TYPE oxidp_cache_invalidation_listener_up gauge\noxidp_cache_invalidation_listener_up {}\n",
+            u8::from(m.invalidation.backend_pid().is_some())
         ));
     }
     out.push_str(&format!(

@@ -16,6 +16,7 @@ mod escalation;
 mod headers;
 mod health;
 mod helpers;
+mod invalidation;
 mod legacy_hashes;
 mod lifecycle;
 mod lifecycle_browser;
