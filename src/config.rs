@@ -32,6 +32,9 @@ pub struct Config {
     pub pepper: Option<SecretString>,
     /// Secret that encrypts private keys and MFA secrets at rest.
     pub key_encryption_secret: Option<SecretString>,
+    /// `redis://[:password@]host:port[/db]`: share the sign-in rate limits
+    /// (`login.ip_*`, `login.account_*`) between instances. Unset: per instance.
+    pub redis_url: Option<SecretString>,
     pub database: DatabaseConfig,
     pub session: SessionConfig,
     pub argon2: Argon2Config,
@@ -531,6 +534,7 @@ impl Default for Config {
             database_url: None,
             pepper: None,
             key_encryption_secret: None,
+            redis_url: None,
             database: DatabaseConfig::default(),
             session: SessionConfig::default(),
             argon2: Argon2Config::default(),
@@ -647,6 +651,14 @@ impl Config {
                     "expected sqlite://PATH or postgres://…",
                 ));
             }
+        }
+        if let Some(url) = &self.redis_url
+            && !url.expose_secret().starts_with("redis://")
+        {
+            return Err(ConfigError::new(
+                "redis_url",
+                "expected redis://[:password@]host:port[/db]",
+            ));
         }
         if self.database.pool_size == 0 {
             return Err(ConfigError::new("database.pool_size", "must be at least 1"));

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub second_step_refused: AtomicU64,
     /// The PostgreSQL cache-invalidation listener (`crate::invalidation`).
     pub invalidation: std::sync::Arc<crate::invalidation::ListenerStatus>,
+    /// The sign-in limiters' backend (`authn::shared_limits`).
+    pub rate_limiter: std::sync::Arc<crate::authn::shared_limits::LimiterStatus>,
 }
 
 impl Metrics {
@@ -78,6 +80,11 @@ pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
             ("{result=\"refused\"}", get(&m.second_step_refused)),
         ],
     );
+    counter(
+        "oxidp_rate_limiter_fallback_total",
+        "Sign-in limit checks answered by this instance's own limiters because Redis (redis_url) failed, timed out or was paused after a failure.",
+        &[("", m.rate_limiter.fallbacks())],
+    );
     if db.backend() == crate::db::Backend::Postgres {
         let listener = &m.invalidation;
         counter(
@@ -106,6 +113,12 @@ pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
             "# HELP oxidp_sqlite_wal_bytes Size of the SQLite write-ahead log.\n# TYPE oxidp_sqlite_wal_bytes gauge\noxidp_sqlite_wal_bytes {wal}\n"
         ));
     }
+    let redis = u8::from(m.rate_limiter.redis_active());
+    out.push_str(&format!(
+        "# HELP oxidp_rate_limiter_backend The backend of the last sign-in limit check: redis (shared by every instance) or local (this instance only).\n\
+         # TYPE oxidp_rate_limiter_backend gauge\noxidp_rate_limiter_backend{{backend=\"redis\"}} {redis}\noxidp_rate_limiter_backend{{backend=\"local\"}} {}\n",
+        1 - redis
+    ));
     if db.backend() == crate::db::Backend::Postgres {
         out.push_str(&format!(
             "# HELP oxidp_cache_invalidation_listener_up 1 while the cache invalidation listener is connected.\n\

@@ -28,7 +28,8 @@ pub struct AppState {
     /// These two and `keys` are dropped or reloaded on the other instances'
     /// notifications (PostgreSQL, `crate::invalidation`).
     pub rbac: RbacCache,
-    /// In-memory sign-in and client-authentication limiters.
+    /// Sign-in and client-authentication limiters (the sign-in ones in Redis
+    /// when `redis_url` is set).
     pub limiters: Limiters,
     /// HMAC key for username counter keys and known-device cookies.
     pub login_key: [u8; 32],
@@ -79,7 +80,17 @@ impl AppState {
         let csrf_key = secrets.derive_key("csrf");
         let login_key = secrets.derive_key("login");
         let metrics = crate::metrics::Metrics::default();
-        let limiters = Limiters::new(&config.login);
+        let mut limiters = Limiters::new(&config.login);
+        if let Some(url) = &config.redis_url {
+            use secrecy::ExposeSecret;
+            let shared = crate::authn::shared_limits::SharedLimits::new(
+                url.expose_secret(),
+                config.issuer_str(),
+                login_key,
+                metrics.rate_limiter.clone(),
+            )?;
+            limiters = limiters.with_shared(shared);
+        }
         let secrets = Arc::new(secrets);
         let keys = KeyStore::default();
         keys.initialize(&db, &secrets, clock.now()).await?;

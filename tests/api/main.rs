@@ -7,6 +7,7 @@ mod bearer;
 mod browser;
 mod cli;
 mod clients;
+mod cluster_limits;
 mod commerce;
 mod connection_loss;
 mod csrf_binding;
