@@ -987,6 +987,19 @@ mod tests {
     }
 
     #[test]
+    fn redis_url_is_optional_a_redis_url_and_kept_secret() {
+        assert!(Config::load_from(None, env(&[])).unwrap().redis_url.is_none());
+        let err = Config::load_from(None, env(&[("OXIDP_REDIS_URL", "rediss://cache:6380")])).unwrap_err();
+        assert_eq!(err.key, "redis_url");
+        let config = Config::load_from(None, env(&[("OXIDP_REDIS_URL", "redis://:hunter22@cache:6379/2")])).unwrap();
+        assert_eq!(
+            config.redis_url.as_ref().unwrap().expose_secret(),
+            "redis://:hunter22@cache:6379/2"
+        );
+        assert!(!format!("{config:?}").contains("hunter22"));
+    }
+
+    #[test]
     fn commerce_introspection_defaults_and_start_check() {
         let config = Config::load_from(None, env(&[])).unwrap();
         assert_eq!(config.commerce.introspection, IntrospectionMode::Sensitive);

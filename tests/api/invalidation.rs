@@ -101,7 +101,7 @@ async fn metric(app: &TestApp, name: &str) -> Option<f64> {
 }
 
 #[tokio::test]
-async fn a_client_rotated_or_deleted_on_one_instance_is_refused_by_the_other_within_a_second() {
+async fn a_client_rotated_updated_or_deleted_on_one_instance_is_seen_by_the_other_within_a_second() {
     if skipped_without_postgres() {
         return;
     }
@@ -154,6 +154,31 @@ async fn a_client_rotated_or_deleted_on_one_instance_is_refused_by_the_other_wit
     client.secret = Some(body["client_secret"].as_str().unwrap().to_owned());
     assert_eq!(cc_status(&b, &client).await, 200);
 
+    // Updated on A (client_credentials no longer allowed): refused on B within a
+    // second, then allowed again.
+    for (grants, expected) in [
+        (json!(["authorization_code"]), 400),
+        (json!(["client_credentials"]), 200),
+    ] {
+        let mut spec = json!({ "grant_types": grants });
+        if expected == 400 {
+            spec["redirect_uris"] = json!(["https://client.example.com/cb"]);
+        }
+        let (status, body, _) = a
+            .api(
+                Method::PATCH,
+                &format!("/admin/v1/clients/{}", client.id),
+                Some(&admin),
+                Some(spec),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        poll(AT_ONCE, &format!("update seen on B ({expected})"), || async {
+            cc_status(&b, &client).await == expected
+        })
+        .await;
+    }
+
     // Deleted on A: refused on B within a second.
     let (status, body, _) = a
         .api(
@@ -169,8 +194,9 @@ async fn a_client_rotated_or_deleted_on_one_instance_is_refused_by_the_other_wit
     })
     .await;
 
-    assert_eq!(b.state.metrics.invalidation.received(), 5);
-    assert_eq!(metric(&b, "oxidp_cache_invalidations_received_total").await, Some(5.0));
+    // 3 setup + rotate + 2 updates + delete.
+    assert_eq!(b.state.metrics.invalidation.received(), 7);
+    assert_eq!(metric(&b, "oxidp_cache_invalidations_received_total").await, Some(7.0));
     assert_eq!(metric(&b, "oxidp_cache_invalidation_listener_up").await, Some(1.0));
     assert_eq!(
         metric(&b, "oxidp_cache_invalidation_listener_reconnects_total").await,
@@ -247,6 +273,23 @@ async fn a_permission_revoked_on_one_instance_leaves_the_others_next_token_withi
     assert!((200..300).contains(&status), "{status} {body}");
     poll(AT_ONCE, "granted permission in B's tokens", || async {
         permissions_in_token(&b, &client).await == json!(["commerce:products:read"])
+    })
+    .await;
+
+    // The role unassigned on A: B's next token carries neither role nor permission.
+    let (status, body, _) = a
+        .api(
+            Method::DELETE,
+            &format!("/admin/v1/clients/{}/roles/catalog-viewer", client.id),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    poll(AT_ONCE, "unassigned role gone from B's tokens", || async {
+        let token = b.client_token(&client, &[("resource", COMMERCE)]).await;
+        let claims = jwt_claims(token["access_token"].as_str().unwrap());
+        claims.get("roles").is_none() && claims.get("permissions").is_none()
     })
     .await;
 }
