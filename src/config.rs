@@ -32,6 +32,9 @@ pub struct Config {
     pub pepper: Option<SecretString>,
     /// Secret that encrypts private keys and MFA secrets at rest.
     pub key_encryption_secret: Option<SecretString>,
+    /// `redis://[:password@]host:port[/db]`: share the sign-in rate limits
+    /// (`login.ip_*`, `login.account_*`) between instances. Unset: per instance.
+    pub redis_url: Option<SecretString>,
     pub database: DatabaseConfig,
     pub session: SessionConfig,
     pub argon2: Argon2Config,
@@ -541,6 +544,7 @@ impl Default for Config {
             database_url: None,
             pepper: None,
             key_encryption_secret: None,
+            redis_url: None,
             database: DatabaseConfig::default(),
             session: SessionConfig::default(),
             argon2: Argon2Config::default(),
@@ -657,6 +661,14 @@ impl Config {
                     "expected sqlite://PATH or postgres://…",
                 ));
             }
+        }
+        if let Some(url) = &self.redis_url
+            && !url.expose_secret().starts_with("redis://")
+        {
+            return Err(ConfigError::new(
+                "redis_url",
+                "expected redis://[:password@]host:port[/db]",
+            ));
         }
         if self.database.pool_size == 0 {
             return Err(ConfigError::new("database.pool_size", "must be at least 1"));
@@ -982,6 +994,19 @@ mod tests {
         assert_eq!(err.key, "login.device_max_failures");
         let config = Config::load_from(None, env(&[("OXIDP_LOGIN__SECOND_STEP_LOCKOUT_AFTER", "100")])).unwrap();
         assert_eq!(config.login.second_step_lockout_after, 100);
+    }
+
+    #[test]
+    fn redis_url_is_optional_a_redis_url_and_kept_secret() {
+        assert!(Config::load_from(None, env(&[])).unwrap().redis_url.is_none());
+        let err = Config::load_from(None, env(&[("OXIDP_REDIS_URL", "rediss://cache:6380")])).unwrap_err();
+        assert_eq!(err.key, "redis_url");
+        let config = Config::load_from(None, env(&[("OXIDP_REDIS_URL", "redis://:hunter22@cache:6379/2")])).unwrap();
+        assert_eq!(
+            config.redis_url.as_ref().unwrap().expose_secret(),
+            "redis://:hunter22@cache:6379/2"
+        );
+        assert!(!format!("{config:?}").contains("hunter22"));
     }
 
     #[test]

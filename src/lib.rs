@@ -15,6 +15,7 @@ pub mod domain;
 pub mod housekeeping;
 pub mod http;
 pub mod http_common;
+pub mod invalidation;
 pub mod metrics;
 pub mod oauth;
 pub mod oidc;

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub second_step_checks: AtomicU64,
     /// Second-step attempts refused before any check (delayed or locked).
     pub second_step_refused: AtomicU64,
+    /// The PostgreSQL cache-invalidation listener (`crate::invalidation`).
+    pub invalidation: std::sync::Arc<crate::invalidation::ListenerStatus>,
+    /// The sign-in limiters' backend (`authn::shared_limits`).
+    pub rate_limiter: std::sync::Arc<crate::authn::shared_limits::LimiterStatus>,
 }
 
 impl Metrics {
@@ -76,6 +80,24 @@ pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
             ("{result=\"refused\"}", get(&m.second_step_refused)),
         ],
     );
+    counter(
+        "oxidp_rate_limiter_fallback_total",
+        "Sign-in limit checks answered by this instance's own limiters because Redis (redis_url) failed, timed out or was paused after a failure.",
+        &[("", m.rate_limiter.fallbacks())],
+    );
+    if db.backend() == crate::db::Backend::Postgres {
+        let listener = &m.invalidation;
+        counter(
+            "oxidp_cache_invalidations_received_total",
+            "Cache invalidation notifications received over PostgreSQL LISTEN (this instance's own changes included).",
+            &[("", listener.received())],
+        );
+        counter(
+            "oxidp_cache_invalidation_listener_reconnects_total",
+            "Reconnections of the cache invalidation listener after a lost connection (each drops every cache).",
+            &[("", listener.reconnects())],
+        );
+    }
     if let Some(path) = db.sqlite_path() {
         counter(
             "oxidp_sqlite_wal_checkpoints_total",
@@ -96,6 +118,19 @@ pub fn render(m: &Metrics, hasher: &PasswordHasher, db: &Db) -> String {
              # TYPE oxidp_sqlite_memory_bytes gauge\noxidp_sqlite_memory_bytes {used}\n\
              # HELP oxidp_sqlite_memory_highwater_bytes The most memory SQLite has held at once since start.\n\
              # TYPE oxidp_sqlite_memory_highwater_bytes gauge\noxidp_sqlite_memory_highwater_bytes {highwater}\n"
+        ));
+    }
+    let redis = u8::from(m.rate_limiter.redis_active());
+    out.push_str(&format!(
+        "# HELP oxidp_rate_limiter_backend The backend of the last sign-in limit check: redis (shared by every instance) or local (this instance only).\n\
+         # TYPE oxidp_rate_limiter_backend gauge\noxidp_rate_limiter_backend{{backend=\"redis\"}} {redis}\noxidp_rate_limiter_backend{{backend=\"local\"}} {}\n",
+        1 - redis
+    ));
+    if db.backend() == crate::db::Backend::Postgres {
+        out.push_str(&format!(
+            "# HELP oxidp_cache_invalidation_listener_up 1 while the cache invalidation listener is connected.\n\
+             # TYPE oxidp_cache_invalidation_listener_up gauge\noxidp_cache_invalidation_listener_up {}\n",
+            u8::from(m.invalidation.backend_pid().is_some())
         ));
     }
     out.push_str(&format!(

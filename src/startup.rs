@@ -138,7 +138,9 @@ impl Application {
 }
 
 /// Background jobs. Every instance runs them; each is idempotent.
-/// - key refresh: picks up keys created or rotated by other instances or the CLI;
+/// - PostgreSQL: the cache invalidation listener (`crate::invalidation`);
+/// - key refresh: picks up keys created or rotated by other instances or the CLI
+///   (the fallback when a notification was missed);
 /// - automatic key rotation (`keys.rotation_days`);
 /// - retention (`housekeeping::purge_once`, every `database.purge_interval_secs`):
 ///   expired sessions, requests, codes, grants, revocations, assertion ids, audit
@@ -147,6 +149,13 @@ impl Application {
 /// - SQLite: `wal_checkpoint(TRUNCATE)` every `database.wal_checkpoint_secs`, or
 ///   within a second once the WAL reaches `housekeeping::WAL_CHECKPOINT_BYTES`.
 fn spawn_housekeeping(state: web::Data<AppState>) {
+    if state.db.backend() == crate::db::Backend::Postgres {
+        tokio::spawn(crate::invalidation::listen(
+            state.config.database_url(),
+            state.clone().into_inner(),
+            state.metrics.invalidation.clone(),
+        ));
+    }
     let keys_state = state.clone();
     tokio::spawn(async move {
         let period = Duration::from_secs(keys_state.config.keys.refresh_secs.max(1));

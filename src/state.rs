@@ -25,8 +25,11 @@ pub struct AppState {
     /// Registered clients, cached in memory.
     pub clients: ClientRegistry,
     /// Roles and permissions of clients (service accounts), cached like clients.
+    /// These two and `keys` are dropped or reloaded on the other instances'
+    /// notifications (PostgreSQL, `crate::invalidation`).
     pub rbac: RbacCache,
-    /// In-memory sign-in and client-authentication limiters.
+    /// Sign-in and client-authentication limiters (the sign-in ones in Redis
+    /// when `redis_url` is set).
     pub limiters: Limiters,
     /// HMAC key for username counter keys and known-device cookies.
     pub login_key: [u8; 32],
@@ -76,7 +79,18 @@ impl AppState {
         let hasher = PasswordHasher::new(&config.argon2, secrets.pepper())?;
         let csrf_key = secrets.derive_key("csrf");
         let login_key = secrets.derive_key("login");
-        let limiters = Limiters::new(&config.login);
+        let metrics = crate::metrics::Metrics::default();
+        let mut limiters = Limiters::new(&config.login);
+        if let Some(url) = &config.redis_url {
+            use secrecy::ExposeSecret;
+            let shared = crate::authn::shared_limits::SharedLimits::new(
+                url.expose_secret(),
+                config.issuer_str(),
+                login_key,
+                metrics.rate_limiter.clone(),
+            )?;
+            limiters = limiters.with_shared(shared);
+        }
         let secrets = Arc::new(secrets);
         let keys = KeyStore::default();
         keys.initialize(&db, &secrets, clock.now()).await?;
@@ -95,7 +109,7 @@ impl AppState {
             rbac,
             limiters,
             login_key,
-            metrics: Default::default(),
+            metrics,
             issuance: Default::default(),
             draining: Default::default(),
             webauthn,
@@ -117,6 +131,36 @@ impl AppState {
             db: &self.db,
             cache: &self.rbac,
             now: self.clock.now(),
+        }
+    }
+}
+
+/// What the invalidation listener drops when another instance (or the CLI)
+/// announces a change, and everything after a reconnection.
+impl crate::invalidation::Caches for AppState {
+    async fn invalidate(&self, change: crate::invalidation::Change) {
+        use crate::invalidation::Change;
+        match change {
+            Change::Client(id) => {
+                self.clients.forget(&id);
+                self.rbac.forget_client(&id);
+            }
+            Change::Rbac => self.rbac.clear(),
+            Change::Keys => self.reload_keys().await,
+        }
+    }
+
+    async fn invalidate_all(&self) {
+        self.clients.clear();
+        self.rbac.clear();
+        self.reload_keys().await;
+    }
+}
+
+impl AppState {
+    async fn reload_keys(&self) {
+        if let Err(error) = self.keys.refresh(&self.db, &self.secrets, self.clock.now()).await {
+            tracing::warn!(%error, "signing key refresh after an invalidation failed; the periodic refresh retries");
         }
     }
 }

@@ -75,7 +75,7 @@ pub async fn authenticate(state: &AppState, attempt: Attempt<'_>) -> Result<Sign
     let now = state.clock.now();
     let key = risk::username_key(&state.login_key, attempt.username);
     let ip = attempt.ip.clone().unwrap_or_else(|| "unknown".to_owned());
-    if let Err(retry_after) = state.limiters.sign_in(&ip, &key) {
+    if let Err(retry_after) = state.limiters.sign_in(&ip, &key).await {
         tracing::info!(ip = %ip, "sign-in rate limited");
         Metrics::inc(&state.metrics.logins_rate_limited);
         return Err(LoginError::RateLimited { retry_after });

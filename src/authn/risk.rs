@@ -1,7 +1,7 @@
-//! Risk-based sign-in protection: in-memory governor limiters (per client IP,
-//! IPv6 by /64; per username; failed client authentications at /token), the
-//! explainable risk score of an attempt, client-network helpers, and the signed
-//! known-device cookie value.
+//! Risk-based sign-in protection: governor limiters (per client IP, IPv6 by /64;
+//! per username — both shared through Redis when `redis_url` is set; failed
+//! client authentications at /token), the explainable risk score of an attempt,
+//! client-network helpers, and the signed known-device cookie value.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,6 +14,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use crate::authn::shared_limits::{Kind, Rate, SharedLimits};
 use crate::config::LoginConfig;
 use crate::domain::Cidr;
 
@@ -23,8 +24,11 @@ fn quota(per_minute: u32, burst: u32) -> Quota {
     Quota::per_minute(per).allow_burst(burst)
 }
 
-/// The in-memory (per instance) limiters. Cluster-wide counters live in the
-/// database (`db::models::logins`).
+/// The sign-in and client-authentication limiters. The per-address and
+/// per-account sign-in limits are shared through Redis when `redis_url` is set
+/// (`shared_limits`), else — and for any check Redis does not answer — counted
+/// in memory per instance; failed client authentications are always per instance.
+/// Cluster-wide failure counters live in the database (`db::models::logins`).
 pub struct Limiters {
     ip: DefaultKeyedRateLimiter<String>,
     account: DefaultKeyedRateLimiter<String>,
@@ -33,6 +37,9 @@ pub struct Limiters {
     blocked: Mutex<HashMap<String, Instant>>,
     /// True while `blocked` may hold entries: the hot path skips the lock otherwise.
     any_blocked: std::sync::atomic::AtomicBool,
+    shared: Option<SharedLimits>,
+    ip_rate: Rate,
+    account_rate: Rate,
 }
 
 impl Limiters {
@@ -44,7 +51,21 @@ impl Limiters {
             client_failures: RateLimiter::keyed(quota(failures, failures)),
             blocked: Mutex::new(HashMap::new()),
             any_blocked: std::sync::atomic::AtomicBool::new(false),
+            shared: None,
+            ip_rate: Rate::new(config.ip_per_minute, config.ip_burst),
+            account_rate: Rate::new(config.account_per_minute, config.account_burst),
         }
+    }
+
+    /// Shares the sign-in limits through Redis.
+    pub fn with_shared(mut self, shared: SharedLimits) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The Redis key prefix, when the limits are shared.
+    pub fn shared_prefix(&self) -> Option<&str> {
+        self.shared.as_ref().map(SharedLimits::prefix)
     }
 
     fn check(limiter: &DefaultKeyedRateLimiter<String>, key: &str) -> Result<(), u64> {
@@ -55,14 +76,31 @@ impl Limiters {
     }
 
     /// One sign-in attempt from `ip` for `username_key`; `Err(seconds to wait)` when over a limit.
-    pub fn sign_in(&self, ip: &str, username_key: &str) -> Result<(), u64> {
-        Self::check(&self.ip, &limiter_key(ip))?;
+    pub async fn sign_in(&self, ip: &str, username_key: &str) -> Result<(), u64> {
+        let address = limiter_key(ip);
+        if let Some(shared) = &self.shared
+            && let Some(decision) = shared
+                .check(&[
+                    (Kind::Ip, &address, self.ip_rate),
+                    (Kind::Account, username_key, self.account_rate),
+                ])
+                .await
+        {
+            return decision;
+        }
+        Self::check(&self.ip, &address)?;
         Self::check(&self.account, username_key)
     }
 
     /// One unauthenticated sign-in step from `ip` (e.g. starting a passkey sign-in).
-    pub fn per_ip(&self, ip: &str) -> Result<(), u64> {
-        Self::check(&self.ip, &limiter_key(ip))
+    pub async fn per_ip(&self, ip: &str) -> Result<(), u64> {
+        let address = limiter_key(ip);
+        if let Some(shared) = &self.shared
+            && let Some(decision) = shared.check(&[(Kind::Ip, &address, self.ip_rate)]).await
+        {
+            return decision;
+        }
+        Self::check(&self.ip, &address)
     }
 
     /// Before authenticating a client at /token: `Err(seconds)` while its failures are exhausted.

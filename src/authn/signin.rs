@@ -229,7 +229,7 @@ pub enum PasswordlessRefused {
 
 /// Starts a passwordless sign-in, within the per-address sign-in limit.
 pub async fn start_passwordless(state: &AppState, ip: Option<&str>) -> Result<Started, PasswordlessRefused> {
-    if let Err(retry_after) = state.limiters.per_ip(ip.unwrap_or("unknown")) {
+    if let Err(retry_after) = state.limiters.per_ip(ip.unwrap_or("unknown")).await {
         return Err(PasswordlessRefused::RateLimited {
             retry_after: retry_after.max(1),
         });

@@ -113,6 +113,7 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   database_url                  OXIDP_DATABASE_URL (default sqlite://{data_dir}/oxidp.db)
   pepper                        OXIDP_PEPPER (generated into {data_dir}/secrets.toml if unset)
   key_encryption_secret         OXIDP_KEY_ENCRYPTION_SECRET (likewise)
+  redis_url                     OXIDP_REDIS_URL (unset: sign-in rate limits per instance; redis://host:port shares them)
   database.pool_size            OXIDP_DATABASE__POOL_SIZE (16)
   database.connect_timeout_secs OXIDP_DATABASE__CONNECT_TIMEOUT_SECS (3)
   database.busy_timeout_ms      OXIDP_DATABASE__BUSY_TIMEOUT_MS (5000, SQLite only)

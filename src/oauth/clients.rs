@@ -1,10 +1,12 @@
 //! Registered clients: the parsed `Client`, its administration (create, update,
 //! delete, rotate secret), and `ClientRegistry`, an in-memory cache that keeps
-//! the token endpoint off the database (entries live `tokens.client_cache_secs`,
-//! which bounds how long another instance's change takes to be seen). Every
-//! change is audited in the transaction that makes it.
+//! the token endpoint off the database. Every change is audited, and announced to
+//! the other instances (`invalidation::notify`: on PostgreSQL they drop the entry
+//! when it commits), in the transaction that makes it; entries live at most
+//! `tokens.client_cache_secs`, the fallback for a missed notification.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use crate::crypto;
 use crate::db::models::clients::{self, ClientRow};
 use crate::db::{AnyConnection, Db, DbError};
 use crate::domain::{ClientId, RedirectUri, Scopes};
+use crate::invalidation::{self, Change};
 use crate::oidc::keys::SigningAlg;
 
 /// Token endpoint authentication methods (RFC 7591 §2, OIDC Core §9).
@@ -168,6 +171,9 @@ type CacheEntry = (Option<Arc<Client>>, Instant);
 pub struct ClientRegistry {
     entries: RwLock<HashMap<String, CacheEntry>>,
     ttl: Duration,
+    /// Bumped by every `forget`/`clear`: a look-up that read the database before
+    /// an invalidation does not put its (possibly stale) answer back afterwards.
+    generation: AtomicU64,
 }
 
 impl ClientRegistry {
@@ -175,6 +181,7 @@ impl ClientRegistry {
         Self {
             entries: RwLock::new(HashMap::new()),
             ttl,
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -189,6 +196,7 @@ impl ClientRegistry {
         if ClientId::parse(id).is_err() {
             return Ok(None);
         }
+        let generation = self.generation.load(Ordering::Acquire);
         let key = id.to_owned();
         let row = db.read(move |conn| clients::find(conn, &key)).await?;
         let client = match row.map(Client::from_row).transpose() {
@@ -199,6 +207,10 @@ impl ClientRegistry {
             }
         };
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        // Invalidated while we read: answer, but do not cache what we read.
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Ok(client);
+        }
         if entries.len() > 10_000 {
             entries.retain(|_, (_, loaded)| loaded.elapsed() < self.ttl);
         }
@@ -206,9 +218,18 @@ impl ClientRegistry {
         Ok(client)
     }
 
-    /// Drops a cached entry after a change made by this instance.
+    /// Drops a cached entry (a change made here, or announced by another instance).
     pub fn forget(&self, id: &str) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(id);
+    }
+
+    /// Drops every entry (the invalidation listener reconnected).
+    pub fn clear(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
     }
 }
 
@@ -376,9 +397,9 @@ pub struct Created {
     pub secret: Option<String>,
 }
 
-/// Makes one change to client `id` and records `action` about it in the same
-/// transaction; `write` returning false (no such client) records nothing and
-/// answers `NotFound`.
+/// Makes one change to client `id`, records `action` about it and notifies the
+/// other instances in the same transaction; `write` returning false (no such
+/// client) records nothing and answers `NotFound`.
 async fn audited<F>(
     db: &Db,
     now: i64,
@@ -392,12 +413,14 @@ where
     F: FnOnce(&mut AnyConnection) -> Result<bool, DbError> + Send + 'static,
 {
     let (actor, target) = (actor.clone(), format!("client:{id}"));
+    let change = Change::Client(id.to_owned());
     let written = db
         .transaction(move |conn| {
             if !write(conn)? {
                 return Ok(false);
             }
             audit::record(conn, &actor, action, Some(&target), details, now)?;
+            invalidation::notify(conn, &change)?;
             Ok(true)
         })
         .await?;

@@ -4,7 +4,10 @@
 //! Lifecycle of a key: published in JWKS at creation; signs from `activates_at`
 //! (a rotated-in key waits `keys.publish_ahead_secs` so caches learn it first);
 //! stops signing at `retires_at`; leaves JWKS at `expires_at`, after every token
-//! it signed has expired. Each instance re-reads the set every `keys.refresh_secs`.
+//! it signed has expired. A new or rotated key is announced to every instance in
+//! the transaction that stores it (`crate::invalidation`: on PostgreSQL they
+//! re-read the set when it commits); each instance also re-reads the set every
+//! `keys.refresh_secs`.
 
 use std::sync::{Arc, RwLock};
 
@@ -14,6 +17,7 @@ use josekit::jws::{ES256, EdDSA, JwsSigner, JwsVerifier, RS256};
 use crate::crypto;
 use crate::db::Db;
 use crate::db::models::keys::{self, KeyRow};
+use crate::invalidation::{self, Change};
 use crate::secrets::ServerSecrets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -119,6 +123,9 @@ impl KeyStatus {
 #[derive(Default)]
 pub struct KeyStore {
     keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
+    /// One refresh at a time, so a slow one that read the set before a rotation
+    /// cannot replace what a later one read after it.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 fn seal_context(kid: &str) -> String {
@@ -207,7 +214,11 @@ impl KeyStore {
             if !has_key {
                 let row = generate(alg, secrets, now, now)?;
                 tracing::info!(kid = %row.kid, alg = alg.name(), "signing key created");
-                db.run(move |conn| keys::insert(conn, &row)).await?;
+                db.transaction(move |conn| {
+                    keys::insert(conn, &row)?;
+                    invalidation::notify(conn, &Change::Keys)
+                })
+                .await?;
             }
         }
         self.refresh(db, secrets, now).await
@@ -215,6 +226,7 @@ impl KeyStore {
 
     /// Re-reads the key set from the database.
     pub async fn refresh(&self, db: &Db, secrets: &Arc<ServerSecrets>, now: i64) -> anyhow::Result<()> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let rows = db.read(move |conn| keys::live(conn, now)).await?;
         let secrets = Arc::clone(secrets);
         let loaded = tokio::task::spawn_blocking(move || {
@@ -261,7 +273,8 @@ impl KeyStore {
 }
 
 /// Rotates `alg`: a new key is published now and signs from `now + publish_ahead`;
-/// the current key retires then and leaves JWKS `retain` seconds later.
+/// the current key retires then and leaves JWKS `retain` seconds later. Every
+/// instance re-reads its key set when this commits (on PostgreSQL).
 pub async fn rotate(
     db: &Db,
     secrets: &ServerSecrets,
@@ -281,7 +294,8 @@ pub async fn rotate(
             let retires_at = current.retires_at.map_or(activates_at, |r| r.min(activates_at));
             keys::retire(conn, &current.kid, retires_at, retires_at + retain)?;
         }
-        keys::insert(conn, &inserted)
+        keys::insert(conn, &inserted)?;
+        invalidation::notify(conn, &Change::Keys)
     })
     .await?;
     tracing::info!(kid = %row.kid, alg = alg.name(), activates_at, "signing key rotated");

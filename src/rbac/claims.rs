@@ -5,9 +5,11 @@
 //! Users are resolved fresh at every token issuance. Clients (service accounts)
 //! are cached like the client registry (`tokens.client_cache_secs`), so the
 //! client_credentials path stays free of database work; a change made through
-//! this instance clears the cache at once.
+//! this instance clears the cache at once, and other instances clear theirs when
+//! its notification arrives (`crate::invalidation`).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -70,6 +72,9 @@ pub struct RbacCache {
     entries: RwLock<CacheMap>,
     registered: RwLock<Option<(Arc<BTreeSet<String>>, Instant)>>,
     ttl: Duration,
+    /// Bumped by every `clear`/`forget_client`: a load that read the database
+    /// before an invalidation does not cache its (possibly stale) answer.
+    generation: AtomicU64,
 }
 
 impl RbacCache {
@@ -78,13 +83,28 @@ impl RbacCache {
             entries: RwLock::new(HashMap::new()),
             registered: RwLock::new(None),
             ttl,
+            generation: AtomicU64::new(0),
         }
     }
 
-    /// Forgets everything after a change made by this instance.
+    /// Forgets everything (a change made here or announced by another instance).
     pub fn clear(&self) {
-        self.entries.write().unwrap_or_else(|e| e.into_inner()).clear();
-        *self.registered.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut registered = self.registered.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+        *registered = None;
+    }
+
+    /// Forgets one client's entitlements (the client changed or was deleted).
+    pub fn forget_client(&self, client_id: &str) {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(client_id);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
@@ -96,8 +116,12 @@ pub async fn registered(db: &Db, cache: &RbacCache) -> Result<Arc<BTreeSet<Strin
     {
         return Ok(names.clone());
     }
+    let generation = cache.generation();
     let names: Arc<BTreeSet<String>> = Arc::new(db.read(rbac::all_permission_names).await?.into_iter().collect());
-    *cache.registered.write().unwrap_or_else(|e| e.into_inner()) = Some((names.clone(), Instant::now()));
+    let mut registered = cache.registered.write().unwrap_or_else(|e| e.into_inner());
+    if cache.generation() == generation {
+        *registered = Some((names.clone(), Instant::now()));
+    }
     Ok(names)
 }
 
@@ -118,12 +142,16 @@ pub async fn for_client(
     {
         return Ok(hit.clone());
     }
+    let generation = cache.generation();
     let (id, aud) = (client_id.to_owned(), audience.clone());
     let effective = Arc::new(
         db.read(move |conn| effective_in(conn, SubjectRef::Client(&id), aud.as_deref()))
             .await?,
     );
     let mut entries = cache.entries.write().unwrap_or_else(|e| e.into_inner());
+    if cache.generation() != generation {
+        return Ok(effective);
+    }
     if entries.len() > 10_000 {
         let ttl = cache.ttl;
         entries.retain(|_, by_audience| {

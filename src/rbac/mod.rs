@@ -8,7 +8,8 @@
 //! Every change goes through `apply`: one transaction that first takes the
 //! RBAC lock, so the cycle and separation-of-duty checks see every concurrent
 //! change (two concurrent assignments of exclusive roles: exactly one
-//! succeeds), and that writes the change's audit events before it commits.
+//! succeeds), and that writes the change's audit events and the cache
+//! invalidation for the other instances (`crate::invalidation`) before it commits.
 
 mod assignments;
 pub mod claims;
@@ -30,6 +31,7 @@ use crate::audit::{self, Actor};
 use crate::db::models::rbac as store;
 use crate::db::models::{clients, users};
 use crate::db::{AnyConnection, Db, DbError};
+use crate::invalidation;
 use claims::RbacCache;
 use hierarchy::{Conflict, is_valid_role_name};
 
@@ -160,8 +162,9 @@ impl Outcome<bool> {
 }
 
 /// Runs one change: takes the RBAC lock, runs `f` (given the actor and the
-/// time), records the events it returns as `actor`, and commits; then clears
-/// this instance's entitlement cache. A refusal commits what `f` wrote before
+/// time), records the events it returns as `actor`, notifies the other instances
+/// when there are any (delivered on commit), and commits; then clears this
+/// instance's entitlement cache. A refusal commits what `f` wrote before
 /// refusing (an escalation refusal's own audit event); a database error rolls
 /// everything back.
 async fn apply<T, F>(at: Change<'_>, actor: &Actor, f: F) -> Result<T, RbacError>
@@ -176,6 +179,9 @@ where
             store::lock(conn)?;
             match f(conn, &actor, now) {
                 Ok(Outcome { value, events }) => {
+                    if !events.is_empty() {
+                        invalidation::notify(conn, &invalidation::Change::Rbac)?;
+                    }
                     for event in events {
                         audit::record(conn, &actor, event.action, Some(&event.target), event.details, now)?;
                     }

@@ -394,8 +394,8 @@ impl TestApp {
     }
 }
 
-/// A TCP proxy that can be switched off, to take PostgreSQL away from a running server.
-mod proxy {
+/// A TCP proxy that can be switched off, to take PostgreSQL (or Redis) away from a running server.
+pub mod proxy {
     use tokio::net::{TcpListener, TcpStream};
     use tokio::task::JoinHandle;
 
@@ -406,7 +406,12 @@ mod proxy {
 
     impl Proxy {
         pub async fn start(upstream: String) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            Self::start_on(0, upstream).await
+        }
+
+        /// As `start`, on a given port (0: any free one), e.g. the port of a stopped proxy.
+        pub async fn start_on(port: u16, upstream: String) -> Self {
+            let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
             let port = listener.local_addr().unwrap().port();
             let task = tokio::spawn(async move {
                 let mut connections = tokio::task::JoinSet::new();
