@@ -85,6 +85,7 @@ pub async fn create(req: HttpRequest, state: State, auth: Sensitive, body: Bytes
     .await
     {
         Ok((_, stored)) => {
+            crate::commerce::metrics::QueueMetrics::inc(&state.queue_metrics.accepted);
             state.queue_wake.notify_one();
             Ok(idem::respond(&stored))
         }

@@ -8,6 +8,7 @@ mod idempotency;
 mod introspection;
 mod openapi;
 mod outage;
+mod rabbitmq;
 mod reservations;
 mod rp_flow;
 mod stock;
@@ -150,7 +151,7 @@ impl CommerceTest {
             .expect("count")
     }
 
-    fn database(&self) -> oxidp::db::Db {
+    pub fn database(&self) -> oxidp::db::Db {
         oxidp::db::Db::connect(
             &self.config.commerce_database_url(),
             &oxidp::db::PoolSettings {
