@@ -250,7 +250,9 @@ impl Config {
                 "commerce.queue_name",
                 !c.queue_name.is_empty()
                     && c.queue_name.len() <= 200
-                    && c.queue_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
+                    && c.queue_name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
                     && !c.queue_name.starts_with("amq."),
                 "must be 1 to 200 characters of A-Z a-z 0-9 . _ - : and not start with amq.",
             ),

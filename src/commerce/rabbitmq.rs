@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -397,7 +397,12 @@ impl Relay {
         }
         if !refused.is_empty() {
             let (name, n) = (self.name.clone(), refused.len());
-            if let Err(e) = self.ctx.db.run(move |conn| outbox::release(conn, &refused, &name)).await {
+            if let Err(e) = self
+                .ctx
+                .db
+                .run(move |conn| outbox::release(conn, &refused, &name))
+                .await
+            {
                 tracing::warn!(error = %e, "unpublished messages stay leased until their lease runs out");
             }
             if error.is_none() {
@@ -425,7 +430,9 @@ impl Relay {
             (self.settings.queue.clone(), &self.ctx.metrics.queue_depth),
             (self.settings.dead_letter_queue(), &self.ctx.metrics.dead_letter_depth),
         ] {
-            let q = channel.queue_declare(queue.into(), passive, FieldTable::default()).await?;
+            let q = channel
+                .queue_declare(queue.into(), passive, FieldTable::default())
+                .await?;
             gauge.store(i64::from(q.message_count()), Ordering::Relaxed);
         }
         Ok(())
@@ -441,7 +448,13 @@ async fn consume(ctx: Context, settings: Arc<Settings>, instance: String, consum
         max_deliveries: settings.max_deliveries,
     });
     supervise(&settings, &metrics, "consumers", &metrics.consumers_up, |connection| {
-        consumer_session(connection, settings.clone(), processor.clone(), instance.clone(), consumers)
+        consumer_session(
+            connection,
+            settings.clone(),
+            processor.clone(),
+            instance.clone(),
+            consumers,
+        )
     })
     .await;
 }
@@ -546,15 +559,7 @@ impl Processor {
             let Some(id) = id else {
                 break "the message is not a reservation id".to_owned();
             };
-            match attempt(
-                &self.ctx.db,
-                self.ctx.clock.as_ref(),
-                self.ctx.hold_secs,
-                metrics,
-                id,
-            )
-            .await
-            {
+            match attempt(&self.ctx.db, self.ctx.clock.as_ref(), self.ctx.hold_secs, metrics, id).await {
                 Attempt::Done(_) => return Decision::Ack,
                 Attempt::Failed(cause) => break cause,
                 Attempt::Unavailable(cause) => {

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::commerce::domain::reservations::{self, Processed, TOPIC};
-use crate::commerce::metrics::QueueMetrics;
 use crate::commerce::domain::{idempotency, stock};
+use crate::commerce::metrics::QueueMetrics;
 use crate::commerce::storage::reservations::{self as queue, Claimed};
 use crate::db::Db;
 

@@ -223,7 +223,10 @@ pub async fn get(db: &Db, subject: &str, id: String) -> Result<ReservationView, 
 /// (the whole database: every instance reports the same).
 pub async fn queue_depth(db: &Db) -> Result<crate::commerce::metrics::QueueDepth, DbError> {
     let (pending, outbox_backlog) = db.read(store::depth).await?;
-    Ok(crate::commerce::metrics::QueueDepth { pending, outbox_backlog })
+    Ok(crate::commerce::metrics::QueueDepth {
+        pending,
+        outbox_backlog,
+    })
 }
 
 /// What one processing attempt did.

@@ -201,6 +201,16 @@ pub async fn get_campaign(
         .json(view))
 }
 
+enum Keyed {
+    Replay(StoredResponse),
+    Done(StoredResponse),
+}
+
+enum KeyedError {
+    Key(crate::commerce::domain::CommerceError),
+    Claim(CouponError),
+}
+
 fn created(view: &CouponView) -> StoredResponse {
     StoredResponse {
         status: 201,
@@ -247,9 +257,8 @@ pub async fn claim(
         Ok(key) => key,
         Err(detail) => return Ok(idem::bad_request(&detail)),
     };
-    let principal = &auth.principal;
     let Some(key) = key else {
-        let view = coupons::claim(&state.db, principal, id.into_inner(), state.clock.now())
+        let view = coupons::claim(&state.db, &auth.principal, id.into_inner(), state.clock.now())
             .await
             .map_err(domain(&state.realm))?;
         return Ok(HttpResponse::Created()
@@ -257,29 +266,36 @@ pub async fn claim(
             .json(view));
     };
     let fingerprint = idempotency::fingerprint("POST", req.path(), &body);
-    let claim = match idempotency::begin(&state.db, &principal.sub, &key, fingerprint, state.clock.now())
-        .await
-        .map_err(super::error::domain(&state.realm))?
-    {
-        Begun::Replay(stored) => return Ok(idem::replay(&stored)),
-        Begun::Proceed(claim) => claim,
-    };
-    let respond: coupons::Respond = Box::new(created);
-    match coupons::claim_recorded(
-        &state.db,
-        principal,
+    // Begin, claim and complete (or release) run to the end in their own task even
+    // if the client goes away mid-request, so no key is left in flight.
+    let (db, principal, campaign, now) = (
+        state.db.clone(),
+        auth.principal.clone(),
         id.into_inner(),
         state.clock.now(),
-        Some((claim.clone(), respond)),
-    )
-    .await
-    {
-        Ok((_, Some(stored))) => Ok(idem::respond(&stored)),
-        Ok((view, None)) => Ok(idem::respond(&created(&view))),
-        Err(error) => {
-            idempotency::release(&state.db, claim).await;
-            Err(domain(&state.realm)(error).into())
+    );
+    let keyed = tokio::spawn(async move {
+        let claim = match idempotency::begin(&db, &principal.sub, &key, fingerprint, now).await {
+            Ok(Begun::Replay(stored)) => return Ok(Keyed::Replay(stored)),
+            Ok(Begun::Proceed(claim)) => claim,
+            Err(error) => return Err(KeyedError::Key(error)),
+        };
+        let respond: coupons::Respond = Box::new(created);
+        match coupons::claim_recorded(&db, &principal, campaign, now, Some((claim.clone(), respond))).await {
+            Ok((view, stored)) => Ok(Keyed::Done(stored.unwrap_or_else(|| created(&view)))),
+            Err(error) => {
+                idempotency::release(&db, claim).await;
+                Err(KeyedError::Claim(error))
+            }
         }
+    })
+    .await
+    .map_err(|e| domain(&state.realm)(CouponError::Internal(e.to_string())))?;
+    match keyed {
+        Ok(Keyed::Replay(stored)) => Ok(idem::replay(&stored)),
+        Ok(Keyed::Done(stored)) => Ok(idem::respond(&stored)),
+        Err(KeyedError::Key(error)) => Err(super::error::domain(&state.realm)(error).into()),
+        Err(KeyedError::Claim(error)) => Err(domain(&state.realm)(error).into()),
     }
 }
 

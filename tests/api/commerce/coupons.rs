@@ -209,7 +209,8 @@ async fn claim_keyed(http: &reqwest::Client, url: &str, token: &str, key: Option
                 let mut outcome = answer(response).await;
                 // 409 without a coupon problem type: the first attempt under this
                 // key is still running (its answer was lost); ask again shortly.
-                let in_flight = outcome.status == 409 && !outcome.problem.as_deref().is_some_and(|t| t.starts_with(PROBLEM));
+                let in_flight =
+                    outcome.status == 409 && !outcome.problem.as_deref().is_some_and(|t| t.starts_with(PROBLEM));
                 if key.is_some() && in_flight {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     continue;
@@ -286,7 +287,7 @@ async fn flood(instances: &[&CommerceTest], campaign: &str, tokens: Vec<String>,
 
 /// Whether flood claim `i` carries an Idempotency-Key.
 fn keyed(i: usize) -> bool {
-    i % 3 == 0
+    i.is_multiple_of(3)
 }
 
 #[derive(QueryableByName)]
@@ -531,7 +532,12 @@ async fn a_claim_under_an_idempotency_key_is_replayed_and_never_reused_for_anoth
     for (target, body) in [(&campaign, "{\"note\": 1}"), (&other_campaign, "")] {
         let r = keyed_claim(&commerce, target, &buyers[0], "\"claim-1\"", body).await;
         assert_eq!(r.status(), 422, "{target} {body}");
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("application/problem+json"));
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/problem+json")
+        );
         assert!(r.text().await.unwrap().contains("different request"));
     }
     // Keys belong to their subject: another buyer's "claim-1" is a claim of its own.
@@ -571,7 +577,9 @@ async fn a_claim_under_an_idempotency_key_is_replayed_and_never_reused_for_anoth
     // A refusal is not stored: the key asks again (and is refused again).
     let sold_out_campaign = open_campaign(&commerce, &admin, 1).await;
     assert_eq!(
-        keyed_claim(&commerce, &sold_out_campaign, &buyers[0], "\"late\"", "").await.status(),
+        keyed_claim(&commerce, &sold_out_campaign, &buyers[0], "\"late\"", "")
+            .await
+            .status(),
         201
     );
     for _ in 0..2 {

@@ -259,7 +259,11 @@ async fn rabbitmq_a_message_published_twice_changes_nothing_twice() {
     broker.publish(&id).await;
     metric_reaches(&m.commerce, "commerce_queue_messages_total{event=\"duplicate\"}", 2).await;
     assert_eq!(m.available(&item, None).await, 4);
-    assert_eq!(m.outcome(&m.buyer, &id).await, first, "the duplicate changed the reservation");
+    assert_eq!(
+        m.outcome(&m.buyer, &id).await,
+        first,
+        "the duplicate changed the reservation"
+    );
     assert_eq!(metric(&m.commerce, "commerce_reservations_confirmed_total").await, 1);
     for _ in 0..100 {
         if broker.ready(&queue).await == 0 {
@@ -290,7 +294,9 @@ async fn rabbitmq_a_consumer_dying_between_commit_and_ack_is_redelivered_with_on
 
     // The doomed consumer: the real processing code, then its channel closes
     // before the ack.
-    let connection = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
+    let connection = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
     let channel = connection.create_channel().await.unwrap();
     channel.basic_qos(1, BasicQosOptions::default()).await.unwrap();
     let mut consumer = channel
@@ -417,7 +423,11 @@ async fn rabbitmq_unreachable_at_start_or_lost_midway_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(metric(c, "commerce_reservations_pending").await, 20);
     assert_eq!(metric(c, "commerce_outbox_backlog").await, 20);
-    assert!(metrics_text(c).await.contains("commerce_queue_backend_up{state=\"disconnected\"} 0"));
+    assert!(
+        metrics_text(c)
+            .await
+            .contains("commerce_queue_backend_up{state=\"disconnected\"} 0")
+    );
     assert!(metric(c, "commerce_queue_connections_total{result=\"failed\"}").await >= 1);
     assert_eq!(readyz(c).await.1["queue"]["outbox_backlog"], 20);
 
@@ -439,7 +449,11 @@ async fn rabbitmq_unreachable_at_start_or_lost_midway_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(readyz(c).await.1["queue"]["state"], "disconnected");
-    assert!(metrics_text(c).await.contains("commerce_queue_backend_up{state=\"disconnected\"} 0"));
+    assert!(
+        metrics_text(c)
+            .await
+            .contains("commerce_queue_backend_up{state=\"disconnected\"} 0")
+    );
     m.stock_up(&item, None, 4).await;
     let second = reserve_many(&m, "after-loss", &item, 6).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -474,10 +488,16 @@ async fn rabbitmq_a_poison_message_is_dead_lettered_after_max_deliveries() {
     }
     assert_eq!(broker.ready(&dead).await, 1, "dead-lettered");
     assert_eq!(broker.ready(&queue).await, 0);
-    assert_eq!(metric(c, "commerce_queue_messages_total{event=\"dead_lettered\"}").await, 1);
+    assert_eq!(
+        metric(c, "commerce_queue_messages_total{event=\"dead_lettered\"}").await,
+        1
+    );
     assert_eq!(metric(c, "commerce_queue_messages_total{event=\"consumed\"}").await, 3);
     assert_eq!(metric(c, "commerce_queue_messages_total{event=\"requeued\"}").await, 2);
-    assert_eq!(metric(c, "commerce_queue_messages_total{event=\"redelivered\"}").await, 2);
+    assert_eq!(
+        metric(c, "commerce_queue_messages_total{event=\"redelivered\"}").await,
+        2
+    );
     metric_reaches(c, "commerce_queue_depth{queue=\"dead_letter\"}", 1).await;
     let parked = broker
         .channel
@@ -494,4 +514,50 @@ async fn rabbitmq_a_poison_message_is_dead_lettered_after_max_deliveries() {
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     assert_eq!(m.outcome(&m.buyer, &id).await["status"], "CONFIRMED");
     broker.clean_up().await;
+}
+
+#[tokio::test]
+async fn rabbitmq_holds_still_expire_and_idempotency_keys_are_still_purged() {
+    let Some(url) = broker("rabbitmq_holds_still_expire_and_idempotency_keys_are_still_purged") else {
+        return;
+    };
+    let queue = queue_name();
+    let mut m = market(|c| {
+        use_rabbit(c, &url, &queue, 5);
+        c.commerce.hold_secs = 60;
+    })
+    .await;
+    let item = m.item("REALTIME", true).await;
+    m.stock_up(&item, None, 1).await;
+    let r = m.reserve("held", &body(&item)).await;
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    assert_eq!(m.outcome(&m.buyer, &id).await["status"], "CONFIRMED");
+    assert_eq!(m.available(&item, None).await, 0);
+    assert_eq!(m.commerce.count("SELECT COUNT(*) AS n FROM idempotency_keys").await, 1);
+
+    // Past the hold: the sweeper releases it; past a day: the key is purged.
+    m.commerce.clock.advance(24 * 3600 + 1);
+    m.fresh_buyer().await;
+    for _ in 0..300 {
+        if m.available(&item, None).await == 1
+            && m.commerce.count("SELECT COUNT(*) AS n FROM idempotency_keys").await == 0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let view: Value = m
+        .commerce
+        .get(&format!("/v1/reservations/{id}"), Some(&m.buyer))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str()),
+        (Some("EXPIRED"), Some("hold_expired"))
+    );
+    assert_eq!(m.available(&item, None).await, 1);
+    assert_eq!(m.commerce.count("SELECT COUNT(*) AS n FROM idempotency_keys").await, 0);
+    Broker::open(&url, &queue).await.clean_up().await;
 }
