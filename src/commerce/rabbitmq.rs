@@ -59,6 +59,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A session that lasted this long resets the reconnect backoff.
+const STABLE_SESSION: Duration = Duration::from_secs(10);
 /// While RabbitMQ stays unreachable, the warning is repeated this often.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
@@ -247,8 +249,13 @@ async fn supervise<F, Fut>(
                     None => tracing::info!(%endpoint, role, "RabbitMQ connected"),
                 }
                 warned_at = None;
-                backoff.reset();
+                let started = Instant::now();
                 let result = session(connection).await;
+                // A session that fails at once (a refused declare: the queue exists
+                // with other arguments) keeps backing off instead of spinning.
+                if started.elapsed() >= STABLE_SESSION {
+                    backoff.reset();
+                }
                 up.store(0, Ordering::Relaxed);
                 down_since = Some(Instant::now());
                 match result {
