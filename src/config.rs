@@ -109,6 +109,16 @@ pub struct CommerceConfig {
     /// How long an order awaits its payment before the saga cancels it (stock
     /// released, coupon returned).
     pub payment_timeout_secs: i64,
+    /// The reservation queue: empty (the default) = the commerce database itself
+    /// (the outbox table, claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL);
+    /// `amqp://user:password@host:5672/vhost` (or `amqps://`) = RabbitMQ, fed by
+    /// an outbox relay. A secret: it carries the broker's password.
+    pub queue_url: Option<SecretString>,
+    /// RabbitMQ: the queue's name; the dead-letter queue is `{queue_name}.dead`
+    /// behind the exchange `{queue_name}.dlx`.
+    pub queue_name: String,
+    /// RabbitMQ: failed deliveries of one message before it is dead-lettered.
+    pub queue_max_deliveries: u32,
 }
 
 /// `commerce.introspection`.
@@ -149,11 +159,22 @@ impl Default for CommerceConfig {
             hold_secs: 600,
             reservation_lease_secs: 30,
             payment_timeout_secs: 900,
+            queue_url: None,
+            queue_name: "oxidp.reservations".to_owned(),
+            queue_max_deliveries: 5,
         }
     }
 }
 
 impl Config {
+    /// The RabbitMQ URL when `commerce.queue_url` names one (None: the database queue).
+    pub fn commerce_queue_url(&self) -> Option<&SecretString> {
+        self.commerce
+            .queue_url
+            .as_ref()
+            .filter(|url| !url.expose_secret().is_empty())
+    }
+
     /// The commerce database: `commerce.database_url` or `sqlite://{data_dir}/commerce.db`.
     pub fn commerce_database_url(&self) -> String {
         self.commerce
@@ -222,7 +243,31 @@ impl Config {
         if c.token_cache_capacity < 1 {
             return Err(ConfigError::new("commerce.token_cache_capacity", "must be at least 1"));
         }
+        if let Some(url) = c.queue_url.as_ref().map(ExposeSecret::expose_secret)
+            && !url.is_empty()
+            && !(url.starts_with("amqp://") || url.starts_with("amqps://"))
+        {
+            return Err(ConfigError::new(
+                "commerce.queue_url",
+                "expected empty (the database queue) or amqp://… / amqps://… (RabbitMQ)",
+            ));
+        }
         for (key, ok, rule) in [
+            (
+                "commerce.queue_name",
+                !c.queue_name.is_empty()
+                    && c.queue_name.len() <= 200
+                    && c.queue_name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
+                    && !c.queue_name.starts_with("amq."),
+                "must be 1 to 200 characters of A-Z a-z 0-9 . _ - : and not start with amq.",
+            ),
+            (
+                "commerce.queue_max_deliveries",
+                (1..=1000).contains(&c.queue_max_deliveries),
+                "must be between 1 and 1000",
+            ),
             (
                 "commerce.reservation_workers",
                 c.reservation_workers <= 64,

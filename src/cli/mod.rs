@@ -186,5 +186,8 @@ Configuration is layered: built-in defaults, then the TOML file given with --con
   commerce.hold_secs            OXIDP_COMMERCE__HOLD_SECS (600)
   commerce.reservation_lease_secs OXIDP_COMMERCE__RESERVATION_LEASE_SECS (30)
   commerce.payment_timeout_secs OXIDP_COMMERCE__PAYMENT_TIMEOUT_SECS (900; 1 to 604800)
+  commerce.queue_url            OXIDP_COMMERCE__QUEUE_URL (empty = the database queue; amqp://… = RabbitMQ)
+  commerce.queue_name           OXIDP_COMMERCE__QUEUE_NAME (oxidp.reservations; RabbitMQ queue, + .dead / .dlx)
+  commerce.queue_max_deliveries OXIDP_COMMERCE__QUEUE_MAX_DELIVERIES (5; RabbitMQ: failed deliveries before dead-lettering)
   metrics.bind                  OXIDP_METRICS__BIND (127.0.0.1:9464; off = no metrics listener)
   metrics.token                 OXIDP_METRICS__TOKEN (none; bearer token for /metrics, also on the public listener)";

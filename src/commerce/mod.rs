@@ -7,6 +7,8 @@
 pub mod domain;
 pub mod http;
 pub mod saga_runner;
+pub mod metrics;
+pub mod rabbitmq;
 pub mod storage;
 pub mod workers;
 
@@ -29,8 +31,14 @@ pub struct CommerceState {
     pub clock: Arc<dyn Clock>,
     /// The `realm` of bearer challenges.
     pub realm: String,
-    /// Wakes a local reservation worker when a request was queued.
+    /// Wakes a local reservation worker (or the RabbitMQ relay) when a request was queued.
     pub queue_wake: Arc<tokio::sync::Notify>,
+    /// Reservation and queue counters (`/metrics`, `/readyz`).
+    pub queue_metrics: Arc<metrics::QueueMetrics>,
+    /// Whether RabbitMQ is the queue (else the database), and whether this
+    /// instance consumes (`commerce.reservation_workers > 0`).
+    pub queue_rabbitmq: bool,
+    pub queue_consumers: bool,
     /// Open reservation event streams (Server-Sent Events), at most `http::reservations::MAX_STREAMS`.
     pub event_streams: Arc<tokio::sync::Semaphore>,
     /// Set on SIGTERM/SIGINT: `/readyz` answers 503 while the balancer drains us.
@@ -120,6 +128,13 @@ impl CommerceApp {
         .clamp(1, config.commerce.jwks_refresh_secs);
         let refresh = resource_server.keys.spawn_refresh(Duration::from_secs(first_wait));
         let queue_wake = Arc::new(tokio::sync::Notify::new());
+        let queue_metrics = Arc::new(metrics::QueueMetrics::new());
+        let rabbitmq = config.commerce_queue_url().map(|url| rabbitmq::Settings {
+            url: url.clone(),
+            queue: config.commerce.queue_name.clone(),
+            max_deliveries: config.commerce.queue_max_deliveries,
+        });
+        let queue_rabbitmq = rabbitmq.is_some();
         let background = workers::spawn(
             db.clone(),
             clock.clone(),
@@ -127,8 +142,10 @@ impl CommerceApp {
                 workers: config.commerce.reservation_workers,
                 hold_secs: config.commerce.hold_secs,
                 lease_secs: config.commerce.reservation_lease_secs,
+                rabbitmq,
             },
             queue_wake.clone(),
+            queue_metrics.clone(),
         );
         let sagas = domain::saga::Driver {
             owner: format!("commerce-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
@@ -149,6 +166,9 @@ impl CommerceApp {
             clock,
             realm: config.commerce_audience(),
             queue_wake,
+            queue_metrics,
+            queue_rabbitmq,
+            queue_consumers: config.commerce.reservation_workers > 0,
             event_streams: Arc::new(tokio::sync::Semaphore::new(http::reservations::MAX_STREAMS)),
             draining: crate::shutdown::Draining::default(),
             sagas,

@@ -1,7 +1,10 @@
 //! Background tasks of a commerce instance: the reservation workers (consumers of
-//! the database outbox), the hold sweeper and the idempotency-key purge. Several
-//! instances on one PostgreSQL database share the queue (`FOR UPDATE SKIP LOCKED`);
-//! correctness never depends on how many run or on one of them dying.
+//! the database outbox, or with `commerce.queue_url` the RabbitMQ relay and
+//! consumers of `commerce::rabbitmq`), the hold sweeper and the idempotency-key
+//! purge. Several instances on one PostgreSQL database share the queue (`FOR
+//! UPDATE SKIP LOCKED`, or the broker); correctness never depends on how many run
+//! or on one of them dying: the outcome of a message is decided by a conditional
+//! update on the reservation's status (`domain::reservations::process`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::commerce::domain::reservations::{self, Processed, TOPIC};
 use crate::commerce::domain::{idempotency, stock};
+use crate::commerce::metrics::QueueMetrics;
 use crate::commerce::storage::reservations::{self as queue, Claimed};
 use crate::db::Db;
 
@@ -34,27 +38,87 @@ pub struct Settings {
     pub workers: usize,
     /// How long a confirmed reservation holds its stock.
     pub hold_secs: i64,
-    /// How long a claimed message is its worker's before others may reclaim it.
+    /// How long a claimed message is its worker's (or relay's) before others may reclaim it.
     pub lease_secs: i64,
+    /// `Some`: RabbitMQ is the queue (relay + consumers); `None`: the database.
+    pub rabbitmq: Option<crate::commerce::rabbitmq::Settings>,
 }
 
-/// Starts the workers, the sweeper and the purge; abort the handles to stop them.
-pub fn spawn(db: Db, clock: Arc<dyn Clock>, settings: Settings, wake: Arc<Notify>) -> Vec<JoinHandle<()>> {
+/// Starts the workers (database queue) or the relay and consumers (RabbitMQ), the
+/// sweeper and the purge; abort the handles to stop them.
+pub fn spawn(
+    db: Db,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    wake: Arc<Notify>,
+    metrics: Arc<QueueMetrics>,
+) -> Vec<JoinHandle<()>> {
     let instance = uuid::Uuid::new_v4().simple().to_string();
-    let mut handles: Vec<JoinHandle<()>> = (0..settings.workers)
-        .map(|n| {
-            let worker = Worker {
-                name: format!("{}/{n}", &instance[..12]),
+    let mut handles: Vec<JoinHandle<()>> = match &settings.rabbitmq {
+        Some(rabbit) => crate::commerce::rabbitmq::spawn(
+            crate::commerce::rabbitmq::Context {
                 db: db.clone(),
                 clock: clock.clone(),
-                settings: settings.clone(),
-                wake: wake.clone(),
-            };
-            tokio::spawn(worker.run())
-        })
-        .collect();
+                hold_secs: settings.hold_secs,
+                metrics: metrics.clone(),
+            },
+            rabbit.clone(),
+            &instance[..12],
+            settings.workers,
+            settings.lease_secs,
+            wake,
+        ),
+        None => (0..settings.workers)
+            .map(|n| {
+                let worker = Worker {
+                    name: format!("{}/{n}", &instance[..12]),
+                    db: db.clone(),
+                    clock: clock.clone(),
+                    settings: settings.clone(),
+                    wake: wake.clone(),
+                    metrics: metrics.clone(),
+                };
+                tokio::spawn(worker.run())
+            })
+            .collect(),
+    };
     handles.push(tokio::spawn(sweep(db, clock)));
     handles
+}
+
+/// What one message came to, after in-process retries of version conflicts.
+#[derive(Debug)]
+pub enum Attempt {
+    /// Decided (or already decided before): acknowledge the message.
+    Done(Processed),
+    /// The database cannot be reached: the message is not at fault.
+    Unavailable(String),
+    /// Anything else (a bug, a corrupt row, version conflicts without end): the
+    /// message counts one failed delivery.
+    Failed(String),
+}
+
+/// Processes the reservation `id` in one transaction (`reservations::process`),
+/// retrying version conflicts with backoff, and counts the outcome.
+pub async fn attempt(db: &Db, clock: &dyn Clock, hold_secs: i64, metrics: &QueueMetrics, id: &str) -> Attempt {
+    for retry in 0..MAX_CONFLICT_RETRIES {
+        match reservations::process(db, id.to_owned(), hold_secs, clock.now()).await {
+            Ok(Processed::VersionConflict) => stock::backoff(retry).await,
+            Ok(outcome) => {
+                match &outcome {
+                    Processed::Confirmed => QueueMetrics::inc(&metrics.confirmed),
+                    Processed::Failed(reason) => metrics.failed(*reason),
+                    Processed::AlreadyHandled => QueueMetrics::inc(&metrics.duplicates),
+                    Processed::VersionConflict => {}
+                }
+                tracing::debug!(reservation = %id, ?outcome, "reservation processed");
+                return Attempt::Done(outcome);
+            }
+            Err(error) if error.is_unavailable() => return Attempt::Unavailable(error.to_string()),
+            Err(error) => return Attempt::Failed(error.to_string()),
+        }
+    }
+    Attempt::Failed(format!("{MAX_CONFLICT_RETRIES} version conflicts in a row"))
 }
 
 struct Worker {
@@ -63,6 +127,7 @@ struct Worker {
     clock: Arc<dyn Clock>,
     settings: Settings,
     wake: Arc<Notify>,
+    metrics: Arc<QueueMetrics>,
 }
 
 impl Worker {
@@ -104,33 +169,32 @@ impl Worker {
             self.nack(&message.id, self.clock.now() + PARK_SECS).await;
             return;
         }
-        for attempt in 0..MAX_CONFLICT_RETRIES {
-            let outcome = reservations::process(
-                &self.db,
-                message.payload.clone(),
-                self.settings.hold_secs,
-                self.clock.now(),
-            )
-            .await;
-            match outcome {
-                Ok(Processed::VersionConflict) => stock::backoff(attempt).await,
-                Ok(outcome) => {
-                    tracing::debug!(reservation = %message.payload, ?outcome, "reservation processed");
-                    let (id, name) = (message.id.clone(), self.name.clone());
-                    if let Err(error) = self.db.run(move |conn| queue::ack(conn, &id, &name)).await {
-                        tracing::warn!(%error, "ack failed; the message is redelivered after its lease");
-                    }
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, reservation = %message.payload, "reservation processing failed; requeued");
-                    self.nack(&message.id, self.clock.now()).await;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    return;
+        QueueMetrics::inc(&self.metrics.consumed);
+        if message.attempts > 1 {
+            QueueMetrics::inc(&self.metrics.redelivered);
+        }
+        match attempt(
+            &self.db,
+            self.clock.as_ref(),
+            self.settings.hold_secs,
+            &self.metrics,
+            &message.payload,
+        )
+        .await
+        {
+            Attempt::Done(_) => {
+                let (id, name) = (message.id.clone(), self.name.clone());
+                if let Err(error) = self.db.run(move |conn| queue::ack(conn, &id, &name)).await {
+                    tracing::warn!(%error, "ack failed; the message is redelivered after its lease");
                 }
             }
+            Attempt::Unavailable(error) | Attempt::Failed(error) => {
+                tracing::warn!(%error, reservation = %message.payload, "reservation processing failed; requeued");
+                QueueMetrics::inc(&self.metrics.requeued);
+                self.nack(&message.id, self.clock.now()).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        self.nack(&message.id, self.clock.now()).await;
     }
 
     async fn nack(&self, id: &str, available_at: i64) {

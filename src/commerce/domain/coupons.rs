@@ -17,6 +17,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::idempotency::{self, Claim, StoredResponse};
 use super::{Currency, Limit, Money, Page, cursor, page};
 use crate::commerce::storage::coupons::{self as store, CampaignRow, CouponRow, ONE_PER_SUBJECT};
 use crate::db::{AnyConnection, Db, DbError};
@@ -363,7 +364,7 @@ pub fn decide(from: CouponStatus, action: CouponAction) -> Result<CouponStatus, 
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CouponView {
     pub id: String,
     pub campaign_id: String,
@@ -433,6 +434,24 @@ fn is_one_per_subject(constraint: &str) -> bool {
 /// account for client_credentials tokens). Exactly `limit` claims ever succeed,
 /// whatever the concurrency and however many instances share the database.
 pub async fn claim(db: &Db, claimant: &Principal, campaign_id: String, now: i64) -> Result<CouponView, CouponError> {
+    claim_recorded(db, claimant, campaign_id, now, None)
+        .await
+        .map(|(view, _)| view)
+}
+
+/// Records the response of a claim made under an Idempotency-Key.
+pub type Respond = Box<dyn FnOnce(&CouponView) -> StoredResponse + Send>;
+
+/// `claim`, and with `record` the response built by its `Respond` stored under the
+/// idempotency claim in the same transaction as the coupon: a claim whose answer
+/// was lost is replayed, never issued twice and never lost.
+pub async fn claim_recorded(
+    db: &Db,
+    claimant: &Principal,
+    campaign_id: String,
+    now: i64,
+    record: Option<(Claim, Respond)>,
+) -> Result<(CouponView, Option<StoredResponse>), CouponError> {
     let subject = claimant.sub.clone();
     // 1. A read decides the final refusals without the write lock (cheap when a
     //    crowd arrives after the coupons are gone, or claims twice).
@@ -460,11 +479,30 @@ pub async fn claim(db: &Db, claimant: &Principal, campaign_id: String, now: i64)
         updated_at: now,
     };
     let coupon = row.clone();
-    match db.run(move |conn| store::claim_one(conn, &coupon, now)).await {
-        Ok(true) => Ok(coupon_view(row, &campaign)),
+    let view = coupon_view(row, &campaign);
+    let written = match record {
+        None => db
+            .run(move |conn| store::claim_one(conn, &coupon, now))
+            .await
+            .map(|won| (won, None)),
+        Some((claim, respond)) => {
+            let view = view.clone();
+            db.transaction(move |conn| {
+                if !store::claim_one_in_transaction(conn, &coupon, now)? {
+                    return Ok((false, None));
+                }
+                let response = respond(&view);
+                idempotency::complete(conn, &claim, &response)?;
+                Ok((true, Some(response)))
+            })
+            .await
+        }
+    };
+    match written {
+        Ok((true, response)) => Ok((view, response)),
         // The window was open at `now` (checked above, and it never moves): another
         // claim took the last coupon since the read.
-        Ok(false) => Err(CouponError::SoldOut),
+        Ok((false, _)) => Err(CouponError::SoldOut),
         // The same subject won a concurrent claim; this one rolled back entirely.
         Err(DbError::Conflict(constraint)) if is_one_per_subject(&constraint) => Err(CouponError::AlreadyClaimed),
         Err(error) => Err(error.into()),

@@ -198,12 +198,23 @@ pub async fn finish(db: &Db, claim: Claim, response: StoredResponse) -> Result<(
 
 /// Forgets the key: the request failed before doing anything worth replaying
 /// (a refusal, a database error), so a retry runs it afresh.
+/// A database too busy to answer (the usual reason the request failed) is asked
+/// again a few times, since a key left in flight blocks its retries for `LOCK_SECS`.
 pub async fn release(db: &Db, claim: Claim) {
-    if let Err(error) = db
-        .run(move |conn| store::release(conn, &claim.subject, &claim.key))
-        .await
-    {
-        tracing::warn!(%error, "could not release an idempotency key; it frees itself after its lock");
+    let mut wait = std::time::Duration::from_millis(100);
+    for attempt in 1..=5 {
+        let (subject, key) = (claim.subject.clone(), claim.key.clone());
+        match db.run(move |conn| store::release(conn, &subject, &key)).await {
+            Ok(_) => return,
+            Err(error) if error.is_unavailable() && attempt < 5 => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not release an idempotency key; it frees itself after its lock");
+                return;
+            }
+        }
     }
 }
 

@@ -219,6 +219,16 @@ pub async fn get(db: &Db, subject: &str, id: String) -> Result<ReservationView, 
         .ok_or(CommerceError::NotFound("reservation"))
 }
 
+/// Reservations still PENDING and outbox messages not yet consumed or relayed
+/// (the whole database: every instance reports the same).
+pub async fn queue_depth(db: &Db) -> Result<crate::commerce::metrics::QueueDepth, DbError> {
+    let (pending, outbox_backlog) = db.read(store::depth).await?;
+    Ok(crate::commerce::metrics::QueueDepth {
+        pending,
+        outbox_backlog,
+    })
+}
+
 /// What one processing attempt did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Processed {

@@ -3,12 +3,15 @@
 //! `type` (`urn:oxidp:commerce:problem:already_claimed`, `…:sold_out`, …).
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpResponse, ResponseError, web};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 
 use super::handlers::PageQuery;
+use super::idempotency as idem;
 use super::openapi::Problem;
 use crate::commerce::CommerceState;
 use crate::commerce::domain::coupons::{self, CampaignView, CouponError, CouponView, NewCampaign};
+use crate::commerce::domain::idempotency::{self, Begun, StoredResponse};
 use crate::commerce::domain::{Limit, Page};
 use crate::resource_server::error::problem;
 use crate::resource_server::{Authenticated, BearerError, Sensitive};
@@ -198,30 +201,102 @@ pub async fn get_campaign(
         .json(view))
 }
 
+enum Keyed {
+    Replay(StoredResponse),
+    Done(StoredResponse),
+}
+
+enum KeyedError {
+    Key(crate::commerce::domain::CommerceError),
+    Claim(CouponError),
+}
+
+fn created(view: &CouponView) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: serde_json::to_string(view).unwrap_or_default(),
+    }
+}
+
 /// Any valid token may claim; the claimant is its `sub`. Local verification only
 /// (a claim moves no money; applying the coupon to an order does).
+///
+/// `Idempotency-Key` is optional here (one coupon per subject already keeps a
+/// retried claim from issuing twice); with it, a retry whose first answer was lost
+/// gets that 201 replayed instead of 409 `already_claimed`. Refusals are not
+/// stored: a retry with the key asks again.
 #[utoipa::path(
     post,
     path = "/v1/coupon-campaigns/{id}/claims",
     tag = "coupons",
-    params(("id" = String, Path, description = "Campaign id")),
+    params(
+        ("id" = String, Path, description = "Campaign id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Optional; the same key and request replay the first 201 for 24 h")
+    ),
     responses(
-        (status = 201, description = "Claimed: the coupon", body = CouponView),
+        (status = 201, description = "Claimed: the coupon; a replay carries Idempotent-Replayed: true", body = CouponView),
+        (status = 400, description = "Idempotency-Key malformed", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such campaign", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`urn:oxidp:commerce:problem:already_claimed` (one per subject), `…:campaign_not_started` or `…:campaign_ended`", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`urn:oxidp:commerce:problem:sold_out`: every coupon has been claimed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used with a different request", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "No usable key set, or the database is unavailable; see Retry-After", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []))
 )]
-pub async fn claim(state: State, auth: Authenticated, id: web::Path<String>) -> Result<HttpResponse, CouponApiError> {
-    let view = coupons::claim(&state.db, &auth.principal, id.into_inner(), state.clock.now())
-        .await
-        .map_err(domain(&state.realm))?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(view))
+pub async fn claim(
+    req: HttpRequest,
+    state: State,
+    auth: Authenticated,
+    id: web::Path<String>,
+    body: Bytes,
+) -> Result<HttpResponse, actix_web::Error> {
+    let key = match idem::optional_key(&req) {
+        Ok(key) => key,
+        Err(detail) => return Ok(idem::bad_request(&detail)),
+    };
+    let Some(key) = key else {
+        let view = coupons::claim(&state.db, &auth.principal, id.into_inner(), state.clock.now())
+            .await
+            .map_err(domain(&state.realm))?;
+        return Ok(HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(view));
+    };
+    let fingerprint = idempotency::fingerprint("POST", req.path(), &body);
+    // Begin, claim and complete (or release) run to the end in their own task even
+    // if the client goes away mid-request, so no key is left in flight.
+    let (db, principal, campaign, now) = (
+        state.db.clone(),
+        auth.principal.clone(),
+        id.into_inner(),
+        state.clock.now(),
+    );
+    let keyed = tokio::spawn(async move {
+        let claim = match idempotency::begin(&db, &principal.sub, &key, fingerprint, now).await {
+            Ok(Begun::Replay(stored)) => return Ok(Keyed::Replay(stored)),
+            Ok(Begun::Proceed(claim)) => claim,
+            Err(error) => return Err(KeyedError::Key(error)),
+        };
+        let respond: coupons::Respond = Box::new(created);
+        match coupons::claim_recorded(&db, &principal, campaign, now, Some((claim.clone(), respond))).await {
+            Ok((view, stored)) => Ok(Keyed::Done(stored.unwrap_or_else(|| created(&view)))),
+            Err(error) => {
+                idempotency::release(&db, claim).await;
+                Err(KeyedError::Claim(error))
+            }
+        }
+    })
+    .await
+    .map_err(|e| domain(&state.realm)(CouponError::Internal(e.to_string())))?;
+    match keyed {
+        Ok(Keyed::Replay(stored)) => Ok(idem::replay(&stored)),
+        Ok(Keyed::Done(stored)) => Ok(idem::respond(&stored)),
+        Err(KeyedError::Key(error)) => Err(super::error::domain(&state.realm)(error).into()),
+        Err(KeyedError::Claim(error)) => Err(domain(&state.realm)(error).into()),
+    }
 }
 
 #[utoipa::path(

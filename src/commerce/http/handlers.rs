@@ -14,6 +14,7 @@ use crate::commerce::domain::catalog::{
     self, NewCombination, NewOptionGroup, NewProduct, NewSeller, ProductPatch, ProductView, TransitionRequest,
 };
 use crate::commerce::domain::catalog::{EventView, SellerView};
+use crate::commerce::domain::reservations;
 use crate::commerce::domain::{CommerceError, Limit, Status};
 use crate::commerce::storage::ProductFilter;
 use crate::resource_server::{Authenticated, ResourceServer, Sensitive};
@@ -115,14 +116,19 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Ready when the database answers and a key set is usable (fresh or last known good).
+/// The queue backend is reported, not required: while RabbitMQ is unreachable
+/// requests are still accepted into the outbox (relayed once it is back), so an
+/// instance stays in the balancer.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "commerce",
-    responses((status = 200, description = "Database up and a key set usable"), (status = 503, description = "Not ready"))
+    responses((status = 200, description = "Database up and a key set usable; `queue` reports the queue backend (RabbitMQ disconnected does not make the instance unready)"), (status = 503, description = "Not ready"))
 )]
 pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
     let database = state.db.ping().await.is_ok();
+    let queue_state = state.queue_metrics.state(state.queue_rabbitmq, state.queue_consumers);
+    let depth = reservations::queue_depth(&state.db).await.ok();
     let keys = rs.keys.status();
     let draining = state.draining.is_set();
     let ready = database && keys.state != "none" && !draining;
@@ -138,6 +144,12 @@ pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
             "database": if database { "ok" } else { "unavailable" },
             "key_set": keys,
             "cached_tokens": rs.cached_tokens(),
+            "queue": {
+                "backend": if state.queue_rabbitmq { "rabbitmq" } else { "database" },
+                "state": queue_state.name(),
+                "pending": depth.map(|d| d.pending),
+                "outbox_backlog": depth.map(|d| d.outbox_backlog),
+            },
         }))
 }
 
@@ -147,7 +159,7 @@ pub async fn readyz(state: State, rs: Rs) -> HttpResponse {
     tag = "commerce",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
 )]
-pub async fn metrics(rs: Rs) -> HttpResponse {
+pub async fn metrics(state: State, rs: Rs) -> HttpResponse {
     use crate::resource_server::RsMetrics;
     let m = &rs.metrics;
     let mut out = String::new();
@@ -241,6 +253,12 @@ pub async fn metrics(rs: Rs) -> HttpResponse {
          commerce_introspection_breaker_state{{state=\"{}\"}} {}\n",
         breaker.name(),
         breaker.gauge()
+    ));
+    let depth = reservations::queue_depth(&state.db).await.ok();
+    out.push_str(&crate::commerce::metrics::render(
+        &state.queue_metrics,
+        state.queue_metrics.state(state.queue_rabbitmq, state.queue_consumers),
+        depth,
     ));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

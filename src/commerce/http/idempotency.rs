@@ -21,6 +21,16 @@ pub fn required_key(req: &HttpRequest) -> Result<IdempotencyKey, String> {
     IdempotencyKey::parse(value).map_err(|e| e.to_string())
 }
 
+/// The request's key if it sent one (routes where the header is optional), or why
+/// it is malformed (answer with `bad_request`).
+pub fn optional_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, String> {
+    if req.headers().contains_key(HEADER) {
+        required_key(req).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// A 400 problem.
 pub fn bad_request(detail: &str) -> HttpResponse {
     problem(

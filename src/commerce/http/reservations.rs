@@ -12,6 +12,7 @@ use super::error::{ApiError, domain};
 use super::idempotency as idem;
 use super::openapi::Problem;
 use crate::commerce::CommerceState;
+use crate::commerce::domain::CommerceError;
 use crate::commerce::domain::idempotency::{self, Begun, StoredResponse};
 use crate::commerce::domain::reservations::{self, NewReservation, ReservationStatus, ReservationView};
 use crate::resource_server::{Authenticated, Sensitive};
@@ -66,31 +67,30 @@ pub async fn create(req: HttpRequest, state: State, auth: Sensitive, body: Bytes
         Err(error) => return Ok(idem::bad_body(error)),
     };
     let fingerprint = idempotency::fingerprint("POST", req.path(), &body);
-    let principal = &auth.principal;
-    let claim = match idempotency::begin(&state.db, &principal.sub, &key, fingerprint, state.clock.now())
-        .await
-        .map_err(domain(&state.realm))?
-    {
-        Begun::Replay(stored) => return Ok(idem::replay(&stored)),
-        Begun::Proceed(claim) => claim,
-    };
-    match reservations::request(
-        &state.db,
-        principal,
-        new,
-        Some(claim.clone()),
-        accepted,
-        state.clock.now(),
-    )
+    // Begin, request and release run to the end in their own task even if the
+    // client goes away mid-request, so no key is left in flight.
+    let (db, principal, now) = (state.db.clone(), auth.principal.clone(), state.clock.now());
+    let outcome = tokio::spawn(async move {
+        let claim = match idempotency::begin(&db, &principal.sub, &key, fingerprint, now).await? {
+            Begun::Replay(stored) => return Ok((stored, true)),
+            Begun::Proceed(claim) => claim,
+        };
+        match reservations::request(&db, &principal, new, Some(claim.clone()), accepted, now).await {
+            Ok((_, stored)) => Ok((stored, false)),
+            Err(error) => {
+                idempotency::release(&db, claim).await;
+                Err(error)
+            }
+        }
+    })
     .await
-    {
-        Ok((_, stored)) => {
+    .map_err(|e| domain(&state.realm)(CommerceError::Internal(e.to_string())))?;
+    match outcome.map_err(domain(&state.realm))? {
+        (stored, true) => Ok(idem::replay(&stored)),
+        (stored, false) => {
+            crate::commerce::metrics::QueueMetrics::inc(&state.queue_metrics.accepted);
             state.queue_wake.notify_one();
             Ok(idem::respond(&stored))
-        }
-        Err(error) => {
-            idempotency::release(&state.db, claim).await;
-            Err(domain(&state.realm)(error))
         }
     }
 }

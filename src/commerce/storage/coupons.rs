@@ -80,7 +80,6 @@ pub fn list_campaigns(conn: &mut AnyConnection, after: &str, limit: i64) -> Resu
 /// is locked for a single round trip and its commit; SQLite, which has no such CTE,
 /// runs the two statements in a `BEGIN IMMEDIATE` transaction.
 pub fn claim_one(conn: &mut AnyConnection, coupon: &CouponRow, now: i64) -> Result<bool, DbError> {
-    use coupon_campaigns::dsl as c;
     use diesel::sql_types::{BigInt, Text};
     match conn {
         AnyConnection::Postgresql(pg) => {
@@ -102,23 +101,35 @@ pub fn claim_one(conn: &mut AnyConnection, coupon: &CouponRow, now: i64) -> Resu
             .execute(pg)?;
             Ok(n == 1)
         }
-        AnyConnection::Sqlite(lite) => lite.immediate_transaction(|lite| {
-            let taken = diesel::update(
-                c::coupon_campaigns
-                    .filter(c::id.eq(&coupon.campaign_id))
-                    .filter(c::issued.lt(c::coupon_limit))
-                    .filter(c::starts_at.le(now))
-                    .filter(c::ends_at.gt(now)),
-            )
-            .set(c::issued.eq(c::issued + 1))
-            .execute(lite)?;
-            if taken == 0 {
-                return Ok(false);
-            }
-            diesel::insert_into(coupons::table).values(coupon).execute(lite)?;
-            Ok(true)
-        }),
+        AnyConnection::Sqlite(lite) => lite.immediate_transaction(|lite| take_and_insert(lite, coupon, now)),
     }
+}
+
+/// `claim_one` inside the caller's transaction (one that also records an
+/// Idempotency-Key response): on SQLite that transaction already holds the write lock.
+pub fn claim_one_in_transaction(conn: &mut AnyConnection, coupon: &CouponRow, now: i64) -> Result<bool, DbError> {
+    match conn {
+        AnyConnection::Postgresql(_) => claim_one(conn, coupon, now),
+        AnyConnection::Sqlite(lite) => take_and_insert(lite, coupon, now),
+    }
+}
+
+fn take_and_insert(lite: &mut diesel::SqliteConnection, coupon: &CouponRow, now: i64) -> Result<bool, DbError> {
+    use coupon_campaigns::dsl as c;
+    let taken = diesel::update(
+        c::coupon_campaigns
+            .filter(c::id.eq(&coupon.campaign_id))
+            .filter(c::issued.lt(c::coupon_limit))
+            .filter(c::starts_at.le(now))
+            .filter(c::ends_at.gt(now)),
+    )
+    .set(c::issued.eq(c::issued + 1))
+    .execute(lite)?;
+    if taken == 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(coupons::table).values(coupon).execute(lite)?;
+    Ok(true)
 }
 
 pub fn find_coupon(conn: &mut AnyConnection, id: &str) -> Result<Option<CouponRow>, DbError> {

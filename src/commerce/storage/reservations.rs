@@ -224,3 +224,84 @@ pub fn nack(conn: &mut AnyConnection, id: &str, worker: &str, available_at: i64)
     .execute(conn)?;
     Ok(())
 }
+
+// ---- the outbox relay (RabbitMQ backend) ----
+
+/// Claims up to `limit` ready messages of `topic` for the relay `relay` until
+/// `lease_until` (oldest first; PostgreSQL skips rows other relays hold). The
+/// relay publishes them, then deletes the confirmed ones (`relayed`) and gives
+/// the others back (`release`); a relay that dies in between leaves them to be
+/// claimed again once the lease ran out, so a row is published at least once.
+pub fn claim_batch(
+    conn: &mut AnyConnection,
+    topic: &str,
+    relay: &str,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<Claimed>, DbError> {
+    let claimed = match conn {
+        AnyConnection::Postgresql(c) => diesel::sql_query(
+            "UPDATE outbox SET claimed_by = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE topic = $3 AND available_at <= $4 \
+               AND (lease_until IS NULL OR lease_until <= $4) \
+               ORDER BY available_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, payload, attempts",
+        )
+        .bind::<Text, _>(relay)
+        .bind::<BigInt, _>(lease_until)
+        .bind::<Text, _>(topic)
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(limit)
+        .load::<Claimed>(c)?,
+        AnyConnection::Sqlite(c) => diesel::sql_query(
+            "UPDATE outbox SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM outbox WHERE topic = ? AND available_at <= ? \
+               AND (lease_until IS NULL OR lease_until <= ?) \
+               ORDER BY available_at, id LIMIT ?) \
+             RETURNING id, payload, attempts",
+        )
+        .bind::<Text, _>(relay)
+        .bind::<BigInt, _>(lease_until)
+        .bind::<Text, _>(topic)
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(limit)
+        .load::<Claimed>(c)?,
+    };
+    Ok(claimed)
+}
+
+/// Deletes the messages the broker confirmed, if `relay` still holds them.
+pub fn relayed(conn: &mut AnyConnection, ids: &[String], relay: &str) -> Result<usize, DbError> {
+    Ok(diesel::delete(
+        outbox::table
+            .filter(outbox::id.eq_any(ids))
+            .filter(outbox::claimed_by.eq(relay)),
+    )
+    .execute(conn)?)
+}
+
+/// Gives messages `relay` could not publish back to the queue at once.
+pub fn release(conn: &mut AnyConnection, ids: &[String], relay: &str) -> Result<usize, DbError> {
+    Ok(diesel::update(
+        outbox::table
+            .filter(outbox::id.eq_any(ids))
+            .filter(outbox::claimed_by.eq(relay)),
+    )
+    .set((
+        outbox::claimed_by.eq(None::<String>),
+        outbox::lease_until.eq(None::<i64>),
+    ))
+    .execute(conn)?)
+}
+
+/// Reservations still PENDING and outbox messages not yet gone.
+pub fn depth(conn: &mut AnyConnection) -> Result<(i64, i64), DbError> {
+    let pending = reservations::table
+        .filter(reservations::status.eq("PENDING"))
+        .count()
+        .get_result::<i64>(conn)?;
+    let backlog = outbox::table.count().get_result::<i64>(conn)?;
+    Ok((pending, backlog))
+}

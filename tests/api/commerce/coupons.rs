@@ -183,11 +183,21 @@ async fn claim(http: &reqwest::Client, url: &str, token: &str) -> Outcome {
 
 /// As a well-behaved client under overload: a 503 (pool wait exceeded, database
 /// busy) is retried after its `Retry-After`, a broken connection at once. A claim is
-/// one per subject, so repeating it is safe; a retry that hears `already_claimed`
-/// means an earlier attempt won but its answer was lost.
+/// one per subject, so repeating it is safe; without an Idempotency-Key a retry
+/// that hears `already_claimed` means an earlier attempt won but its answer was
+/// lost; with one (`key`), that retry gets the first 201 replayed (or 409 while the
+/// first attempt still runs, retried here).
 async fn claim_answered(http: &reqwest::Client, url: &str, token: &str) -> Outcome {
+    claim_keyed(http, url, token, None).await
+}
+
+async fn claim_keyed(http: &reqwest::Client, url: &str, token: &str, key: Option<&str>) -> Outcome {
     for attempt in 1..=120 {
-        match http.post(url).bearer_auth(token).send().await {
+        let mut request = http.post(url).bearer_auth(token);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", format!("\"{key}\""));
+        }
+        match request.send().await {
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
             // 408: the server was too busy to read the request head; nothing happened.
             Ok(response) if response.status() == 408 => {}
@@ -197,6 +207,14 @@ async fn claim_answered(http: &reqwest::Client, url: &str, token: &str) -> Outco
             }
             Ok(response) => {
                 let mut outcome = answer(response).await;
+                // 409 without a coupon problem type: the first attempt under this
+                // key is still running (its answer was lost); ask again shortly.
+                let in_flight =
+                    outcome.status == 409 && !outcome.problem.as_deref().is_some_and(|t| t.starts_with(PROBLEM));
+                if key.is_some() && in_flight {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
                 outcome.attempts = attempt;
                 return outcome;
             }
@@ -232,7 +250,8 @@ async fn answer(response: reqwest::Response) -> Outcome {
 }
 
 /// Every token claims once; `connections` claims in flight at any time; token `i`
-/// goes to instance `i % instances.len()`. Outcomes in token order.
+/// goes to instance `i % instances.len()`; every third claim carries an
+/// Idempotency-Key (`flood-{i}`). Outcomes in token order.
 async fn flood(instances: &[&CommerceTest], campaign: &str, tokens: Vec<String>, connections: usize) -> Vec<Outcome> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
@@ -249,7 +268,11 @@ async fn flood(instances: &[&CommerceTest], campaign: &str, tokens: Vec<String>,
         tasks.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
             for i in (worker..tokens.len()).step_by(connections) {
-                outcomes.push((i, claim_answered(&http, &urls[i % urls.len()], &tokens[i]).await));
+                let key = keyed(i).then(|| format!("flood-{i}"));
+                outcomes.push((
+                    i,
+                    claim_keyed(&http, &urls[i % urls.len()], &tokens[i], key.as_deref()).await,
+                ));
             }
             outcomes
         }));
@@ -260,6 +283,11 @@ async fn flood(instances: &[&CommerceTest], campaign: &str, tokens: Vec<String>,
     }
     all.sort_by_key(|(i, _)| *i);
     all.into_iter().map(|(_, outcome)| outcome).collect()
+}
+
+/// Whether flood claim `i` carries an Idempotency-Key.
+fn keyed(i: usize) -> bool {
+    i.is_multiple_of(3)
 }
 
 #[derive(QueryableByName)]
@@ -301,6 +329,17 @@ async fn assert_exact(commerce: &CommerceTest, campaign: &str, outcomes: &[Outco
         .iter()
         .filter(|o| o.attempts > 1 && o.problem.as_deref() == Some(&*format!("{PROBLEM}already_claimed")))
         .count();
+    // A keyed claim never hears already_claimed: a retry after a lost answer gets
+    // the first 201 replayed.
+    for (i, outcome) in outcomes.iter().enumerate().filter(|(i, _)| keyed(*i)) {
+        assert!(
+            outcome.status == 201 || outcome.status == 410,
+            "keyed claim {i}: {} {:?} after {} attempts",
+            outcome.status,
+            outcome.problem,
+            outcome.attempts
+        );
+    }
     let retried = outcomes.iter().filter(|o| o.attempts > 1).count();
     eprintln!(
         "201: {}, retried after 503/broken connection: {retried}, won with the answer lost: {unacknowledged}",
@@ -446,6 +485,108 @@ async fn one_subject_racing_itself_gets_one_coupon() {
     let theirs: Value = first.get("/v1/me/coupons", Some(&admin)).await.json().await.unwrap();
     assert_eq!(theirs["items"], json!([]));
     second.stop().await;
+}
+
+/// `POST …/claims` with an `Idempotency-Key` header (and an optional body).
+async fn keyed_claim(commerce: &CommerceTest, campaign: &str, token: &str, key: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(commerce.url(&format!("/v1/coupon-campaigns/{campaign}/claims")))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_claim_under_an_idempotency_key_is_replayed_and_never_reused_for_another_request() {
+    let idp = spawn_app().await;
+    let commerce = spawn_commerce(&idp, |_| {}).await;
+    let admin = admin(&idp).await;
+    let campaign = open_campaign(&commerce, &admin, 3).await;
+    let other_campaign = open_campaign(&commerce, &admin, 3).await;
+    let buyers = distinct_buyers(&idp, 3).await;
+
+    let first = keyed_claim(&commerce, &campaign, &buyers[0], "\"claim-1\"", "").await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let coupon: Value = first.json().await.unwrap();
+    // The same key and request: the first 201 again, not already_claimed.
+    let again = keyed_claim(&commerce, &campaign, &buyers[0], "\"claim-1\"", "").await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), coupon);
+    // Without the key the claim runs again and is refused: the replay did not re-run it.
+    let unkeyed = claim(
+        &reqwest::Client::new(),
+        &commerce.url(&format!("/v1/coupon-campaigns/{campaign}/claims")),
+        &buyers[0],
+    )
+    .await;
+    assert_eq!(
+        (unkeyed.status, unkeyed.problem.as_deref()),
+        (409, Some(&*format!("{PROBLEM}already_claimed")))
+    );
+    // The key with another request (another body, another campaign): 422.
+    for (target, body) in [(&campaign, "{\"note\": 1}"), (&other_campaign, "")] {
+        let r = keyed_claim(&commerce, target, &buyers[0], "\"claim-1\"", body).await;
+        assert_eq!(r.status(), 422, "{target} {body}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/problem+json")
+        );
+        assert!(r.text().await.unwrap().contains("different request"));
+    }
+    // Keys belong to their subject: another buyer's "claim-1" is a claim of its own.
+    let theirs = keyed_claim(&commerce, &campaign, &buyers[1], "\"claim-1\"", "").await;
+    assert_eq!(theirs.status(), 201);
+    assert_ne!(theirs.json::<Value>().await.unwrap()["id"], coupon["id"]);
+    // Malformed keys: 400, nothing claimed.
+    for bad in ["", "\"\"", "a\"b"] {
+        let r = keyed_claim(&commerce, &other_campaign, &buyers[0], bad, "").await;
+        assert_eq!(r.status(), 400, "{bad:?}");
+    }
+    assert_eq!(stored(&commerce, &other_campaign).await.issued, 0);
+
+    // 30 parallel identical keyed claims by one subject: one coupon; every answer
+    // is that 201 (first or replayed) or 409 while the first still ran.
+    let racing = futures_util::future::join_all(
+        (0..30).map(|_| keyed_claim(&commerce, &other_campaign, &buyers[2], "\"race\"", "")),
+    )
+    .await;
+    let mut coupons = HashSet::new();
+    for r in racing {
+        match r.status().as_u16() {
+            201 => {
+                coupons.insert(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+            }
+            409 => assert!(r.text().await.unwrap().contains("still being processed")),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(coupons.len(), 1);
+    let counts = stored(&commerce, &other_campaign).await;
+    assert_eq!((counts.issued, counts.coupons), (1, 1));
+    let replay = keyed_claim(&commerce, &other_campaign, &buyers[2], "\"race\"", "").await;
+    assert_eq!(replay.status(), 201);
+    assert!(coupons.contains(replay.json::<Value>().await.unwrap()["id"].as_str().unwrap()));
+
+    // A refusal is not stored: the key asks again (and is refused again).
+    let sold_out_campaign = open_campaign(&commerce, &admin, 1).await;
+    assert_eq!(
+        keyed_claim(&commerce, &sold_out_campaign, &buyers[0], "\"late\"", "")
+            .await
+            .status(),
+        201
+    );
+    for _ in 0..2 {
+        let r = keyed_claim(&commerce, &sold_out_campaign, &buyers[1], "\"late\"", "").await;
+        assert_eq!(r.status(), 410);
+        assert!(r.headers().get("idempotent-replayed").is_none());
+    }
 }
 
 #[tokio::test]

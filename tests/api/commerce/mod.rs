@@ -9,6 +9,7 @@ mod introspection;
 mod openapi;
 mod orders;
 mod outage;
+mod rabbitmq;
 mod reservations;
 mod rp_flow;
 mod stock;
@@ -151,7 +152,7 @@ impl CommerceTest {
             .expect("count")
     }
 
-    fn database(&self) -> oxidp::db::Db {
+    pub fn database(&self) -> oxidp::db::Db {
         oxidp::db::Db::connect(
             &self.config.commerce_database_url(),
             &oxidp::db::PoolSettings {

@@ -16,7 +16,7 @@ fn body(item: &Item, date: Option<&str>) -> Value {
 
 /// 200 concurrent requests for 50 units spread over `instances`: every request
 /// is accepted, exactly 50 are confirmed, 150 fail sold_out, the stock is 0.
-async fn burst(m: &Market, instances: &[&super::CommerceTest], item: &Item, date: Option<&str>) {
+pub(super) async fn burst(m: &Market, instances: &[&super::CommerceTest], item: &Item, date: Option<&str>) {
     let requests = (0..200).map(|i| {
         let commerce = instances[i % instances.len()];
         let body = body(item, date);
