@@ -12,7 +12,8 @@
 # CLUSTER_PORT_BASE (18000: IdP balancer +80, commerce balancer +81, stats +82,
 # instances +91.. and +101..), CLUSTER_BIN (target/release/oxidp, built if missing),
 # CLUSTER_DIR (deploy/.run: logs, pids, secrets), HAPROXY_SERVED_BY (1: answers name the
-# instance in X-Served-By; 0 turns it off).
+# instance in X-Served-By; 0 turns it off), CLUSTER_REDIS (e.g. redis://127.0.0.1:6379:
+# the IdP instances share their sign-in limits there; empty, the default: per instance).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +61,7 @@ idp_env() {
   export OXIDP_DATABASE_URL="$PG/$DB"
   export OXIDP_LOGIN__TRUSTED_PROXIES=127.0.0.1
   export OXIDP_LOG__FORMAT=json OXIDP_HTTP__DRAIN_SECS=2
+  if [ -n "${CLUSTER_REDIS:-}" ]; then export OXIDP_REDIS_URL="$CLUSTER_REDIS"; fi
 }
 
 start_idp() { # n
