@@ -5,34 +5,46 @@
 #   processes), transactions committed, rows read (tup_returned + tup_fetched),
 #   rows inserted / updated / deleted (by table), and database bytes grown.
 # CPU time is what the process consumed, not wall time, so the figures hold on a
-# busy machine too (caches and frequency aside).
+# busy machine too (caches and frequency aside). PostgreSQL CPU is that of the
+# backends connected to this run's database only (other databases on the same
+# server are not counted; neither are the shared WAL writer, checkpointer and
+# autovacuum). What loadgen does before the clock starts (a sign-in and
+# concurrency+1 code flows to prepare tokens), the 11 s statistics waits and the
+# snapshot queries are measured once on their own (`--seconds 0`) and subtracted.
+# Then the same for the commerce server (`oxidp commerce`, its own database, one HTTP
+# worker) with wrk (Debian package `wrk`; skipped when absent): a protected GET
+# answered from the token alone (/v1/me) and one that reads the database
+# (/v1/sellers/{id}), both with a cached verified token.
 #   bench/costs.sh [seconds-per-scenario] [postgres-admin-url]
-# Creates and drops a database `oxidp_costs_<pid>` through the admin URL
-# (default postgres://root@127.0.0.1:5432/postgres).
+# Creates and drops databases `oxidp_costs_<pid>` and `oxidp_costs_<pid>_commerce`
+# through the admin URL (default postgres://root@127.0.0.1:5432/postgres).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-10}
 ADMIN=${2:-postgres://root@127.0.0.1:5432/postgres}
 DBNAME="oxidp_costs_$$"
 DB_URL="${ADMIN%/*}/$DBNAME"
+SHOP_DB_URL="${DB_URL}_commerce"
 PORT=${BENCH_PORT:-18280}
 CONCURRENCY=${BENCH_CONCURRENCY:-16}
 OUT=${BENCH_OUT:-target/costs-$(date +%Y%m%d-%H%M%S)}
 WORK=$(mktemp -d)
 mkdir -p "$OUT"
 cleanup() {
-  kill "${SERVER:-0}" 2>/dev/null || true
-  wait "${SERVER:-0}" 2>/dev/null || true
+  kill "${SERVER:-0}" "${SHOP:-0}" 2>/dev/null || true
+  wait "${SERVER:-0}" "${SHOP:-0}" 2>/dev/null || true
   psql -qX "$ADMIN" -c "DROP DATABASE IF EXISTS $DBNAME WITH (FORCE)" >/dev/null 2>&1 || true
+  psql -qX "$ADMIN" -c "DROP DATABASE IF EXISTS ${DBNAME}_commerce WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 psql -qX "$ADMIN" -c "CREATE DATABASE $DBNAME" >/dev/null
+psql -qX "$ADMIN" -c "CREATE DATABASE ${DBNAME}_commerce" >/dev/null
 
 cargo build --release --bin oxidp --example loadgen
 BIN=target/release/oxidp
 export OXIDP_DATA_DIR="$WORK" OXIDP_BIND="127.0.0.1:$PORT" OXIDP_ISSUER="http://localhost:$PORT" OXIDP_LOG__LEVEL=warn
-export OXIDP_DATABASE_URL="$DB_URL"
+export OXIDP_DATABASE_URL="$DB_URL" OXIDP_METRICS__BIND=off
 export OXIDP_LOGIN__IP_PER_MINUTE=1000000 OXIDP_LOGIN__IP_BURST=1000000
 export OXIDP_LOGIN__ACCOUNT_PER_MINUTE=1000000 OXIDP_LOGIN__ACCOUNT_BURST=1000000
 PASSWORD="costs pass phrase $(date +%s%N)"
@@ -48,14 +60,24 @@ SERVER=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-pg_ticks() { local t=0; for p in $(pgrep -x postgres); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
+# CPU of each backend connected to the measured database (the pool keeps its
+# connections for 5 minutes idle, so the same backends serve the whole run).
+# SNAP_PID and SNAP_DB: the process and database measured (the IdP's by default).
+pg_ticks() {
+  local p
+  for p in $(psql -qtAX "${SNAP_DB:-$DB_URL}" -c "SELECT pid FROM pg_stat_activity
+      WHERE datname = current_database() AND pid <> pg_backend_pid()"); do
+    [ -r "/proc/$p/stat" ] && echo "pg.$p=$(awk '{print $14 + $15}' "/proc/$p/stat")"
+  done
+  return 0
+}
 # Idle backends flush their statistics within 10 s (PostgreSQL 15).
 snapshot() { # file
   sleep 11
   {
-    echo "server_ticks=$(ticks "$SERVER")"
-    echo "pg_ticks=$(pg_ticks)"
-    psql -qtAX "$DB_URL" -F= -c "SELECT 'db_bytes', pg_database_size(current_database())
+    echo "server_ticks=$(ticks "${SNAP_PID:-$SERVER}")"
+    pg_ticks
+    psql -qtAX "${SNAP_DB:-$DB_URL}" -F= -c "SELECT 'db_bytes', pg_database_size(current_database())
       UNION ALL SELECT 'xact', xact_commit FROM pg_stat_database WHERE datname = current_database()
       UNION ALL SELECT 'rows_read', tup_returned + tup_fetched FROM pg_stat_database WHERE datname = current_database()
       UNION ALL SELECT 'ins.' || relname, n_tup_ins FROM pg_stat_user_tables
@@ -65,16 +87,8 @@ snapshot() { # file
 }
 
 HZ=$(getconf CLK_TCK)
-for scenario in client-credentials userinfo introspection refresh code sign-in; do
-  snapshot "$WORK/before"
-  target/release/examples/loadgen --url "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" \
-    --client-secret "$CLIENT_SECRET" --username bench --password "$PASSWORD" --only "$scenario" \
-    --seconds "$SECONDS_PER" --concurrency "$CONCURRENCY" >"$WORK/load.txt"
-  REQUESTS=$(awk -F'|' '/^\| [a-z]/ && $3 ~ /[0-9]/ {gsub(/ /, "", $3); print $3}' "$WORK/load.txt" | head -1)
-  ERRORS=$(awk -F'|' '/^\| [a-z]/ && $3 ~ /[0-9]/ {gsub(/ /, "", $6); print $6}' "$WORK/load.txt" | head -1)
-  snapshot "$WORK/after"
-  # loadgen prints requests/s; the run lasted SECONDS_PER s.
-  python3 - "$WORK/before" "$WORK/after" "$scenario" "$REQUESTS" "$SECONDS_PER" "$HZ" "$ERRORS" <<'PY' | tee -a "$OUT/costs.txt"
+report() { # name requests errors: one table row from $WORK/{before,after}, less $WORK/{base0,base1}
+  python3 - "$WORK/before" "$WORK/after" "$1" "$2" "$3" "$HZ" "$WORK/base0" "$WORK/base1" <<'PY' | tee -a "$OUT/costs.txt"
 import sys
 def load(path):
     d = {}
@@ -82,20 +96,128 @@ def load(path):
         k, _, v = line.strip().partition("=")
         if k: d[k] = int(v or 0)
     return d
+def delta(b, a):
+    # pg.<pid>: a backend that appeared since `b` counts from 0; summed into pg_ticks
+    d = {k: a[k] - b.get(k, 0) for k in a if not k.startswith("pg.")}
+    d["pg_ticks"] = sum(a[k] - b.get(k, 0) for k in a if k.startswith("pg."))
+    return d
 b, a = load(sys.argv[1]), load(sys.argv[2])
-name, rate, secs, hz, errors = sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
-n = rate * secs
-diff = {k: a.get(k, 0) - b.get(k, 0) for k in a}
+name, n, errors, hz = sys.argv[3], float(sys.argv[4]), sys.argv[5], int(sys.argv[6])
+measured = delta(b, a)
+overhead = delta(load(sys.argv[7]), load(sys.argv[8]))
+# db_bytes grows in pages: not an overhead to subtract.
+diff = {k: v - (overhead.get(k, 0) if k != "db_bytes" else 0) for k, v in measured.items()}
 per = lambda k: diff.get(k, 0) / n
 writes = {k: v / n for k, v in diff.items() if k.split(".")[0] in ("ins", "upd", "del") and v > 0}
 wtxt = ", ".join(f"{k} {v:.2f}" for k, v in sorted(writes.items(), key=lambda kv: -kv[1]) if v >= 0.01) or "none"
 print(f"| {name} | {n:,.0f} | {errors} | {per('server_ticks') * 1000 / hz:.3f} | {per('pg_ticks') * 1000 / hz:.3f} | "
       f"{per('xact'):.2f} | {per('rows_read'):.1f} | {wtxt} | {per('db_bytes'):.0f} |")
 PY
+}
+loadgen() { # scenario seconds concurrency
+  target/release/examples/loadgen --url "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" \
+    --client-secret "$CLIENT_SECRET" --username bench --password "$PASSWORD" --only "$1" \
+    --seconds "$2" --concurrency "$3" >"$WORK/load.txt"
+}
+# The overhead: loadgen's preparation (the same for every scenario) with no requests.
+snapshot "$WORK/base0"
+loadgen client-credentials 0 "$CONCURRENCY"
+snapshot "$WORK/base1"
+for scenario in client-credentials userinfo introspection refresh code sign-in; do
+  # A sign-in waits for an argon2 slot (argon2.max_concurrent): more clients only queue,
+  # and the requests still in flight at the deadline would blur the count.
+  c=$CONCURRENCY; [ "$scenario" = sign-in ] && c=4
+  snapshot "$WORK/before"
+  loadgen "$scenario" "$SECONDS_PER" "$c"
+  REQUESTS=$(awk -F'|' '/^\| [a-z]/ && $3 ~ /[0-9]/ {gsub(/ /, "", $3); print $3}' "$WORK/load.txt" | head -1)
+  ERRORS=$(awk -F'|' '/^\| [a-z]/ && $3 ~ /[0-9]/ {gsub(/ /, "", $6); print $6}' "$WORK/load.txt" | head -1)
+  snapshot "$WORK/after"
+  # loadgen prints requests/s; the run lasted SECONDS_PER s (plus the requests in flight at the end,
+  # which this count leaves out).
+  N=$(python3 -c "print($REQUESTS * $SECONDS_PER)")
+  report "$scenario" "$N" "$ERRORS"
 done
+# The commerce server: its own process and database, tokens from the IdP above.
+if command -v wrk >/dev/null; then
+  SHOP_PORT=$((PORT + 1))
+  AUD="http://localhost:$SHOP_PORT"
+  json() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+  $BIN role create costs-admin >/dev/null
+  $BIN role grant costs-admin commerce:sellers:admin --audience "$AUD" >/dev/null
+  SHOP_CLIENT=$($BIN client create --name "Costs back office" --grant-type client_credentials \
+    --scopes api:read --audience "$AUD" --json)
+  SHOP_CLIENT_ID=$(echo "$SHOP_CLIENT" | json client_id)
+  SHOP_CLIENT_SECRET=$(echo "$SHOP_CLIENT" | json client_secret)
+  $BIN role assign costs-admin --client "$SHOP_CLIENT_ID" >/dev/null
+  INTRO=$($BIN client create --name "Costs introspection" --grant-type client_credentials \
+    --scopes api:read --audience "$AUD" --json)
+  export OXIDP_COMMERCE__INTROSPECTION_CLIENT_ID=$(echo "$INTRO" | json client_id)
+  export OXIDP_COMMERCE__INTROSPECTION_CLIENT_SECRET=$(echo "$INTRO" | json client_secret)
+  export OXIDP_COMMERCE__BIND="127.0.0.1:$SHOP_PORT" OXIDP_COMMERCE__PUBLIC_URL="$AUD"
+  export OXIDP_COMMERCE__DATABASE_URL="$SHOP_DB_URL"
+  $BIN commerce migrate >/dev/null
+  OXIDP_HTTP__WORKERS=1 $BIN commerce &
+  SHOP=$!
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$SHOP_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  TOKEN=$(curl -fsS -u "$SHOP_CLIENT_ID:$SHOP_CLIENT_SECRET" -d grant_type=client_credentials \
+    "http://127.0.0.1:$PORT/token" | json access_token)
+  SELLER=$(curl -fsS -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    -d '{"name":"Costs","kind":"INTERNAL","contact":{"email":"ops@costs.example"}}' \
+    "http://127.0.0.1:$SHOP_PORT/v1/sellers" | json id)
+  cat >"$WORK/report.lua" <<'LUA'
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format("RESULT %d %d\n", summary.requests, errors))
+end
+LUA
+  SNAP_PID=$SHOP SNAP_DB=$SHOP_DB_URL
+  # the overhead here: the statistics waits and snapshot queries alone
+  snapshot "$WORK/base0"
+  snapshot "$WORK/base1"
+  for path in /v1/me "/v1/sellers/$SELLER"; do
+    curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$SHOP_PORT$path" # warm
+    snapshot "$WORK/before"
+    read -r _ N ERRORS < <(wrk -t1 -c"$CONCURRENCY" -d"${SECONDS_PER}s" -H "Authorization: Bearer $TOKEN" \
+      -s "$WORK/report.lua" "http://127.0.0.1:$SHOP_PORT$path" | grep '^RESULT')
+    snapshot "$WORK/after"
+    name="commerce GET /v1/me (token only)"
+    [ "$path" = /v1/me ] || name="commerce GET /v1/sellers/{id} (one read)"
+    report "$name" "$N" "$ERRORS"
+  done
+  unset SNAP_PID SNAP_DB
+else
+  echo "wrk not found (Debian package wrk): commerce rows skipped" >&2
+fi
+
 echo
-echo "| operation | requests | errors | oxidp CPU ms/req | PostgreSQL CPU ms/req | transactions/req | rows read/req | rows written/req (table) | DB bytes/req |"
+echo "| operation | requests | errors | server CPU ms/req | PostgreSQL CPU ms/req | transactions/req | rows read/req | rows written/req (table) | DB bytes/req |"
 echo "|---|---:|---:|---:|---:|---:|---:|---|---:|"
 cat "$OUT/costs.txt"
+storage() { # database-url: rows, bytes (heap + indexes + TOAST, all partitions) and bytes per row
+  psql -qtAX "$1" -F' | ' -c "
+    SELECT '| ' || relname, n, bytes, CASE WHEN n > 0 THEN bytes / n END, avg_row || ' |'
+    FROM (SELECT c.relname,
+        (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', c.relname), false, true, '')))[1]::text::bigint AS n,
+        coalesce((SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree(c.oid) WHERE c.relkind = 'p'),
+          pg_total_relation_size(c.oid))::bigint AS bytes,
+        coalesce((xpath('/row/a/text()', query_to_xml(format('SELECT round(avg(pg_column_size(t.*))) AS a FROM %I t', c.relname), false, true, '')))[1]::text, '') AS avg_row
+      FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
+      WHERE s.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+        AND c.relname NOT LIKE '\\_\\_%') t
+    WHERE n > 0 ORDER BY bytes DESC"
+}
+echo
+echo "Stored after the run (IdP database; bytes include indexes and TOAST, and the pages' free space):"
+echo "| table | rows | bytes | bytes/row | avg row data (pg_column_size) |"
+echo "|---|---:|---:|---:|---:|"
+storage "$DB_URL"
+if [ -n "${SHOP:-}" ]; then
+  echo
+  echo "Commerce database:"
+  echo "| table | rows | bytes | bytes/row | avg row data (pg_column_size) |"
+  echo "|---|---:|---:|---:|---:|"
+  storage "$SHOP_DB_URL"
+fi
 echo
 echo "yardstick (openssl speed): $(openssl speed -seconds 3 ecdsap256 2>/dev/null | awk '/nistp256/ {print $(NF-1) " ES256 signatures/s"}')"
