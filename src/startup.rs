@@ -103,17 +103,12 @@ impl Application {
     /// `http.drain_secs` while requests are still served (the balancer drains this
     /// instance), then it stops accepting and in-flight requests finish
     /// (`crate::shutdown`).
-    pub async fn run_until_signalled(self) -> std::io::Result<()> {
+    pub async fn run_until_signalled(self, signals: crate::shutdown::Signals) -> std::io::Result<()> {
         let mut servers = vec![self.server.handle()];
         servers.extend(self.metrics.as_ref().map(|(_, server)| server.handle()));
-        let watcher = tokio::spawn(crate::shutdown::on_signal(
-            servers,
-            self.state.draining.clone(),
-            Duration::from_secs(self.state.config.http.drain_secs),
-        ));
-        let result = self.run_until_stopped().await;
-        watcher.abort();
-        result
+        let draining = self.state.draining.clone();
+        let drain = Duration::from_secs(self.state.config.http.drain_secs);
+        crate::shutdown::run_until_signalled(self.run_until_stopped(), servers, draining, drain, signals).await
     }
 
     /// Serves until stopped through `handle()` (tests), then lets in-flight requests finish.

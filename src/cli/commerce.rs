@@ -103,13 +103,14 @@ pub async fn run(config: Config, command: Option<CommerceCommand>) -> anyhow::Re
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = oxidp::commerce::CommerceApp::build(&config, Arc::new(SystemClock)).await?;
+    let signals = oxidp::shutdown::Signals::watch();
     tracing::info!(
         bind = %config.commerce.bind,
         issuer = %config.commerce_issuer(),
         audience = %config.commerce_audience(),
         "commerce API listening"
     );
-    app.run_until_signalled().await?;
+    app.run_until_signalled(signals).await?;
     Ok(())
 }
 

@@ -28,8 +28,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "counting legacy password hashes failed"),
     }
+    let signals = oxidp::shutdown::Signals::watch();
     tracing::info!(%issuer, %bind, port = app.port(), metrics_port = app.metrics_port(), "oxidp is listening");
-    app.run_until_signalled().await?;
+    app.run_until_signalled(signals).await?;
     tracing::info!("oxidp stopped");
     Ok(())
 }

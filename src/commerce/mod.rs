@@ -228,15 +228,11 @@ impl CommerceApp {
     /// The binary's way to serve: on SIGTERM/SIGINT `/readyz` answers 503 for
     /// `http.drain_secs` while requests are still served, then the server stops
     /// accepting and in-flight requests finish (`crate::shutdown`).
-    pub async fn run_until_signalled(self) -> std::io::Result<()> {
-        let watcher = tokio::spawn(crate::shutdown::on_signal(
-            vec![self.server.handle()],
-            self.state.draining.clone(),
-            Duration::from_secs(self.drain_secs),
-        ));
-        let result = self.run_until_stopped().await;
-        watcher.abort();
-        result
+    pub async fn run_until_signalled(self, signals: crate::shutdown::Signals) -> std::io::Result<()> {
+        let servers = vec![self.server.handle()];
+        let draining = self.state.draining.clone();
+        let drain = Duration::from_secs(self.drain_secs);
+        crate::shutdown::run_until_signalled(self.run_until_stopped(), servers, draining, drain, signals).await
     }
 
     /// Serves until stopped through `handle()` (tests).

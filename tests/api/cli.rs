@@ -290,6 +290,8 @@ fn the_binary_serves_and_stops_gracefully_on_sigterm() {
     let mut child = oxidp()
         .env("OXIDP_DATA_DIR", dir.path())
         .env("OXIDP_BIND", "127.0.0.1:0")
+        // The metrics listener's default port may be taken by another server here.
+        .env("OXIDP_METRICS__BIND", "127.0.0.1:0")
         .env("OXIDP_LOG__FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
