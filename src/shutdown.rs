@@ -41,7 +41,7 @@ impl Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            let mut watch = |kind: SignalKind, name: &str| match signal(kind) {
+            let watch = |kind: SignalKind, name: &str| match signal(kind) {
                 Ok(s) => Some(s),
                 Err(error) => {
                     tracing::warn!(%error, signal = name, "cannot watch this signal");
