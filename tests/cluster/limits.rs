@@ -91,6 +91,31 @@ pub async fn sign_in_limits_are_shared(s: Arc<Suite>) {
         "limited after {allowed} attempts, expected {burst}..={} (shared): {line:?}",
         burst + refilled + 1
     );
+    // An X-Forwarded-For of the client's own does not make it someone else: the
+    // balancer adds the real address after it, and that is the one counted.
+    let mut spoofed = Vec::new();
+    for i in 0..IDPS.len() {
+        let csrf = csrf_of(&person.page("/login").await);
+        let response = person
+            .client
+            .post(person.url("/login"))
+            .header("x-forwarded-for", format!("198.51.100.{}", 10 + i))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("username", format!("nobody-{tag}-spoofed-{i}").as_str()),
+                ("password", "not the password"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        spoofed.push(format!("{}@{}", response.status().as_u16(), served_by(&response)));
+    }
+    println!("  with a forged X-Forwarded-For each: {}", spoofed.join(" "));
+    assert!(
+        spoofed.iter().all(|s| s.starts_with("429@")),
+        "a forged X-Forwarded-For escaped the limit: {spoofed:?}"
+    );
+
     let passed = answers.iter().filter(|(s, _)| *s == 200).count();
     assert!(
         passed <= burst + refilled + 1,
