@@ -132,8 +132,16 @@ pub fn client_ip(req: &HttpRequest) -> Option<std::net::IpAddr> {
     let trusted = state
         .map(|s| s.config.login.trusted_proxies.as_slice())
         .unwrap_or_default();
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    crate::authn::risk::client_ip(peer, forwarded, trusted)
+    // Every `X-Forwarded-For` line, in order, as one list (RFC 9110 §5.3): a proxy
+    // such as HAProxy (`option forwardfor`) adds its own line after one the client
+    // sent, and reading only the first would believe the client's.
+    let lines: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+    crate::authn::risk::client_ip(peer, forwarded.as_deref(), trusted)
 }
 
 /// The client's address and user agent, for the session list and audit.

@@ -3,8 +3,9 @@
 //! PostgreSQL database, HAProxy in front of each group with the same
 //! `deploy/haproxy/haproxy.cfg` docker-compose mounts — and scenarios through the
 //! balancer: flows whose consecutive requests land on different instances, races
-//! across instances, rolling restarts under load with zero failed requests, and
-//! outage drills.
+//! across instances, sign-in limits shared in Redis, changes honoured by every
+//! instance within a second, rolling restarts under load with zero failed
+//! requests, and outage drills.
 //!
 //! One cluster for the whole run, so the scenarios run one after another (its own
 //! harness; `cargo test --test cluster -- NAME` runs the scenarios whose name
@@ -12,8 +13,10 @@
 //! PostgreSQL), or without `haproxy` and `psql`, it prints SKIPPED — or fails when
 //! `OXIDP_REQUIRE_CLUSTER=1` (CI). Ports: `CLUSTER_PORT_BASE` (27000) + 80…1093.
 
+mod changes;
 mod fixture;
 mod flows;
+mod limits;
 mod load;
 mod outages;
 mod rolling;
@@ -50,6 +53,21 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("webauthn_ceremonies_across_instances", |s| {
         Box::pin(flows::webauthn_ceremonies(s))
     }),
+    ("cluster_wide_sign_in_limits_through_redis", |s| {
+        Box::pin(limits::sign_in_limits_are_shared(s))
+    }),
+    (
+        "invalidation_a_client_rotated_then_deleted_is_refused_by_every_instance_within_a_second",
+        |s| Box::pin(changes::client_rotated_then_deleted(s)),
+    ),
+    (
+        "invalidation_a_revoked_permission_leaves_every_instances_tokens_within_a_second",
+        |s| Box::pin(changes::role_permission_revoked(s)),
+    ),
+    (
+        "invalidation_rotated_signing_keys_sign_on_every_instance_within_a_second",
+        |s| Box::pin(changes::signing_keys_rotated(s)),
+    ),
     ("rolling_restart_of_the_idp_instances_fails_no_request", |s| {
         Box::pin(rolling::idp_rolling_restart(s))
     }),

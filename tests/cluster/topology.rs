@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 use diesel::{Connection, RunQueryDsl};
 
+/// `tokens.client_cache_secs` of the suite's instances (the default is 5).
+pub const CLIENT_CACHE_SECS: u64 = 300;
+/// Where the suite looks for Redis (cluster.sh's `CLUSTER_REDIS`).
+pub const REDIS_ADDR: &str = "127.0.0.1:6379";
+
 /// The IdP instances and the commerce instances, as cluster.sh numbers them.
 pub const IDPS: [u8; 3] = [1, 2, 3];
 pub const COMMERCES: [u8; 2] = [1, 2];
@@ -39,6 +44,9 @@ pub struct Cluster {
     pub idp_url: String,
     pub commerce_url: String,
     secrets: Vec<(String, String)>,
+    /// The Redis the IdP instances share their sign-in limits in (`CLUSTER_REDIS`),
+    /// when one answers at 127.0.0.1:6379; else they keep them per instance.
+    pub redis: Option<String>,
     /// The CLI's own data directory (it needs one; nothing of it is used).
     cli_dir: tempfile::TempDir,
 }
@@ -63,6 +71,7 @@ impl Cluster {
             idp_url: format!("http://localhost:{}", base + 80),
             commerce_url: format!("http://localhost:{}", base + 81),
             secrets: Vec::new(),
+            redis: redis_answers(REDIS_ADDR).then(|| format!("redis://{REDIS_ADDR}")),
             cli_dir: tempfile::tempdir().expect("temp dir"),
         };
         std::fs::create_dir_all(&cluster.run_dir).expect("run dir");
@@ -122,6 +131,11 @@ impl Cluster {
             .env("CLUSTER_BIN", env!("CARGO_BIN_EXE_oxidp"))
             .env("CLUSTER_DIR", &self.run_dir)
             .env("HAPROXY_SERVED_BY", "1")
+            .env("CLUSTER_REDIS", self.redis.as_deref().unwrap_or_default())
+            // Caches far longer than the default 5 s: a change seen on every
+            // instance within a second can only be the invalidation notice's doing.
+            // (cluster.sh passes it on to every instance; commerce ignores it.)
+            .env("OXIDP_TOKENS__CLIENT_CACHE_SECS", CLIENT_CACHE_SECS.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -218,6 +232,13 @@ impl Cluster {
 
     /// An administrative command against the cluster's database; JSON on stdout.
     pub fn cli_json(&self, args: &[&str], stdin: Option<&str>) -> serde_json::Value {
+        serde_json::from_str(&self.cli(args, stdin)).expect("JSON on stdout")
+    }
+
+    /// An administrative command against the cluster's database, asserting
+    /// success; its stdout. Returns when the process has exited (its change is
+    /// committed).
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> String {
         let mut command = self.oxidp(args, &self.idp_env(), self.cli_dir.path());
         command
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -236,7 +257,7 @@ impl Cluster {
             "oxidp {args:?} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+        String::from_utf8(output.stdout).expect("UTF-8 on stdout")
     }
 
     /// An instance's own address (not the balancer).
@@ -246,6 +267,11 @@ impl Cluster {
             Kind::Commerce => self.base + 100 + n as u16,
         };
         format!("http://127.0.0.1:{port}")
+    }
+
+    /// IdP instance `n`'s metrics listener (cluster.sh: its port + 1000).
+    pub fn metrics_url(&self, n: u8) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.base + 1090 + n as u16)
     }
 
     pub fn pid(&self, kind: Kind, n: u8) -> Option<i32> {
@@ -374,6 +400,26 @@ fn read_exports(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A loopback address of its own for this run (127.100-199.x.y: never 127.0.0.1,
+/// the address the rest of the suite comes from). The balancer forwards it
+/// (`X-Forwarded-For`) and the instances trust only 127.0.0.1 as a proxy, so
+/// they count sign-in attempts and failed client authentications from it apart.
+pub fn unique_loopback() -> std::net::IpAddr {
+    let mut bytes = [0u8; 3];
+    openssl::rand::rand_bytes(&mut bytes).unwrap();
+    std::net::Ipv4Addr::new(127, 100 + bytes[0] % 100, bytes[1], bytes[2].max(1)).into()
+}
+
+/// `http()` whose connections come from `address`.
+pub fn http_from(address: std::net::IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .local_address(address)
+        .build()
+        .unwrap()
+}
+
 /// A plain HTTP client with a per-request deadline (the machine may be loaded).
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -381,4 +427,19 @@ pub fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// Whether Redis answers PING at `addr`.
+pub fn redis_answers(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(addr) = addr.parse() else { return false };
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"PING\r\n")?;
+            let mut reply = [0u8; 5];
+            stream.read_exact(&mut reply)?;
+            Ok(&reply == b"+PONG")
+        })
+        .unwrap_or(false)
 }

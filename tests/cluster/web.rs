@@ -84,6 +84,21 @@ impl Browser {
         }
     }
 
+    /// A browser whose connections come from `address` (a loopback address of its own).
+    pub fn from_address(base: &str, trail: &Trail, address: std::net::IpAddr) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(60))
+                .local_address(address)
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            trail: trail.clone(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.starts_with("http") {
             path.to_owned()
