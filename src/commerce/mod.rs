@@ -6,9 +6,9 @@
 
 pub mod domain;
 pub mod http;
-pub mod saga_runner;
 pub mod metrics;
 pub mod rabbitmq;
+pub mod saga_runner;
 pub mod storage;
 pub mod workers;
 
