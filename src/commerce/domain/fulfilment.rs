@@ -1,6 +1,6 @@
 //! Sellers' side of marketplace orders: the orders holding a seller's items (those
 //! items only), item shipments (`PENDING → SHIPPED → DELIVERED`) that the order's
-//! status follows, and receiving a return. A member of the item's seller with
+//! status follows, and receiving a return (RETURNED, the refund owed recorded). A member of the item's seller with
 //! `commerce:orders:fulfil` only; the state machines are in `domain::orders`.
 
 use serde::{Deserialize, Serialize};
@@ -170,9 +170,10 @@ pub async fn move_item(
     .await?
 }
 
-/// A seller received a returned order back: `RETURN_REQUESTED → RETURNED`, the refund
-/// is recorded and the order is `REFUNDED`, in one transaction. Any seller with
-/// items in the order may confirm.
+/// A seller received a returned order back: `RETURN_REQUESTED → RETURNED` and the
+/// refund owed is recorded, in one transaction. The payment provider's
+/// `refund.succeeded` event then makes it `REFUNDED` (`domain::payments`). Any
+/// seller with items in the order may confirm.
 pub async fn receive_return(
     db: &Db,
     actor: &Principal,
@@ -202,12 +203,11 @@ pub async fn receive_return(
             Ok(to) => to,
             Err(e) => return Ok(Err(e)),
         };
-        let refunded = next(returned, OrderAction::Refund).expect("RETURNED → REFUNDED");
         if !store::advance(
             conn,
             &order_id,
             (current.as_str(), &order.saga),
-            (refunded.as_str(), &order.saga),
+            (returned.as_str(), &order.saga),
             now,
         )? {
             return Ok(Err(CommerceError::Conflict(
@@ -226,7 +226,6 @@ pub async fn receive_return(
             },
         )?;
         store::log_step(conn, &order_id, "returned", now)?;
-        store::log_step(conn, &order_id, "refunded", now)?;
         Ok(Ok(load(conn, &order_id)?.expect("the order exists")))
     })
     .await?

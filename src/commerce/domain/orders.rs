@@ -11,6 +11,7 @@ use super::stock::{self as stock_rules, Day};
 use super::{CommerceError, Currency, Limit, Money, Page, Status as ProductStatus, cursor, page};
 use crate::commerce::storage as catalog_store;
 use crate::commerce::storage::orders::{self as store, ItemRow, OrderRow};
+use crate::commerce::storage::reservations as reservation_store;
 use crate::commerce::storage::stock as stock_store;
 use crate::db::{AnyConnection, Db, DbError};
 use crate::resource_server::Principal;
@@ -207,17 +208,83 @@ pub fn follow_items(current: OrderStatus, items: &[ShipmentStatus]) -> Option<Or
 
 // ---------------------------------------------------------------- requests and views
 
+/// One item: a product's combination (with `date` and `quantity`), or one of the
+/// buyer's CONFIRMED reservations alone (`reservation_id`), whose product,
+/// combination, date, quantity and held stock the item takes over.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrderItem {
-    pub product_id: String,
-    pub combination_id: String,
+    #[serde(default)]
+    pub product_id: Option<String>,
+    #[serde(default)]
+    pub combination_id: Option<String>,
     /// RESERVABLE products: the date (YYYY-MM-DD).
     #[serde(default)]
     pub date: Option<String>,
     /// Units (default 1, at most 100).
     #[serde(default)]
     pub quantity: Option<i64>,
+    /// One of the buyer's CONFIRMED reservations, instead of the four fields above.
+    #[serde(default)]
+    pub reservation_id: Option<String>,
+}
+
+/// Where an item's stock comes from, parsed from a `NewOrderItem`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ItemSource {
+    /// Taken from stock by the saga.
+    Catalog {
+        product_id: String,
+        combination_id: String,
+        date: Option<String>,
+        quantity: i64,
+    },
+    /// Held by a reservation whose hold the saga takes over.
+    Reservation(String),
+}
+
+impl ItemSource {
+    fn parse(position: usize, item: &NewOrderItem) -> Result<Self, CommerceError> {
+        match item {
+            NewOrderItem {
+                reservation_id: Some(id),
+                product_id: None,
+                combination_id: None,
+                date: None,
+                quantity: None,
+            } => Ok(Self::Reservation(id.clone())),
+            NewOrderItem {
+                reservation_id: Some(_),
+                ..
+            } => Err(CommerceError::Invalid(format!(
+                "items[{position}]: reservation_id stands alone (the reservation gives the product, \
+                 combination, date and quantity)"
+            ))),
+            NewOrderItem {
+                product_id: Some(product_id),
+                combination_id: Some(combination_id),
+                date,
+                quantity,
+                reservation_id: None,
+            } => {
+                let quantity = quantity.unwrap_or(1);
+                if !(1..=MAX_QUANTITY).contains(&quantity) {
+                    return Err(CommerceError::Invalid(format!(
+                        "quantity must be between 1 and {MAX_QUANTITY}"
+                    )));
+                }
+                Ok(Self::Catalog {
+                    product_id: product_id.clone(),
+                    combination_id: combination_id.clone(),
+                    date: date.clone(),
+                    quantity,
+                })
+            }
+            _ => Err(CommerceError::Invalid(format!(
+                "items[{position}] needs product_id and combination_id, or reservation_id"
+            ))),
+        }
+    }
 }
 
 /// A new order. Prices are not part of it: they come from the catalog.
@@ -247,6 +314,9 @@ pub struct OrderItemView {
     pub shipment_status: ShipmentStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
+    /// The reservation whose hold the item took over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -259,8 +329,8 @@ pub struct OrderView {
     pub total: Money,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coupon_id: Option<String>,
-    /// CANCELLED: `sold_out`, `product_not_on_sale`, `coupon_unavailable`,
-    /// `payment_failed`, `payment_timeout`, `buyer_cancelled`.
+    /// CANCELLED: `sold_out`, `product_not_on_sale`, `reservation_expired`,
+    /// `coupon_unavailable`, `payment_failed`, `payment_timeout`, `buyer_cancelled`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
     /// PENDING_PAYMENT: the payment must arrive before this (Unix seconds).
@@ -292,6 +362,7 @@ pub(super) fn item_view(row: ItemRow, currency: &str) -> OrderItemView {
         combination_id: row.combination_id,
         quantity: row.quantity,
         tracking_number: row.tracking_number,
+        reservation_id: row.reservation_id,
     }
 }
 
@@ -358,15 +429,17 @@ pub async fn place(
     if new.items.is_empty() || new.items.len() > MAX_ITEMS {
         return Err(CommerceError::Invalid(format!("an order holds 1 to {MAX_ITEMS} items")));
     }
-    let mut quantities = Vec::with_capacity(new.items.len());
-    for item in &new.items {
-        let quantity = item.quantity.unwrap_or(1);
-        if !(1..=MAX_QUANTITY).contains(&quantity) {
+    let mut sources = Vec::with_capacity(new.items.len());
+    for (position, item) in new.items.iter().enumerate() {
+        let source = ItemSource::parse(position, item)?;
+        if let ItemSource::Reservation(id) = &source
+            && sources.contains(&ItemSource::Reservation(id.clone()))
+        {
             return Err(CommerceError::Invalid(format!(
-                "quantity must be between 1 and {MAX_QUANTITY}"
+                "items[{position}]: the reservation is already in the order"
             )));
         }
-        quantities.push(quantity);
+        sources.push(source);
     }
     let buyer = buyer.sub.clone();
     db.transaction(move |conn| {
@@ -374,23 +447,47 @@ pub async fn place(
         let mut items = Vec::with_capacity(new.items.len());
         let mut currency: Option<String> = new.currency.as_ref().map(|c| c.as_str().to_owned());
         let mut subtotal: i64 = 0;
-        for (position, (item, quantity)) in new.items.iter().zip(quantities).enumerate() {
-            let (product, combination) =
-                match stock_rules::product_and_combination(conn, &item.product_id, &item.combination_id)? {
-                    Ok(found) => found,
-                    Err(CommerceError::NotFound(_)) => {
+        for (position, source) in sources.into_iter().enumerate() {
+            let item = match source {
+                ItemSource::Catalog {
+                    product_id,
+                    combination_id,
+                    date,
+                    quantity,
+                } => (product_id, combination_id, date, quantity, None),
+                ItemSource::Reservation(id) => {
+                    let Some(held) = reservation_store::find(conn, &id)?.filter(|r| r.subject == buyer) else {
                         return Ok(Err(CommerceError::Invalid(format!(
-                            "items[{position}].product_id names no product"
+                            "items[{position}].reservation_id names none of your reservations"
+                        ))));
+                    };
+                    if held.status != "CONFIRMED" || held.hold_until.is_none_or(|t| t <= now) {
+                        return Ok(Err(CommerceError::Conflict(format!(
+                            "items[{position}]: the reservation is {}, not a running hold",
+                            held.status
                         ))));
                     }
-                    Err(e) => return Ok(Err(e)),
-                };
+                    let date = (!held.day.is_empty()).then_some(held.day);
+                    (held.product_id, held.combination_id, date, held.quantity, Some(id))
+                }
+            };
+            let (product_id, combination_id, date, quantity, reservation_id) = item;
+            let (product, combination) = match stock_rules::product_and_combination(conn, &product_id, &combination_id)?
+            {
+                Ok(found) => found,
+                Err(CommerceError::NotFound(_)) => {
+                    return Ok(Err(CommerceError::Invalid(format!(
+                        "items[{position}].product_id names no product"
+                    ))));
+                }
+                Err(e) => return Ok(Err(e)),
+            };
             if ProductStatus::parse(&product.status) != Some(ProductStatus::Sales) || !combination.available {
                 return Ok(Err(CommerceError::Conflict(format!(
                     "items[{position}] is not on sale"
                 ))));
             }
-            let day = match Day::for_product(&product.product_type, item.date.as_deref()) {
+            let day = match Day::for_product(&product.product_type, date.as_deref()) {
                 Ok(day) => day,
                 Err(e) => return Ok(Err(e)),
             };
@@ -424,9 +521,10 @@ pub async fn place(
                 ))));
             };
             subtotal = next;
-            // A cheap early refusal; the saga's conditional decrement decides.
+            // A cheap early refusal; the saga's conditional decrement decides. (A
+            // reservation's units are held already.)
             let left = stock_store::find(conn, &combination.id, day.as_str())?.map_or(0, |s| s.available);
-            if left < quantity {
+            if reservation_id.is_none() && left < quantity {
                 return Ok(Err(CommerceError::Conflict(format!("sold_out: items[{position}]"))));
             }
             items.push(ItemRow {
@@ -443,6 +541,7 @@ pub async fn place(
                 shipment_status: ShipmentStatus::Pending.as_str().to_owned(),
                 tracking_number: None,
                 updated_at: now,
+                reservation_id,
             });
         }
         let currency = currency.unwrap_or_default();

@@ -1,4 +1,6 @@
-//! Payment events from the payment provider (`POST /v1/payments/events`): applied
+//! Payment events from the payment provider (`POST /v1/payments/events`:
+//! `payment.succeeded`, `payment.failed`, and `refund.succeeded` for a returned
+//! order's refund): applied
 //! once per provider event id (the primary key of `payment_events`), verified
 //! against the order's total, and applied to the saga with conditional updates in
 //! one transaction with their record. `saga::receive_payment` runs a failure's
@@ -20,6 +22,9 @@ pub enum PaymentEventKind {
     Succeeded,
     #[serde(rename = "payment.failed")]
     Failed,
+    /// The provider paid a returned order's refund back: `RETURNED → REFUNDED`.
+    #[serde(rename = "refund.succeeded")]
+    RefundSucceeded,
 }
 
 impl PaymentEventKind {
@@ -27,6 +32,7 @@ impl PaymentEventKind {
         match self {
             Self::Succeeded => "payment.succeeded",
             Self::Failed => "payment.failed",
+            Self::RefundSucceeded => "refund.succeeded",
         }
     }
 }
@@ -40,7 +46,8 @@ pub struct PaymentEvent {
     #[serde(rename = "type")]
     pub kind: PaymentEventKind,
     pub order_id: String,
-    /// Must equal the order's total (amount and currency).
+    /// Must equal the order's total (amount and currency): what was paid, or
+    /// (`refund.succeeded`) what went back.
     pub amount: Money,
 }
 
@@ -48,7 +55,7 @@ pub struct PaymentEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentOutcome {
-    /// It moved the order (PAID, or compensating after a failure).
+    /// It moved the order (PAID, compensating after a failure, or REFUNDED).
     Applied,
     /// The order was not awaiting payment (already paid, cancelled, …): no change.
     Ignored,
@@ -183,6 +190,18 @@ fn apply_event(
             | (PaymentEventKind::Succeeded, OrderStatus::Cancelled, _) => {
                 refund(conn, &order, "paid_after_cancellation", now)?;
                 PaymentOutcome::Refunded
+            }
+            (PaymentEventKind::RefundSucceeded, OrderStatus::Returned, _) => {
+                let to = next(status, OrderAction::Refund).map_err(|e| DbError::Conflict(e.to_string()))?;
+                store::advance(
+                    conn,
+                    &order.id,
+                    (status.as_str(), phase.as_str()),
+                    (to.as_str(), phase.as_str()),
+                    now,
+                )?;
+                store::log_step(conn, &order.id, step::REFUNDED, now)?;
+                PaymentOutcome::Applied
             }
             (PaymentEventKind::Failed, OrderStatus::PendingPayment, Phase::AwaitingPayment) => {
                 store::start_compensation(

@@ -2,8 +2,11 @@
 //! and written with its queue message in one transaction (transactional outbox);
 //! a worker later holds the stock (CONFIRMED) or refuses (FAILED with a reason).
 //! A hold not turned into a paid order within `hold_secs` expires and its stock
-//! returns. Each step is a conditional update on the status it leaves, so a
-//! message delivered twice, or two sweepers, change nothing twice.
+//! returns; an order placed with the reservation (`reservation_id` in its item)
+//! takes the hold over instead (ORDERED), and the order's saga owns the stock from
+//! then on. Each step is a conditional update on the status it leaves, so a
+//! message delivered twice, two sweepers, or a sweeper racing an order, change
+//! nothing twice.
 
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +31,11 @@ pub enum ReservationStatus {
     Confirmed,
     /// Refused; see `reason`.
     Failed,
-    /// The hold ran out and the stock returned.
+    /// The hold ran out and the stock returned (`hold_expired`), or the order
+    /// that took it over was cancelled (`order_cancelled`).
     Expired,
+    /// An order took the hold over (`order_id`); its saga owns the stock.
+    Ordered,
 }
 
 impl ReservationStatus {
@@ -39,13 +45,20 @@ impl ReservationStatus {
             Self::Confirmed => "CONFIRMED",
             Self::Failed => "FAILED",
             Self::Expired => "EXPIRED",
+            Self::Ordered => "ORDERED",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Confirmed, Self::Failed, Self::Expired]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Self::Pending,
+            Self::Confirmed,
+            Self::Failed,
+            Self::Expired,
+            Self::Ordered,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -58,6 +71,10 @@ pub enum ReservationEvent {
     Fail,
     /// The sweeper released an unpaid hold.
     Expire,
+    /// An order's saga took the hold over.
+    Order,
+    /// The order that took the hold over was cancelled; its stock went back.
+    OrderCancelled,
 }
 
 /// The reservation state machine: the one place that says which event may
@@ -69,6 +86,8 @@ pub fn next(from: ReservationStatus, event: ReservationEvent) -> Option<Reservat
         (S::Pending, E::Confirm) => Some(S::Confirmed),
         (S::Pending, E::Fail) => Some(S::Failed),
         (S::Confirmed, E::Expire) => Some(S::Expired),
+        (S::Confirmed, E::Order) => Some(S::Ordered),
+        (S::Ordered, E::OrderCancelled) => Some(S::Expired),
         _ => None,
     }
 }
@@ -111,7 +130,8 @@ pub struct ReservationView {
     pub id: String,
     pub status: ReservationStatus,
     /// Why it failed or ended: `sold_out`, `product_not_on_sale`,
-    /// `combination_unavailable`, `date_not_offered`, `hold_expired`.
+    /// `combination_unavailable`, `date_not_offered`, `hold_expired`,
+    /// `order_cancelled`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub product_id: String,
@@ -122,6 +142,9 @@ pub struct ReservationView {
     /// CONFIRMED: until when the stock is held (Unix seconds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hold_until: Option<i64>,
+    /// ORDERED (and EXPIRED with `order_cancelled`): the order that took the hold over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -136,6 +159,7 @@ fn view(row: ReservationRow) -> ReservationView {
         combination_id: row.combination_id,
         quantity: row.quantity,
         hold_until: row.hold_until,
+        order_id: row.order_id,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }
@@ -184,6 +208,7 @@ pub async fn request(
             hold_until: None,
             created_at: now,
             updated_at: now,
+            order_id: None,
         };
         store::insert(conn, &row)?;
         store::enqueue(
@@ -315,14 +340,16 @@ mod tests {
 
     #[test]
     fn the_state_machine_as_a_table() {
-        let all = [S::Pending, S::Confirmed, S::Failed, S::Expired];
+        let all = [S::Pending, S::Confirmed, S::Failed, S::Expired, S::Ordered];
         let allowed = [
             (S::Pending, E::Confirm, S::Confirmed),
             (S::Pending, E::Fail, S::Failed),
             (S::Confirmed, E::Expire, S::Expired),
+            (S::Confirmed, E::Order, S::Ordered),
+            (S::Ordered, E::OrderCancelled, S::Expired),
         ];
         for from in all {
-            for event in [E::Confirm, E::Fail, E::Expire] {
+            for event in [E::Confirm, E::Fail, E::Expire, E::Order, E::OrderCancelled] {
                 let expected = allowed
                     .iter()
                     .find(|(f, e, _)| *f == from && *e == event)

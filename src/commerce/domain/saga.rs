@@ -1,5 +1,8 @@
 //! The order saga, orchestrated, with its log in the commerce database:
 //! reserve stock for every item → apply the coupon → await payment → PAID.
+//! An item placed with a reservation takes its hold over instead of taking stock
+//! (the reservation becomes ORDERED; on cancellation its stock goes back and the
+//! reservation ends `order_cancelled`).
 //! Payment failure, the payment deadline or a buyer's cancellation start the
 //! compensations, in reverse order: return the coupon, release the stock, then
 //! CANCELLED (with a refund record if the order had been paid).
@@ -17,6 +20,7 @@ use super::payments::{self, PaymentEvent, PaymentEventReceipt, PaymentOutcome};
 use super::stock::{self, Take};
 use super::{CommerceError, Currency, Money, Status as ProductStatus};
 use crate::commerce::storage::orders::{self as store, OrderRow, RefundRow};
+use crate::commerce::storage::reservations as reservation_store;
 use crate::commerce::storage::stock as stock_store;
 use crate::db::{AnyConnection, Db, DbError};
 use crate::resource_server::Principal;
@@ -179,6 +183,20 @@ fn place_step(conn: &mut AnyConnection, order: &OrderRow, settings: Settings, no
         if ProductStatus::parse(&product.status) != Some(ProductStatus::Sales) || !combination.available {
             return fail(conn, order, "product_not_on_sale", now);
         }
+        if let Some(reservation_id) = &item.reservation_id {
+            // Take the reservation's hold over (conditional on it still running, so
+            // the hold sweeper and a second order cannot both have it).
+            let held = reservation_store::find(conn, reservation_id)?.and_then(|r| r.stock_id);
+            let Some(stock_id) = held else {
+                return fail(conn, order, "reservation_expired", now);
+            };
+            if !reservation_store::hand_to_order(conn, reservation_id, &order.id, now)? {
+                return fail(conn, order, "reservation_expired", now);
+            }
+            store::set_item_stock(conn, &item.id, &stock_id, now)?;
+            store::log_step(conn, &order.id, &reserve, now)?;
+            return Ok(Stepped::Progress);
+        }
         return match stock::try_take(conn, &item.combination_id, &item.day, item.quantity, now)? {
             Take::Held(stock_id) => {
                 store::set_item_stock(conn, &item.id, &stock_id, now)?;
@@ -254,6 +272,9 @@ fn compensate_step(conn: &mut AnyConnection, order: &OrderRow, now: i64) -> Resu
         }
         if let Some(stock_id) = &item.stock_id {
             stock_store::give_back(conn, stock_id, item.quantity, now)?;
+        }
+        if let Some(reservation_id) = &item.reservation_id {
+            reservation_store::end_with_order(conn, reservation_id, &order.id, now)?;
         }
         store::log_step(conn, &order.id, &release, now)?;
         return Ok(Stepped::Progress);

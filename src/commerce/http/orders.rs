@@ -29,7 +29,7 @@ type State = web::Data<CommerceState>;
 ///   `POST /orders/{id}/cancel`, `/complete`, `/return` [sensitive];
 /// - `commerce:orders:fulfil` + member of the seller: `GET /seller/orders?seller_id=` [local],
 ///   `POST /seller/orders/{id}/items/{item_id}/shipment` [sensitive],
-///   `POST /seller/orders/{id}/return-received` [sensitive, records a refund];
+///   `POST /seller/orders/{id}/return-received` [sensitive, RETURNED, records the refund owed];
 /// - `commerce:payments:write` (the payment provider's client_credentials token):
 ///   `POST /payments/events` [sensitive, moves money state].
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -267,7 +267,7 @@ pub async fn ship(
     path = "/v1/seller/orders/{id}/return-received",
     tag = "orders",
     params(("id" = String, Path, description = "Order id")),
-    responses((status = 200, description = "RETURN_REQUESTED → RETURNED → REFUNDED [sensitive]: the refund is recorded", body = OrderView), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the caller sells nothing in this order", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not allowed in the current state; `current_status` names it", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "RETURN_REQUESTED → RETURNED [sensitive]: the refund owed is recorded; the provider's `refund.succeeded` event makes it REFUNDED", body = OrderView), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or the caller sells nothing in this order", body = Problem, content_type = "application/problem+json"), (status = 404, description = "Not found", body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not allowed in the current state; `current_status` names it", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set; see Retry-After", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = ["commerce:orders:fulfil"]))
 )]
 pub async fn return_received(state: State, auth: Sensitive, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -282,7 +282,7 @@ pub async fn return_received(state: State, auth: Sensitive, id: web::Path<String
     path = "/v1/payments/events",
     tag = "orders",
     request_body = PaymentEvent,
-    responses((status = 200, description = "Received [sensitive]: applied, ignored (order not awaiting payment) or refunded (paid after cancellation); a repeated event id answers the first outcome with `duplicate: true`", body = PaymentEventReceipt), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or is not a client_credentials token", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Unknown order, or amount/currency differ from the order's total (recorded, no state change)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set; see Retry-After", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Received [sensitive]: applied, ignored (order not awaiting payment) or refunded (paid after cancellation); `refund.succeeded` makes a RETURNED order REFUNDED; a repeated event id answers the first outcome with `duplicate: true`", body = PaymentEventReceipt), (status = 400, description = "Malformed request", body = Problem, content_type = "application/problem+json"), (status = 401, description = "Missing, invalid, expired or revoked token (RFC 6750 `invalid_token`)", body = Problem, content_type = "application/problem+json"), (status = 403, description = "The token lacks the permission (`insufficient_scope`), or is not a client_credentials token", body = Problem, content_type = "application/problem+json"), (status = 422, description = "Unknown order, or amount/currency differ from the order's total (recorded, no state change)", body = Problem, content_type = "application/problem+json"), (status = 503, description = "No usable key set; see Retry-After", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = ["commerce:payments:write"]))
 )]
 pub async fn payment_event(

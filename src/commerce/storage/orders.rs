@@ -45,6 +45,8 @@ pub struct ItemRow {
     pub shipment_status: String,
     pub tracking_number: Option<String>,
     pub updated_at: i64,
+    /// The CONFIRMED reservation whose hold this item takes over.
+    pub reservation_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -23,6 +23,8 @@ pub struct ReservationRow {
     pub hold_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// ORDERED: the order that took the hold over.
+    pub order_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -118,6 +120,43 @@ pub fn expire(conn: &mut AnyConnection, id: &str, now: i64) -> Result<bool, DbEr
     .set((
         reservations::status.eq("EXPIRED"),
         reservations::reason.eq(Some("hold_expired")),
+        reservations::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// CONFIRMED → ORDERED while the hold still runs: the order's saga takes the held
+/// stock over. True for the one caller that did it (the sweeper's `expire` and a
+/// second order race on the same condition).
+pub fn hand_to_order(conn: &mut AnyConnection, id: &str, order_id: &str, now: i64) -> Result<bool, DbError> {
+    let n = diesel::update(
+        reservations::table
+            .filter(reservations::id.eq(id))
+            .filter(reservations::status.eq("CONFIRMED"))
+            .filter(reservations::hold_until.gt(now)),
+    )
+    .set((
+        reservations::status.eq("ORDERED"),
+        reservations::order_id.eq(Some(order_id)),
+        reservations::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// ORDERED → EXPIRED (`order_cancelled`) when the order that took the hold was
+/// cancelled and its saga gave the stock back.
+pub fn end_with_order(conn: &mut AnyConnection, id: &str, order_id: &str, now: i64) -> Result<bool, DbError> {
+    let n = diesel::update(
+        reservations::table
+            .filter(reservations::id.eq(id))
+            .filter(reservations::status.eq("ORDERED"))
+            .filter(reservations::order_id.eq(order_id)),
+    )
+    .set((
+        reservations::status.eq("EXPIRED"),
+        reservations::reason.eq(Some("order_cancelled")),
         reservations::updated_at.eq(now),
     ))
     .execute(conn)?;

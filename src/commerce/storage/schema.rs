@@ -147,6 +147,7 @@ diesel::table! {
         hold_until -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        order_id -> Nullable<Text>,
     }
 }
 
@@ -238,6 +239,7 @@ diesel::table! {
         shipment_status -> Text,
         tracking_number -> Nullable<Text>,
         updated_at -> BigInt,
+        reservation_id -> Nullable<Text>,
     }
 }
 

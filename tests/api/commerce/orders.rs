@@ -668,8 +668,40 @@ async fn the_order_lifecycle_and_its_illegal_transitions() {
         json!({}),
     )
     .await;
-    assert_eq!(r.1["status"], "REFUNDED", "{r:?}");
-    assert_eq!(r.1["refund"]["amount_minor"], total);
+    assert_eq!(r.1["status"], "RETURNED", "{r:?}");
+    assert_eq!(r.1["refund"]["amount_minor"], total, "the refund owed is recorded");
+    refused_in(
+        &act(
+            c,
+            &s.fulfil_a,
+            &format!("/v1/seller/orders/{id}/return-received"),
+            json!({}),
+        )
+        .await,
+        "RETURNED",
+    );
+    // The provider reports the refund paid: REFUNDED, once; a wrong amount changes nothing.
+    let r = s
+        .pay(&s.psp, "evt-refund-short", "refund.succeeded", &order, total - 1)
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(s.order(&s.m.buyer, &id).await["status"], "RETURNED");
+    let r = s.pay(&s.psp, "evt-refund", "refund.succeeded", &order, total).await;
+    assert_eq!(r.status(), 200);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(
+        (receipt["outcome"].as_str(), receipt["order_status"].as_str()),
+        (Some("applied"), Some("REFUNDED"))
+    );
+    let r = s.pay(&s.psp, "evt-refund", "refund.succeeded", &order, total).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["duplicate"], true);
+    let r = s.pay(&s.psp, "evt-refund-2", "refund.succeeded", &order, total).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["outcome"],
+        "ignored",
+        "an order is refunded once"
+    );
+    assert_eq!(s.order(&s.m.buyer, &id).await["status"], "REFUNDED");
     refused_in(
         &act(
             c,
@@ -726,6 +758,121 @@ async fn the_order_lifecycle_and_its_illegal_transitions() {
         )
         .await,
         "CANCELLED",
+    );
+}
+
+async fn reservation(s: &Shop, token: &str, item: &Item, quantity: i64) -> Value {
+    let body = json!({"product_id": item.product, "combination_id": item.combination, "quantity": quantity});
+    let key = uuid::Uuid::new_v4().to_string();
+    let r = Market::reserve_on(s.c(), token, Some(&key), &body).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let outcome = s.m.outcome(token, &id).await;
+    assert_eq!(outcome["status"], "CONFIRMED", "{outcome}");
+    outcome
+}
+
+fn from_reservation(reservation: &Value) -> Value {
+    json!({"items": [{"reservation_id": reservation["id"]}]})
+}
+
+#[tokio::test]
+async fn a_confirmed_reservation_becomes_an_order_that_keeps_its_hold() {
+    let mut s = shop(|c| c.commerce.hold_secs = 60).await;
+    let c = s.c();
+    let held = reservation(&s, &s.m.buyer, &s.room, 2).await;
+    let witness = reservation(&s, &s.m.buyer, &s.room, 1).await;
+    assert_eq!(s.m.available(&s.room, None).await, 7);
+
+    // The order takes the reservation's product, quantity and held units: none taken twice.
+    let order = s.place(&s.m.buyer, from_reservation(&held)).await;
+    assert_eq!(order["status"], "PENDING_PAYMENT", "{order}");
+    assert_eq!(order["items"][0]["reservation_id"], held["id"]);
+    assert_eq!(order["items"][0]["quantity"], 2);
+    assert_eq!(order["total"]["amount_minor"], 2 * ROOM);
+    assert_eq!(s.m.available(&s.room, None).await, 7);
+    let view = s.m.outcome(&s.m.buyer, held["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (view["status"].as_str(), &view["order_id"]),
+        (Some("ORDERED"), &order["id"])
+    );
+    // A reservation makes one order only.
+    let r = post_order(c, &s.m.buyer, "again", &from_reservation(&held)).await;
+    assert_eq!(r.status(), 409);
+    assert!(is_problem(&r));
+
+    // The hold's time runs out: the sweeper releases the witness, not the ordered units.
+    s.c().clock.advance(61);
+    s.m.fresh_buyer().await;
+    let witness_id = witness["id"].as_str().unwrap();
+    for _ in 0..100 {
+        if s.m.outcome(&s.m.buyer, witness_id).await["status"] == "EXPIRED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(s.m.outcome(&s.m.buyer, witness_id).await["reason"], "hold_expired");
+    assert_eq!(
+        s.m.outcome(&s.m.buyer, held["id"].as_str().unwrap()).await["status"],
+        "ORDERED"
+    );
+    assert_eq!(s.m.available(&s.room, None).await, 8);
+    let r = s.pay(&s.psp, "evt-held", "payment.succeeded", &order, 2 * ROOM).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        s.order(&s.m.buyer, order["id"].as_str().unwrap()).await["status"],
+        "PAID"
+    );
+    assert_eq!(s.m.available(&s.room, None).await, 8);
+
+    // An order placed with a reservation and then cancelled gives the units back once
+    // and ends the reservation.
+    let c = s.c();
+    let cancelled_hold = reservation(&s, &s.m.buyer, &s.room, 1).await;
+    assert_eq!(s.m.available(&s.room, None).await, 7);
+    let second = s.place(&s.m.buyer, from_reservation(&cancelled_hold)).await;
+    let r = act(
+        c,
+        &s.m.buyer,
+        &format!("/v1/orders/{}/cancel", second["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r.1["status"], "CANCELLED", "{r:?}");
+    assert_eq!(s.m.available(&s.room, None).await, 8);
+    let view = s.m.outcome(&s.m.buyer, cancelled_hold["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (view["status"].as_str(), view["reason"].as_str(), &view["order_id"]),
+        (Some("EXPIRED"), Some("order_cancelled"), &second["id"])
+    );
+    let r = post_order(c, &s.m.buyer, "after-cancel", &from_reservation(&cancelled_hold)).await;
+    assert_eq!(r.status(), 409, "an ended reservation orders nothing");
+
+    // A hold that ran out cannot be ordered, whether or not the sweeper got to it yet.
+    let late = reservation(&s, &s.m.buyer, &s.room, 1).await;
+    s.c().clock.advance(61);
+    s.m.fresh_buyer().await;
+    let r = post_order(s.c(), &s.m.buyer, "late", &from_reservation(&late)).await;
+    assert_eq!(r.status(), 409);
+    // Another buyer's reservation, and malformed items, are refused.
+    let theirs = reservation(&s, &s.m.other_buyer, &s.room, 1).await;
+    let r = post_order(s.c(), &s.m.buyer, "theirs", &from_reservation(&theirs)).await;
+    assert_eq!(r.status(), 422);
+    assert!(is_problem(&r));
+    for body in [
+        json!({"items": [{"reservation_id": theirs["id"], "quantity": 1}]}),
+        json!({"items": [{"quantity": 1}]}),
+        json!({"items": [{"reservation_id": theirs["id"]}, {"reservation_id": theirs["id"]}]}),
+    ] {
+        let r = post_order(s.c(), &s.m.buyer, &uuid::Uuid::new_v4().to_string(), &body).await;
+        assert_eq!(r.status(), 422, "{body}");
+    }
+    assert_eq!(
+        s.c()
+            .count("SELECT COUNT(*) AS n FROM orders WHERE status <> 'CANCELLED'")
+            .await,
+        1,
+        "only the first order stands"
     );
 }
 
