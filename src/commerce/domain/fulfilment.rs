@@ -223,6 +223,7 @@ pub async fn receive_return(
                 currency: order.currency.clone(),
                 reason: "returned".into(),
                 created_at: now,
+                cause: super::saga::RefundCause::Order.key(),
             },
         )?;
         store::log_step(conn, &order_id, "returned", now)?;

@@ -336,7 +336,8 @@ pub struct OrderView {
     /// PENDING_PAYMENT: the payment must arrive before this (Unix seconds).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pay_by: Option<i64>,
-    /// Set when money went back (a paid order cancelled, or returned).
+    /// Money going back, summed over the order's refunds: a paid order cancelled
+    /// or returned, a payment after the cancellation, a second payment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refund: Option<Money>,
     pub items: Vec<OrderItemView>,
@@ -391,7 +392,7 @@ pub fn load(conn: &mut AnyConnection, id: &str) -> Result<Option<OrderView>, DbE
         return Ok(None);
     };
     let items = store::items_of(conn, id)?;
-    let refund = store::find_refund(conn, id)?.map(|r| r.amount_minor);
+    let refund = store::refunded(conn, id)?;
     Ok(Some(view(order, items, refund)))
 }
 
@@ -616,7 +617,7 @@ pub async fn mine(db: &Db, buyer: &str, after: Option<String>, limit: Limit) -> 
             let mut out = Vec::with_capacity(orders.len());
             for order in orders {
                 let items = store::items_of(conn, &order.id)?;
-                let refund = store::find_refund(conn, &order.id)?.map(|r| r.amount_minor);
+                let refund = store::refunded(conn, &order.id)?;
                 out.push((order.id.clone(), view(order, items, refund)));
             }
             Ok(out)

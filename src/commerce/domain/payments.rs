@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::orders::{OrderAction, OrderStatus, next};
 use super::permissions::PAYMENTS_WRITE;
-use super::saga::{Phase, refund, step};
+use super::saga::{Phase, RefundCause, refund, step};
 use super::{CommerceError, Money};
 use crate::commerce::storage::orders::{self as store, PaymentEventRow};
 use crate::db::{AnyConnection, Db, DbError};
@@ -59,7 +59,8 @@ pub enum PaymentOutcome {
     Applied,
     /// The order was not awaiting payment (already paid, cancelled, …): no change.
     Ignored,
-    /// Paid after the order was cancelled: recorded as a refund.
+    /// Paid after the order was cancelled, or paid again under another event id:
+    /// recorded as a refund of that payment.
     Refunded,
     /// Amount or currency differ from the order's total: refused, no change.
     AmountMismatch,
@@ -188,7 +189,19 @@ fn apply_event(
             // Money arrived for an order already being (or been) cancelled: give it back.
             (PaymentEventKind::Succeeded, _, Phase::Compensating)
             | (PaymentEventKind::Succeeded, OrderStatus::Cancelled, _) => {
-                refund(conn, &order, "paid_after_cancellation", now)?;
+                refund(
+                    conn,
+                    &order,
+                    "paid_after_cancellation",
+                    RefundCause::Payment(event_id),
+                    now,
+                )?;
+                PaymentOutcome::Refunded
+            }
+            // A second payment (another event id) of an order already paid: the
+            // buyer was charged twice; that money goes back, the order stays.
+            (PaymentEventKind::Succeeded, _, Phase::Done) => {
+                refund(conn, &order, "duplicate_payment", RefundCause::Payment(event_id), now)?;
                 PaymentOutcome::Refunded
             }
             (PaymentEventKind::RefundSucceeded, OrderStatus::Returned, _) => {

@@ -290,13 +290,45 @@ fn compensate_step(conn: &mut AnyConnection, order: &OrderRow, now: i64) -> Resu
     )? {
         store::log_step(conn, &order.id, step::CANCELLED, now)?;
         if has(step::PAID) {
-            refund(conn, order, "cancelled", now)?;
+            refund(conn, order, "cancelled", RefundCause::Order, now)?;
         }
     }
     Ok(Stepped::Progress)
 }
 
-pub(super) fn refund(conn: &mut AnyConnection, order: &OrderRow, reason: &str, now: i64) -> Result<(), DbError> {
+/// What a refund pays back.
+#[derive(Debug, Clone, Copy)]
+pub enum RefundCause<'a> {
+    /// The payment that paid the order (a cancellation or a return).
+    Order,
+    /// One payment event's money (paid after the cancellation, or paid twice).
+    Payment(&'a str),
+}
+
+impl RefundCause<'_> {
+    pub fn key(self) -> String {
+        match self {
+            Self::Order => "order".to_owned(),
+            Self::Payment(event_id) => format!("event:{event_id}"),
+        }
+    }
+
+    fn step(self) -> String {
+        match self {
+            Self::Order => step::REFUNDED.to_owned(),
+            Self::Payment(event_id) => format!("{}:{event_id}", step::REFUNDED),
+        }
+    }
+}
+
+/// Records a refund of the order's total for `cause`, once per cause.
+pub(super) fn refund(
+    conn: &mut AnyConnection,
+    order: &OrderRow,
+    reason: &str,
+    cause: RefundCause<'_>,
+    now: i64,
+) -> Result<(), DbError> {
     if store::insert_refund(
         conn,
         &RefundRow {
@@ -306,9 +338,10 @@ pub(super) fn refund(conn: &mut AnyConnection, order: &OrderRow, reason: &str, n
             currency: order.currency.clone(),
             reason: reason.to_owned(),
             created_at: now,
+            cause: cause.key(),
         },
     )? {
-        store::log_step(conn, &order.id, step::REFUNDED, now)?;
+        store::log_step(conn, &order.id, &cause.step(), now)?;
     }
     Ok(())
 }

@@ -71,6 +71,9 @@ pub struct RefundRow {
     pub currency: String,
     pub reason: String,
     pub created_at: i64,
+    /// What is paid back, one refund each: `order` (the order's payment, on a
+    /// cancellation or a return) or `event:<id>` (one payment event's money).
+    pub cause: String,
 }
 
 // ---- orders and items ----
@@ -403,17 +406,25 @@ pub fn insert_event(conn: &mut AnyConnection, row: &PaymentEventRow) -> Result<(
     Ok(())
 }
 
-pub fn find_refund(conn: &mut AnyConnection, order_id: &str) -> Result<Option<RefundRow>, DbError> {
-    Ok(refunds::table
+/// The sum of the order's refunds, if it has any.
+pub fn refunded(conn: &mut AnyConnection, order_id: &str) -> Result<Option<i64>, DbError> {
+    let amounts: Vec<i64> = refunds::table
         .filter(refunds::order_id.eq(order_id))
-        .select(RefundRow::as_select())
-        .first(conn)
-        .optional()?)
+        .select(refunds::amount_minor)
+        .load(conn)?;
+    Ok((!amounts.is_empty()).then(|| amounts.iter().sum()))
 }
 
-/// Records the order's refund unless it has one (`refunds_one_per_order`).
+/// Records a refund unless the order has one for the same cause
+/// (`refunds_one_per_cause`).
 pub fn insert_refund(conn: &mut AnyConnection, row: &RefundRow) -> Result<bool, DbError> {
-    if find_refund(conn, &row.order_id)?.is_some() {
+    let exists: Option<String> = refunds::table
+        .filter(refunds::order_id.eq(&row.order_id))
+        .filter(refunds::cause.eq(&row.cause))
+        .select(refunds::id)
+        .first(conn)
+        .optional()?;
+    if exists.is_some() {
         return Ok(false);
     }
     diesel::insert_into(refunds::table).values(row).execute(conn)?;

@@ -272,6 +272,7 @@ diesel::table! {
         currency -> Text,
         reason -> Text,
         created_at -> BigInt,
+        cause -> Text,
     }
 }
 

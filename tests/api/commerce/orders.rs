@@ -1,6 +1,7 @@
 //! Marketplace orders through the real servers: the Idempotency-Key under a burst
 //! of identical requests, server-side pricing, the saga (payment success, failure,
-//! timeout, duplicate and mismatched payment events), the state machine's
+//! timeout, duplicate, repeated and mismatched payment events), orders made of
+//! reservations, the state machine's
 //! refusals, sellers' and buyers' views, and a `kill -9` of a real `oxidp
 //! commerce` process under load with the invariants checked after a restart.
 
@@ -524,6 +525,44 @@ async fn duplicate_payment_events_change_the_order_once() {
         s.order(&s.m.buyer, other["id"].as_str().unwrap()).await["status"],
         "PENDING_PAYMENT"
     );
+
+    // A second charge (another event id) of the paid order: that money goes back,
+    // once per event, and the order stays PAID.
+    assert!(s.order(&s.m.buyer, id).await.get("refund").is_none());
+    for (event, refunded) in [("evt-twice", 1), ("evt-twice", 1), ("evt-thrice", 2)] {
+        let r = s.pay(&s.psp, event, "payment.succeeded", &order, total).await;
+        assert_eq!(r.status(), 200);
+        let receipt: Value = r.json().await.unwrap();
+        assert_eq!(
+            (receipt["outcome"].as_str(), receipt["order_status"].as_str()),
+            (Some("refunded"), Some("PAID"))
+        );
+        assert_eq!(
+            s.order(&s.m.buyer, id).await["refund"]["amount_minor"],
+            refunded * total,
+            "{event}"
+        );
+    }
+    // Paid twice after its cancellation: both payments go back.
+    let cancelled = act(
+        s.c(),
+        &s.m.buyer,
+        &format!("/v1/orders/{}/cancel", other["id"].as_str().unwrap()),
+        json!({}),
+    )
+    .await;
+    assert_eq!(cancelled.1["status"], "CANCELLED", "{cancelled:?}");
+    assert!(cancelled.1.get("refund").is_none(), "nothing was paid");
+    for event in ["evt-late-1", "evt-late-2"] {
+        let r = s.pay(&s.psp, event, "payment.succeeded", &other, total).await;
+        assert_eq!(r.json::<Value>().await.unwrap()["outcome"], "refunded");
+    }
+    let view = s.order(&s.m.buyer, other["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (view["status"].as_str(), &view["refund"]["amount_minor"]),
+        (Some("CANCELLED"), &json!(2 * total))
+    );
+    assert_eq!(s.c().count("SELECT COUNT(*) AS n FROM refunds").await, 4);
 }
 
 #[tokio::test]
