@@ -277,11 +277,48 @@ async fn redeem(a: &Args, http: &reqwest::Client, code: &str, verifier: &str) ->
     r.json().await.ok()
 }
 
+/// Keeps `access` valid: a refresh at half the token's lifetime (again after a
+/// second when it fails), as a real client does.
+async fn renew_access(
+    a: Arc<Args>,
+    http: reqwest::Client,
+    access: Arc<std::sync::RwLock<String>>,
+    mut refresh: String,
+    mut expires_in: u64,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_secs((expires_in / 2).max(1))).await;
+        let renewed = http
+            .post(format!("{}/token", a.url))
+            .basic_auth(&a.client_id, Some(&a.client_secret))
+            .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh.as_str())])
+            .send()
+            .await;
+        let body: Option<serde_json::Value> = match renewed {
+            Ok(r) if r.status() == 200 => r.json().await.ok(),
+            _ => None,
+        };
+        match body
+            .as_ref()
+            .and_then(|b| Some((b["access_token"].as_str()?, b["refresh_token"].as_str()?)))
+        {
+            Some((token, next)) => {
+                *access.write().unwrap() = token.to_owned();
+                refresh = next.to_owned();
+                expires_in = body.as_ref().and_then(|b| b["expires_in"].as_u64()).unwrap_or(600);
+            }
+            None => expires_in = 2,
+        }
+    }
+}
+
 /// What each scenario needs, prepared before the clock starts.
 struct Prepared {
     http: reqwest::Client,
     browser: reqwest::Client,
-    access: String,
+    /// The userinfo and introspection scenarios' access token, renewed in the
+    /// background at half its lifetime (a run may outlast `expires_in`).
+    access: Arc<std::sync::RwLock<String>>,
     chains: Arc<Vec<Arc<tokio::sync::Mutex<String>>>>,
 }
 
@@ -290,7 +327,16 @@ async fn prepare(a: &Arc<Args>, http: &reqwest::Client, browser: &reqwest::Clien
         .await
         .expect("code");
     let tokens = redeem(a, http, &code, &verifier).await.expect("tokens");
-    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let access = Arc::new(std::sync::RwLock::new(
+        tokens["access_token"].as_str().unwrap().to_owned(),
+    ));
+    tokio::spawn(renew_access(
+        a.clone(),
+        http.clone(),
+        access.clone(),
+        tokens["refresh_token"].as_str().expect("refresh_token").to_owned(),
+        tokens["expires_in"].as_u64().unwrap_or(600),
+    ));
     // refresh: one rotating chain per worker.
     let mut list = Vec::new();
     for _ in 0..chains {
@@ -366,8 +412,9 @@ async fn scenario(
             run(name, concurrency, deadline, live, move |_| {
                 let (a, h, p) = (a.clone(), http.clone(), p.clone());
                 async move {
+                    let access = p.access.read().unwrap().clone();
                     h.get(format!("{}/userinfo", a.url))
-                        .bearer_auth(&p.access)
+                        .bearer_auth(access)
                         .send()
                         .await
                         .is_ok_and(|r| r.status() == 200)
@@ -379,9 +426,10 @@ async fn scenario(
             run(name, concurrency, deadline, live, move |_| {
                 let (a, h, p) = (a.clone(), http.clone(), p.clone());
                 async move {
+                    let access = p.access.read().unwrap().clone();
                     h.post(format!("{}/introspect", a.url))
                         .basic_auth(&a.client_id, Some(&a.client_secret))
-                        .form(&[("token", p.access.as_str())])
+                        .form(&[("token", access.as_str())])
                         .send()
                         .await
                         .is_ok_and(|r| r.status() == 200)
