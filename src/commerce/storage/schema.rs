@@ -202,7 +202,8 @@ diesel::table! {
 diesel::joinable!(coupons -> coupon_campaigns (campaign_id));
 diesel::allow_tables_to_appear_in_same_query!(coupon_campaigns, coupons);
 
-// ---- orders, their saga log, payment events, refunds (migrations/commerce/*/2026-12-04-000007_orders)
+// ---- orders, their saga log, payment events, refunds (migrations/commerce/*/2026-12-04-000007_orders;
+// 000008 adds reservations.order_id and order_items.reservation_id, 000009 refunds.cause)
 
 diesel::table! {
     orders (id) {
