@@ -1,7 +1,8 @@
 //! Sellers' side of marketplace orders: the orders holding a seller's items (those
 //! items only), item shipments (`PENDING → SHIPPED → DELIVERED`) that the order's
-//! status follows, and receiving a return (RETURNED, the refund owed recorded). A member of the item's seller with
-//! `commerce:orders:fulfil` only; the state machines are in `domain::orders`.
+//! status follows, and receiving a return (RETURNED, the refund owed recorded). A
+//! member of the item's seller with `commerce:orders:fulfil` only; the state
+//! machines are in `domain::orders`.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ use super::orders::{
     next_shipment,
 };
 use super::permissions::ORDERS_FULFIL;
+use super::saga::{RefundCause, record_refund};
 use super::{CommerceError, Limit, Page, cursor, page};
 use crate::commerce::storage as catalog_store;
 use crate::commerce::storage::orders as store;
@@ -214,18 +216,8 @@ pub async fn receive_return(
                 "the order changed meanwhile; try again".into(),
             )));
         }
-        store::insert_refund(
-            conn,
-            &store::RefundRow {
-                id: uuid::Uuid::now_v7().to_string(),
-                order_id: order_id.clone(),
-                amount_minor: order.total_minor,
-                currency: order.currency.clone(),
-                reason: "returned".into(),
-                created_at: now,
-                cause: super::saga::RefundCause::Order.key(),
-            },
-        )?;
+        // The refund owed; the provider's `refund.succeeded` logs the `refunded` step.
+        record_refund(conn, &order, "returned", RefundCause::Order, now)?;
         store::log_step(conn, &order_id, "returned", now)?;
         Ok(Ok(load(conn, &order_id)?.expect("the order exists")))
     })

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::coupons::{self, CouponError};
 use super::idempotency::{self, Claim, StoredResponse};
+use super::reservations::ReservationStatus;
 use super::stock::{self as stock_rules, Day};
 use super::{CommerceError, Currency, Limit, Money, Page, Status as ProductStatus, cursor, page};
 use crate::commerce::storage as catalog_store;
@@ -449,7 +450,7 @@ pub async fn place(
         let mut currency: Option<String> = new.currency.as_ref().map(|c| c.as_str().to_owned());
         let mut subtotal: i64 = 0;
         for (position, source) in sources.into_iter().enumerate() {
-            let item = match source {
+            let (product_id, combination_id, date, quantity, reservation_id) = match source {
                 ItemSource::Catalog {
                     product_id,
                     combination_id,
@@ -462,7 +463,8 @@ pub async fn place(
                             "items[{position}].reservation_id names none of your reservations"
                         ))));
                     };
-                    if held.status != "CONFIRMED" || held.hold_until.is_none_or(|t| t <= now) {
+                    let status = ReservationStatus::parse(&held.status);
+                    if status != Some(ReservationStatus::Confirmed) || held.hold_until.is_none_or(|t| t <= now) {
                         return Ok(Err(CommerceError::Conflict(format!(
                             "items[{position}]: the reservation is {}, not a running hold",
                             held.status
@@ -472,7 +474,6 @@ pub async fn place(
                     (held.product_id, held.combination_id, date, held.quantity, Some(id))
                 }
             };
-            let (product_id, combination_id, date, quantity, reservation_id) = item;
             let (product, combination) = match stock_rules::product_and_combination(conn, &product_id, &combination_id)?
             {
                 Ok(found) => found,

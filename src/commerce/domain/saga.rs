@@ -321,15 +321,16 @@ impl RefundCause<'_> {
     }
 }
 
-/// Records a refund of the order's total for `cause`, once per cause.
-pub(super) fn refund(
+/// Records a refund of the order's total for `cause` unless one exists; true when
+/// this call recorded it.
+pub(super) fn record_refund(
     conn: &mut AnyConnection,
     order: &OrderRow,
     reason: &str,
     cause: RefundCause<'_>,
     now: i64,
-) -> Result<(), DbError> {
-    if store::insert_refund(
+) -> Result<bool, DbError> {
+    store::insert_refund(
         conn,
         &RefundRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -340,7 +341,19 @@ pub(super) fn refund(
             created_at: now,
             cause: cause.key(),
         },
-    )? {
+    )
+}
+
+/// Records a refund of the order's total for `cause`, once per cause, with its
+/// saga step.
+pub(super) fn refund(
+    conn: &mut AnyConnection,
+    order: &OrderRow,
+    reason: &str,
+    cause: RefundCause<'_>,
+    now: i64,
+) -> Result<(), DbError> {
+    if record_refund(conn, order, reason, cause, now)? {
         store::log_step(conn, &order.id, &cause.step(), now)?;
     }
     Ok(())
