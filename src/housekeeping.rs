@@ -11,9 +11,10 @@ use crate::db::models::{audit, clients, codes, grants, logins, mfa, webauthn};
 use crate::db::{Db, DbError};
 use crate::metrics::Metrics;
 
-/// How long the automatic checkpoint waits for readers and the writer before it
-/// gives up until the next run.
-pub const CHECKPOINT_WAIT: Duration = Duration::from_millis(200);
+/// How long the automatic checkpoint waits, once this process's transactions are
+/// held back, for SQLite's write lock (autocommit writers, another process) and
+/// for readers still on older WAL frames, before it gives up until the next run.
+pub const CHECKPOINT_WAIT: Duration = Duration::from_millis(500);
 
 /// A WAL this large is checkpointed at the next one-second look, whatever the
 /// period: under a steady write load a 30 s period alone let the WAL pass 300 MB
@@ -97,8 +98,9 @@ async fn expire_append_only(db: &Db, table: Partitioned, now: i64, days: i64) ->
     Ok(stats)
 }
 
-/// SQLite: `wal_checkpoint(TRUNCATE)` with a short wait, counted in the metrics.
-/// `None` on PostgreSQL.
+/// SQLite: `wal_checkpoint(TRUNCATE)` with a short wait, counted in the metrics,
+/// run while this process's transactions are held back (`Db::run_with_writers_held`):
+/// without that, a steady stream of writers kept it busy. `None` on PostgreSQL.
 pub async fn checkpoint_once(
     db: &Db,
     metrics: &Metrics,
@@ -108,7 +110,7 @@ pub async fn checkpoint_once(
         return Ok(None);
     }
     let result = db
-        .run(move |conn| maintenance::wal_checkpoint(conn, CHECKPOINT_WAIT, normal_busy_timeout))
+        .run_with_writers_held(move |conn| maintenance::wal_checkpoint(conn, CHECKPOINT_WAIT, normal_busy_timeout))
         .await;
     match &result {
         Ok(Some(c)) if c.busy => Metrics::inc(&metrics.wal_checkpoints_busy),

@@ -13,6 +13,9 @@ use super::{AnyConnection, DbError};
 /// holds SQLite's write lock for a few milliseconds.
 pub const PURGE_BATCH: i64 = 250;
 
+/// How many more times `wal_checkpoint` tries when another checkpoint is running.
+const CHECKPOINT_RETRIES: usize = 5;
+
 /// SQLite's answer to `PRAGMA wal_checkpoint(TRUNCATE)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -46,7 +49,17 @@ pub fn wal_checkpoint(
         return Ok(None);
     };
     diesel::sql_query(format!("PRAGMA busy_timeout = {}", wait.as_millis())).execute(conn)?;
-    let result = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<CheckpointRow>(conn);
+    // A checkpoint that finds another one running (SQLite's automatic PASSIVE
+    // checkpoint after a commit) is refused at once, without the busy handler
+    // (log and checkpointed frames -1); that one ends within milliseconds.
+    let mut result = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<CheckpointRow>(conn);
+    for _ in 0..CHECKPOINT_RETRIES {
+        if !matches!(&result, Ok(row) if row.busy != 0 && row.log < 0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        result = diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<CheckpointRow>(conn);
+    }
     diesel::sql_query(format!("PRAGMA busy_timeout = {}", normal_busy_timeout.as_millis())).execute(conn)?;
     let row = result?;
     Ok(Some(Checkpoint {

@@ -135,6 +135,13 @@ pub struct Db {
     /// was found broken, as the server usually dropped its siblings too (restart,
     /// failover, `pg_terminate_backend`). While suspect, each checkout is tested.
     suspect_until_ms: Arc<AtomicI64>,
+    /// SQLite: this process's writers queue here (eventually fair) before they
+    /// take the database's one write lock, instead of sleep-polling for it in
+    /// SQLite's busy handler. The WAL checkpoint queues here too, so a steady
+    /// stream of writers cannot starve it (see `run_with_writers_held`).
+    write_gate: Arc<parking_lot::Mutex<()>>,
+    /// How long a writer waits in `write_gate` (SQLite's `busy_timeout`).
+    busy_timeout: Duration,
 }
 
 /// How long after a broken connection checkouts are tested before use.
@@ -182,6 +189,8 @@ impl Db {
             backend,
             sqlite_path,
             suspect_until_ms: Arc::new(AtomicI64::new(0)),
+            write_gate: Arc::new(parking_lot::Mutex::new(())),
+            busy_timeout: settings.busy_timeout,
         })
     }
 
@@ -278,12 +287,50 @@ impl Db {
         }
     }
 
+    /// SQLite: waits (at most `busy_timeout`) for this process's other
+    /// transactions to finish and keeps new ones from starting while the guard
+    /// lives. Taken after the connection is checked out, never before, so a
+    /// holder never waits for the pool while others wait for it.
+    fn writers_held(&self) -> Result<Option<parking_lot::MutexGuard<'_, ()>>, DbError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        self.write_gate
+            .try_lock_for(self.busy_timeout)
+            .map(Some)
+            .ok_or_else(|| {
+                DbError::Unavailable(format!(
+                    "database is locked: other writers held it past the busy timeout ({} ms)",
+                    self.busy_timeout.as_millis()
+                ))
+            })
+    }
+
+    /// As `run`, with this process's SQLite transactions held back while `f` runs
+    /// (on PostgreSQL exactly `run`). For the WAL checkpoint: it needs SQLite's
+    /// write lock, which a steady stream of `BEGIN IMMEDIATE` writers would
+    /// otherwise hold nearly all the time, so a checkpoint polling for it with a
+    /// short wait kept failing (busy) while the WAL grew past 300 MB.
+    pub async fn run_with_writers_held<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        self.run(move |conn| {
+            let _writers = db.writers_held()?;
+            f(conn)
+        })
+        .await
+    }
+
     /// Runs `f` inside one transaction: every write in it lands, or none does.
     ///
     /// On SQLite the transaction starts with `BEGIN IMMEDIATE`, taking the write
     /// lock up front: a deferred transaction that reads and then writes fails at
     /// once (SQLITE_BUSY) when another writer committed in between, instead of
-    /// waiting `busy_timeout`. `f` must not open nested transactions.
+    /// waiting `busy_timeout`. Before that it queues behind this process's other
+    /// SQLite transactions in the write gate. `f` must not open nested transactions.
     ///
     /// On PostgreSQL, when the connection turns out to be dead before `f` started
     /// (BEGIN failed), nothing was sent, so the transaction is tried once more on a
@@ -297,7 +344,9 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let mut f = Some(f);
             let mut conn = db.checkout()?;
+            let writers = db.writers_held()?;
             let mut result = in_transaction(&mut conn, &mut f);
+            drop(writers);
             db.after(&mut conn, &result);
             drop(conn);
             if f.is_some() && db.backend == Backend::Postgres && result.as_ref().is_err_and(DbError::is_unavailable) {
