@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod heap;
 pub mod housekeeping;
 pub mod http;
 pub mod http_common;

@@ -9,6 +9,7 @@ use clap::Parser;
 use oxidp::config::Config;
 
 fn main() -> ExitCode {
+    oxidp::heap::limit_arenas();
     let cli = cli::Cli::parse();
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,

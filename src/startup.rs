@@ -178,6 +178,12 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
             interval.tick().await;
             memory_state.hasher.release_idle_memory();
             ticks += 1;
+            // Heap pages freed on other threads' glibc arenas (a pooled SQLite
+            // connection's page cache moves between blocking threads) stay in the
+            // RSS until trimmed; every 30 s, whether or not argon2 released anything.
+            if ticks.is_multiple_of(6) {
+                crate::heap::trim();
+            }
             if ticks.is_multiple_of(12)
                 && let Err(error) = crate::accounts::legacy::refresh_count(&memory_state).await
             {

@@ -217,15 +217,6 @@ impl Drop for Checkout<'_> {
     }
 }
 
-/// Asks glibc to return free heap memory to the kernel (elsewhere: nothing to do).
-pub fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,7 +124,7 @@ impl PasswordHasher {
     pub fn release_idle_memory(&self) -> usize {
         let released = self.pool.release_idle(POOL_IDLE);
         if released > 0 {
-            crate::authn::argon2_pool::trim_heap();
+            crate::heap::trim();
         }
         released
     }
