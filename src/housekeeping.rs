@@ -32,14 +32,19 @@ pub fn checkpoint_due(wal_bytes: u64, since_last: Duration, period: Duration) ->
 pub struct Retention {
     /// Audit events older than this many days are deleted; 0 keeps them.
     pub audit_days: i64,
-    /// Sign-in attempts older than this many days are deleted.
+    /// Sign-in attempts older than this many days are deleted, and so are the
+    /// per-username failure counters nobody failed on for as long (unless locked).
     pub attempts_days: i64,
+    /// Known devices not seen for this many days (the device cookie's lifetime:
+    /// by then the browser has dropped the cookie) are forgotten.
+    pub device_days: i64,
 }
 
 /// Deletes every expired row once: pending requests, codes, grants (with their
 /// refresh tokens), access-token revocations, client assertion ids, second-step
-/// challenges, WebAuthn ceremonies, and audit events and sign-in attempts past
-/// their retention. Each table in batches of `maintenance::PURGE_BATCH`.
+/// challenges, WebAuthn ceremonies, and audit events, sign-in attempts, idle
+/// failure counters and unseen devices past their retention. Each table in
+/// batches of `maintenance::PURGE_BATCH`.
 pub async fn purge_once(db: &Db, now: i64, retention: Retention) -> Result<PurgeStats, DbError> {
     let mut stats = PurgeStats::default();
     stats.add(maintenance::purge_in_batches(db, move |c, n| codes::purge_requests_batch(c, now, n)).await?);
@@ -54,6 +59,11 @@ pub async fn purge_once(db: &Db, now: i64, retention: Retention) -> Result<Purge
         })
         .await?;
     stats.rows += rows;
+    let idle_since = now - retention.attempts_days * 86_400;
+    stats
+        .add(maintenance::purge_in_batches(db, move |c, n| logins::purge_throttle_batch(c, idle_since, now, n)).await?);
+    let unseen_since = now - retention.device_days * 86_400;
+    stats.add(maintenance::purge_in_batches(db, move |c, n| logins::purge_devices_batch(c, unseen_since, n)).await?);
     // Last: on PostgreSQL a partition DROP may time out waiting for its lock (it
     // fails rather than queue writers); the other tables are done by then.
     stats.add(expire_append_only(db, Partitioned::AuditEvents, now, retention.audit_days).await?);

@@ -238,6 +238,7 @@ fn spawn_housekeeping(state: web::Data<AppState>) {
         let retention = crate::housekeeping::Retention {
             audit_days: state.config.audit.retention_days,
             attempts_days: state.config.login.attempts_retention_days,
+            device_days: state.config.login.device_cookie_days,
         };
         loop {
             interval.tick().await;

@@ -1,6 +1,6 @@
 //! `login_throttle` (per-username failure counters), `login_attempts` (every
 //! sign-in attempt with its risk score) and `known_devices` (with each device's
-//! own count of wrong passwords).
+//! own count of wrong passwords), and their retention batches.
 
 use diesel::dsl::count;
 use diesel::expression_methods::AggregateExpressionMethods;
@@ -117,6 +117,35 @@ pub fn clear_unless_locked(conn: &mut AnyConnection, key: &str) -> Result<bool, 
     .set((login_throttle::failures.eq(0), login_throttle::delay_until.eq(0)))
     .execute(conn)?
         == 1)
+}
+
+/// Retention: deletes at most `limit` counters nobody has failed on since
+/// `before`: not locked, no delay running at `now`. A lock stays until it is
+/// lifted, however old. The conditions are repeated in the `DELETE`, so a counter
+/// claimed between the select and the delete keeps its new failure.
+pub fn purge_throttle_batch(
+    conn: &mut AnyConnection,
+    before: i64,
+    now: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let stale = login_throttle::table
+        .filter(login_throttle::last_failure_at.lt(before))
+        .filter(login_throttle::locked_at.is_null())
+        .filter(login_throttle::delay_until.le(now))
+        .select(login_throttle::username_key)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, stale, |conn, keys| {
+        Ok(diesel::delete(
+            login_throttle::table
+                .filter(login_throttle::username_key.eq_any(keys))
+                .filter(login_throttle::last_failure_at.lt(before))
+                .filter(login_throttle::locked_at.is_null())
+                .filter(login_throttle::delay_until.le(now)),
+        )
+        .execute(conn)?)
+    })
 }
 
 /// Forgets the failures (after a successful sign-in, a password reset or an unlock).
@@ -256,6 +285,29 @@ pub fn reserve_device(
     .set(known_devices::failures.eq(known_devices::failures + 1))
     .execute(conn)?
         == 1)
+}
+
+/// Retention: forgets at most `limit` devices (with every account they signed in
+/// to and were last seen on before `before`). The device ids select the batch;
+/// the `DELETE` keeps the age condition, so a device seen meanwhile stays.
+pub fn purge_devices_batch(
+    conn: &mut AnyConnection,
+    before: i64,
+    limit: i64,
+) -> Result<crate::db::maintenance::Batch, DbError> {
+    let stale = known_devices::table
+        .filter(known_devices::last_seen_at.lt(before))
+        .select(known_devices::device_id)
+        .limit(limit)
+        .load::<String>(conn)?;
+    crate::db::maintenance::delete_timed(conn, stale, |conn, ids| {
+        Ok(diesel::delete(
+            known_devices::table
+                .filter(known_devices::device_id.eq_any(ids))
+                .filter(known_devices::last_seen_at.lt(before)),
+        )
+        .execute(conn)?)
+    })
 }
 
 pub fn remember_device(conn: &mut AnyConnection, device_id: &str, user_id: &str, now: i64) -> Result<(), DbError> {

@@ -1,0 +1,5 @@
+DROP INDEX known_devices_last_seen_at;
+DROP INDEX login_throttle_last_failure_at;
+DROP INDEX authorization_requests_expires_at;
+DROP INDEX revoked_tokens_expires_at;
+DROP INDEX refresh_tokens_sealed_used;
