@@ -153,10 +153,15 @@ impl CommerceTest {
     }
 
     pub fn database(&self) -> oxidp::db::Db {
+        self.database_pool(1)
+    }
+
+    /// The commerce database with a pool of `max_size` connections.
+    pub fn database_pool(&self, max_size: u32) -> oxidp::db::Db {
         oxidp::db::Db::connect(
             &self.config.commerce_database_url(),
             &oxidp::db::PoolSettings {
-                max_size: 1,
+                max_size,
                 connect_timeout: std::time::Duration::from_secs(5),
                 busy_timeout: std::time::Duration::from_secs(5),
                 sqlite_cache_kib: 1024,

@@ -111,3 +111,42 @@ fn header_kid(token: &str) -> String {
     .unwrap();
     header["kid"].as_str().unwrap().to_owned()
 }
+
+/// Instances sharing a database store the same issuer's key set at the same time
+/// (each refreshes on its own schedule, and all at once when the IdP comes back):
+/// every store succeeds and the row holds one writer's complete set.
+#[tokio::test]
+async fn instances_storing_the_key_set_at_once_all_succeed() {
+    use oxidp::resource_server::storage;
+    let idp = spawn_app().await;
+    let commerce = spawn_commerce(&idp, |_| {}).await;
+    let db = commerce.database_pool(8);
+    let issuer = "https://issuer.example.com";
+    for round in 0..10_i64 {
+        let stores: Vec<_> = (0..8_i64)
+            .map(|writer| {
+                let db = db.clone();
+                tokio::spawn(async move {
+                    let jwks = format!(r#"{{"keys":[],"writer":{writer}}}"#);
+                    db.transaction(move |conn| storage::save(conn, issuer, &jwks, round * 100 + writer))
+                        .await
+                })
+            })
+            .collect();
+        for store in stores {
+            store.await.unwrap().expect("storing the key set");
+        }
+        let (jwks, fetched_at) = db
+            .run(move |conn| storage::load(conn, issuer))
+            .await
+            .unwrap()
+            .expect("a stored key set");
+        let writer = fetched_at - round * 100;
+        assert!((0..8).contains(&writer), "round {round}: fetched_at {fetched_at}");
+        assert_eq!(
+            jwks,
+            format!(r#"{{"keys":[],"writer":{writer}}}"#),
+            "one writer's complete row"
+        );
+    }
+}
