@@ -152,12 +152,17 @@ fn main() -> ExitCode {
                 Err(error) => {
                     println!("scenario {name} ... FAILED ({secs:.1} s): {error}");
                     println!("{}", suite.cluster.logs_tail());
-                    failed.push(*name);
+                    failed.push((*name, error.to_string()));
                 }
             }
         }
+        // The reasons again, last, where a truncated CI log still shows them.
+        for (name, error) in &failed {
+            println!("\nFAILED {name}: {error}");
+        }
+        let names: Vec<&str> = failed.iter().map(|(name, _)| *name).collect();
         println!(
-            "\ncluster suite: {} passed, {} failed {failed:?}, {:.1} s",
+            "\ncluster suite: {} passed, {} failed {names:?}, {:.1} s",
             selected.len() - failed.len(),
             failed.len(),
             started.elapsed().as_secs_f64()
