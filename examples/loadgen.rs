@@ -49,7 +49,8 @@ struct Args {
     #[arg(long, value_enum)]
     only: Vec<Scenario>,
     /// Print a CSV line per scenario every N seconds
-    /// (elapsed_s,scenario,requests,requests_per_s,p50_ms,p99_ms,errors).
+    /// (elapsed_s,scenario,requests,requests_per_s,p50_ms,p99_ms,errors,p99_60s_ms);
+    /// the last column is the p99 of every request in the minute ending there.
     #[arg(long)]
     report_every: Option<u64>,
 }
@@ -125,21 +126,25 @@ where
     }
 }
 
-/// Prints one CSV line per scenario every `every` seconds until `deadline`.
+/// Prints one CSV line per scenario every `every` seconds until `deadline`: the
+/// interval's figures, and the p99 over the last minute's requests (all of them,
+/// not the worst interval's p99), which is what a soak compares over time.
 async fn report(every: u64, deadline: Instant, scenarios: Vec<(&'static str, Live)>) {
     let started = Instant::now();
-    println!("elapsed_s,scenario,requests,requests_per_s,p50_ms,p99_ms,errors");
+    let per_minute = 60_u64.div_ceil(every).max(1) as usize;
+    let mut minute: Vec<std::collections::VecDeque<Vec<u64>>> = vec![Default::default(); scenarios.len()];
+    println!("elapsed_s,scenario,requests,requests_per_s,p50_ms,p99_ms,errors,p99_60s_ms");
     let mut ticker = tokio::time::interval(Duration::from_secs(every));
     ticker.tick().await;
     while Instant::now() < deadline {
         ticker.tick().await;
-        for (name, live) in &scenarios {
+        for ((name, live), recent) in scenarios.iter().zip(minute.iter_mut()) {
             let Interval {
                 mut latencies_us,
                 errors,
             } = std::mem::take(&mut *live.lock().unwrap());
             latencies_us.sort_unstable();
-            println!(
+            let line = format!(
                 "{},{},{},{:.0},{:.2},{:.2},{}",
                 started.elapsed().as_secs(),
                 name,
@@ -147,8 +152,15 @@ async fn report(every: u64, deadline: Instant, scenarios: Vec<(&'static str, Liv
                 latencies_us.len() as f64 / every as f64,
                 percentile(&latencies_us, 0.50),
                 percentile(&latencies_us, 0.99),
-                errors
+                errors,
             );
+            if recent.len() == per_minute {
+                recent.pop_front();
+            }
+            recent.push_back(latencies_us);
+            let mut last_minute: Vec<u64> = recent.iter().flatten().copied().collect();
+            last_minute.sort_unstable();
+            println!("{line},{:.2}", percentile(&last_minute, 0.99));
         }
     }
 }
@@ -184,6 +196,7 @@ async fn signed_in_browser(a: &Args) -> reqwest::Client {
 /// A new browser (cookie store) signed in with the password, or `None`.
 async fn sign_in(a: &Args) -> Option<reqwest::Client> {
     let browser = reqwest::Client::builder()
+        .pool_idle_timeout(IDLE)
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -220,8 +233,16 @@ async fn authorize_code(a: &Args, browser: &reqwest::Client, scope: &str) -> Opt
         urlencode(scope),
         challenge
     );
-    let mut r = browser.get(&url).send().await.ok()?;
-    let mut location = r.headers().get("location")?.to_str().ok()?.to_owned();
+    let mut r = match browser.get(&url).send().await {
+        Ok(r) => r,
+        Err(error) => return failed("authorize", &chain(&error)),
+    };
+    let Some(found) = r.headers().get("location").and_then(|l| l.to_str().ok()) else {
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        return failed("authorize", &format!("{status} without Location: {}", snippet(&body)));
+    };
+    let mut location = found.to_owned();
     if location.starts_with("/consent") {
         let page = browser
             .get(format!("{}{location}", a.url))
@@ -246,12 +267,55 @@ async fn authorize_code(a: &Args, browser: &reqwest::Client, scope: &str) -> Opt
         location = r.headers().get("location")?.to_str().ok()?.to_owned();
     }
     let code = url::Url::parse(&location)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == "code")?
-        .1
-        .into_owned();
-    Some((code, verifier))
+        .ok()
+        .and_then(|u| u.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()));
+    match code {
+        Some(code) => Some((code, verifier)),
+        None => failed(
+            "authorize",
+            &format!("redirected without a code: {}", snippet(&location)),
+        ),
+    }
+}
+
+/// Idle pooled connections are dropped after this, well before oxidp's keep-alive
+/// (actix's 5 s) closes them: a request sent on a connection the server was
+/// closing failed with "connection closed before message completed" (a
+/// PostgreSQL soak's one error), and a token request (POST) is not retried.
+const IDLE: Duration = Duration::from_secs(3);
+
+/// Errors described on stderr (the first 50), so a soak's failures have a cause.
+static FAILURES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn failed<T>(step: &str, what: &str) -> Option<T> {
+    if FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 50 {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        eprintln!("{at} {step}: {what}");
+    }
+    None
+}
+
+/// Whether the answer is 200; otherwise its status is described (as `failed`).
+fn is_200(step: &str, r: &reqwest::Response) -> bool {
+    r.status() == 200 || failed::<()>(step, &r.status().to_string()).is_some()
+}
+
+/// An error with its causes (reqwest's own message leaves out the connection's).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn snippet(text: &str) -> String {
+    text.chars().take(200).collect::<String>().replace('\n', " ")
 }
 
 fn urlencode(v: &str) -> String {
@@ -269,10 +333,15 @@ async fn redeem(a: &Args, http: &reqwest::Client, code: &str, verifier: &str) ->
             ("code_verifier", verifier),
         ])
         .send()
-        .await
-        .ok()?;
+        .await;
+    let r = match r {
+        Ok(r) => r,
+        Err(error) => return failed("token", &chain(&error)),
+    };
     if r.status() != 200 {
-        return None;
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        return failed("token", &format!("{status}: {}", snippet(&body)));
     }
     r.json().await.ok()
 }
@@ -403,7 +472,10 @@ async fn scenario(
                         .form(&[("grant_type", "client_credentials")])
                         .send()
                         .await
-                        .is_ok_and(|r| r.status() == 200)
+                        .map_or_else(
+                            |e| failed::<()>("client_credentials", &chain(&e)).is_some(),
+                            |r| is_200("client_credentials", &r),
+                        )
                 }
             })
             .await
@@ -417,7 +489,10 @@ async fn scenario(
                         .bearer_auth(access)
                         .send()
                         .await
-                        .is_ok_and(|r| r.status() == 200)
+                        .map_or_else(
+                            |e| failed::<()>("userinfo", &chain(&e)).is_some(),
+                            |r| is_200("userinfo", &r),
+                        )
                 }
             })
             .await
@@ -432,7 +507,10 @@ async fn scenario(
                         .form(&[("token", access.as_str())])
                         .send()
                         .await
-                        .is_ok_and(|r| r.status() == 200)
+                        .map_or_else(
+                            |e| failed::<()>("introspection", &chain(&e)).is_some(),
+                            |r| is_200("introspection", &r),
+                        )
                 }
             })
             .await
@@ -493,7 +571,11 @@ async fn scenario(
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let a = Arc::new(Args::parse());
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build().unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(IDLE)
+        .build()
+        .unwrap();
     let browser = signed_in_browser(&a).await;
     let selected: Vec<usize> = if a.only.is_empty() {
         (0..5).collect()
