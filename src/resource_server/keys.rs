@@ -1,12 +1,13 @@
 //! The key-set cache: fetched from the issuer's discovery document (`jwks_uri`) at
 //! start, refreshed in the background (Cache-Control `max-age`, at least every
-//! `refresh_secs`), refetched on an unknown `kid` at most once per
-//! `min_refetch_secs` across all requests, and kept as "last known good" for up to
+//! `refresh_secs`), refetched on an unknown `kid` at most twice per
+//! `min_refetch_secs` across all requests (the second no sooner than
+//! `SECOND_REFETCH_AFTER` after the first), and kept as "last known good" for up to
 //! `max_stale_secs` while the issuer is unreachable — persisted in the database.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -54,13 +55,31 @@ pub enum FetchError {
     Store(#[from] crate::db::DbError),
 }
 
+/// An unknown `kid` may be refetched a second time within the same window, this
+/// long after the first: a key rotated at once (`keys rotate --now`) reaches the
+/// instances of a cluster up to a few hundred milliseconds apart, so the first
+/// refetch may land on an instance that does not publish it yet while another
+/// already signs with it. Without the second, every token of the new key was
+/// refused for `min_refetch_secs` — and through an IdP outage starting then,
+/// until the IdP came back.
+pub const SECOND_REFETCH_AFTER: Duration = Duration::from_millis(500);
+
+/// The unknown-`kid` refetches of the current window.
+struct RefetchWindow {
+    /// When the window opened (the clock's seconds).
+    opened_at: i64,
+    /// When its first refetch started (monotonic).
+    first: Instant,
+    second_taken: bool,
+}
+
 struct Inner {
     issuer: String,
     refresh_secs: u64,
     min_refetch_secs: i64,
     max_stale_secs: i64,
     current: RwLock<Option<Arc<KeySet>>>,
-    last_refetch: Mutex<Option<i64>>,
+    refetches: Mutex<Option<RefetchWindow>>,
     fetch_lock: tokio::sync::Mutex<()>,
     http: reqwest::Client,
     db: Db,
@@ -84,7 +103,7 @@ impl KeyCache {
             min_refetch_secs: settings.min_refetch_secs,
             max_stale_secs: settings.max_stale_secs,
             current: RwLock::new(None),
-            last_refetch: Mutex::new(None),
+            refetches: Mutex::new(None),
             fetch_lock: tokio::sync::Mutex::new(()),
             http,
             db,
@@ -160,17 +179,29 @@ impl KeyCache {
         *self.0.current.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(set));
     }
 
-    /// An unknown `kid`: refetch, unless a refetch happened within `min_refetch_secs`
-    /// (across all requests). Returns whether a new key set was installed.
+    /// An unknown `kid`: refetch, at most twice per `min_refetch_secs` across all
+    /// requests, the second no sooner than `SECOND_REFETCH_AFTER` after the first.
+    /// Returns whether a new key set was installed.
     pub async fn refetch_for_unknown_kid(&self) -> bool {
         let now = self.0.clock.now();
         {
-            let mut last = self.0.last_refetch.lock().unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|at| now - at < self.0.min_refetch_secs) {
-                RsMetrics::inc(&self.0.metrics.jwks_refetch_suppressed);
-                return false;
+            let mut window = self.0.refetches.lock().unwrap_or_else(|e| e.into_inner());
+            match window.as_mut() {
+                Some(w) if now - w.opened_at < self.0.min_refetch_secs => {
+                    if w.second_taken || w.first.elapsed() < SECOND_REFETCH_AFTER {
+                        RsMetrics::inc(&self.0.metrics.jwks_refetch_suppressed);
+                        return false;
+                    }
+                    w.second_taken = true;
+                }
+                _ => {
+                    *window = Some(RefetchWindow {
+                        opened_at: now,
+                        first: Instant::now(),
+                        second_taken: false,
+                    })
+                }
             }
-            *last = Some(now);
         }
         self.refresh().await.is_ok()
     }

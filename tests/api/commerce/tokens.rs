@@ -1,6 +1,6 @@
 //! Token verification through the real servers: what is accepted, every forgery
-//! refused with an RFC 6750 challenge, and a forged-`kid` flood that does not
-//! become a flood of JWKS requests.
+//! refused with an RFC 6750 challenge, a forged-`kid` flood that does not
+//! become a flood of JWKS requests, and a new key published a moment late.
 
 use base64::Engine;
 use futures_util::StreamExt;
@@ -9,7 +9,7 @@ use oxidp::oidc::keys::SigningAlg;
 use serde_json::{Value, json};
 
 use super::{AUDIENCE, assert_cannot_create_sellers, challenge, commerce_client, spawn_commerce, token_of};
-use crate::helpers::{jwt_claims, spawn_app};
+use crate::helpers::{jwt_claims, spawn_app, spawn_app_sharing};
 
 fn b64(value: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value)
@@ -193,6 +193,61 @@ async fn a_flood_of_forged_kids_does_not_become_a_flood_of_jwks_requests() {
     let at = commerce.jwks_fetches();
     assert_eq!(commerce.get("/v1/sellers", Some(&forged)).await.status(), 401);
     assert_eq!(commerce.jwks_fetches(), at + 1);
+}
+
+/// A key rotated at once (`keys rotate --now`) reaches a cluster's IdP instances
+/// a moment apart: a token of the new key can arrive while the instance commerce
+/// asks still publishes the old set. That refetch must not lock the new key out
+/// for `jwks_min_refetch_secs` (the test clock stands still, so only the second
+/// refetch of the window, half a second later, can pick it up); the window still
+/// allows no third.
+#[tokio::test]
+async fn a_key_published_a_moment_late_is_picked_up_by_the_second_refetch() {
+    let idp = spawn_app().await;
+    let signer = spawn_app_sharing(&idp).await;
+    let commerce = spawn_commerce(&idp, |_| {}).await;
+    let client = commerce_client(&idp, "catalog-reader", &["commerce:products:read"]).await;
+    let now = idp.clock.now();
+    oxidp::oidc::keys::rotate(&idp.state.db, &idp.state.secrets, SigningAlg::ES256, now, 0, 86_400)
+        .await
+        .unwrap();
+    // `signer` re-reads its keys and signs with the new one; `idp`, the issuer
+    // commerce fetches from, has not (on SQLite nothing tells it; on PostgreSQL
+    // its listener may already have, and then the first request passes).
+    signer
+        .state
+        .keys
+        .refresh(&signer.state.db, &signer.state.secrets, now)
+        .await
+        .unwrap();
+    let token = token_of(&signer, &client).await;
+    let before = commerce.jwks_fetches();
+    let first = commerce.get("/v1/sellers", Some(&token)).await.status();
+    if idp.state.db.backend() == oxidp::db::Backend::Sqlite {
+        assert_eq!(first, 401, "the issuer does not publish the new key yet");
+        assert_eq!(commerce.jwks_fetches(), before + 1, "one refetch for the unknown kid");
+    }
+    idp.state
+        .keys
+        .refresh(&idp.state.db, &idp.state.secrets, now)
+        .await
+        .unwrap();
+    tokio::time::sleep(oxidp::resource_server::keys::SECOND_REFETCH_AFTER + std::time::Duration::from_millis(100))
+        .await;
+    assert_eq!(commerce.get("/v1/sellers", Some(&token)).await.status(), 200);
+    assert!(commerce.jwks_fetches() - before <= 2);
+
+    let payload = token.split('.').nth(1).unwrap().to_owned();
+    let header = b64(json!({"alg": "ES256", "typ": "at+jwt", "kid": "forged-after"})
+        .to_string()
+        .as_bytes());
+    let at = commerce.jwks_fetches();
+    tokio::time::sleep(oxidp::resource_server::keys::SECOND_REFETCH_AFTER).await;
+    let forged = format!("{header}.{payload}.c2lnbmF0dXJl");
+    assert_eq!(commerce.get("/v1/sellers", Some(&forged)).await.status(), 401);
+    if idp.state.db.backend() == oxidp::db::Backend::Sqlite {
+        assert_eq!(commerce.jwks_fetches(), at, "two refetches in the window at most");
+    }
 }
 
 #[tokio::test]
