@@ -64,6 +64,16 @@ pub enum FetchError {
 /// until the IdP came back.
 pub const SECOND_REFETCH_AFTER: Duration = Duration::from_millis(500);
 
+/// What an unknown `kid` may do in the current window.
+enum Claim {
+    /// Refetch now (the window's first).
+    Fetch,
+    /// The second refetch is due after this long.
+    Wait(Duration),
+    /// Both refetches of the window are taken.
+    Suppressed,
+}
+
 /// The unknown-`kid` refetches of the current window.
 struct RefetchWindow {
     /// When the window opened (the clock's seconds).
@@ -181,29 +191,92 @@ impl KeyCache {
 
     /// An unknown `kid`: refetch, at most twice per `min_refetch_secs` across all
     /// requests, the second no sooner than `SECOND_REFETCH_AFTER` after the first.
-    /// Returns whether a new key set was installed.
-    pub async fn refetch_for_unknown_kid(&self) -> bool {
-        let now = self.0.clock.now();
-        {
-            let mut window = self.0.refetches.lock().unwrap_or_else(|e| e.into_inner());
-            match window.as_mut() {
-                Some(w) if now - w.opened_at < self.0.min_refetch_secs => {
-                    if w.second_taken || w.first.elapsed() < SECOND_REFETCH_AFTER {
-                        RsMetrics::inc(&self.0.metrics.jwks_refetch_suppressed);
-                        return false;
-                    }
-                    w.second_taken = true;
+    /// A request whose first refetch did not bring the `kid`, or that came within
+    /// `SECOND_REFETCH_AFTER` of it, waits for the second (at most that long plus
+    /// one fetch). Returns whether the key set in use now holds `kid`.
+    pub async fn refetch_for_unknown_kid(&self, kid: &str) -> bool {
+        // A token without a `kid` is tried against the whole refreshed set.
+        let known = || {
+            self.current()
+                .is_some_and(|set| kid.is_empty() || set.keys.iter().any(|k| k.kid.as_deref() == Some(kid)))
+        };
+        match self.claim_refetch() {
+            Claim::Fetch => {
+                let _ = self.refresh().await;
+                if known() {
+                    return true;
                 }
-                _ => {
-                    *window = Some(RefetchWindow {
-                        opened_at: now,
-                        first: Instant::now(),
-                        second_taken: false,
-                    })
+            }
+            Claim::Suppressed => return known(),
+            Claim::Wait(_) => {}
+        }
+        // A first refetch that did not bring the `kid`, or one too recent: the
+        // window's second refetch, in its time.
+        loop {
+            match self.claim_refetch() {
+                Claim::Wait(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                Claim::Wait(_) => break,
+                Claim::Fetch => {
+                    // A new window began meanwhile: this is its first refetch.
+                    let _ = self.refresh().await;
+                    return known();
+                }
+                Claim::Suppressed => {
+                    // Another request took the second: wait for its fetch to end.
+                    drop(self.0.fetch_lock.lock().await);
+                    return known();
                 }
             }
         }
-        self.refresh().await.is_ok()
+        if self.claim_refetch_second() {
+            let _ = self.refresh().await;
+        } else {
+            drop(self.0.fetch_lock.lock().await);
+        }
+        known()
+    }
+
+    /// Whether this request may refetch now, must wait for the window's second
+    /// refetch, or may not refetch at all.
+    fn claim_refetch(&self) -> Claim {
+        let now = self.0.clock.now();
+        let mut window = self.0.refetches.lock().unwrap_or_else(|e| e.into_inner());
+        match window.as_mut() {
+            Some(w) if now - w.opened_at < self.0.min_refetch_secs => {
+                if w.second_taken {
+                    RsMetrics::inc(&self.0.metrics.jwks_refetch_suppressed);
+                    Claim::Suppressed
+                } else {
+                    Claim::Wait(SECOND_REFETCH_AFTER.saturating_sub(w.first.elapsed()))
+                }
+            }
+            _ => {
+                *window = Some(RefetchWindow {
+                    opened_at: now,
+                    first: Instant::now(),
+                    second_taken: false,
+                });
+                Claim::Fetch
+            }
+        }
+    }
+
+    /// Takes the window's second refetch, once `SECOND_REFETCH_AFTER` has passed;
+    /// false when another request took it (or a new window began: then the next
+    /// unknown `kid` opens it).
+    fn claim_refetch_second(&self) -> bool {
+        let now = self.0.clock.now();
+        let mut window = self.0.refetches.lock().unwrap_or_else(|e| e.into_inner());
+        match window.as_mut() {
+            Some(w) if now - w.opened_at < self.0.min_refetch_secs && !w.second_taken => {
+                w.second_taken = true;
+                true
+            }
+            _ => {
+                RsMetrics::inc(&self.0.metrics.jwks_refetch_suppressed);
+                false
+            }
+        }
     }
 
     /// Fetches discovery and the JWKS, installs and persists the key set. Returns

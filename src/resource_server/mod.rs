@@ -175,10 +175,12 @@ impl ResourceServer {
             self.tokens.remove(&digest);
         }
         let result = match self.verifier.verify(token, &set.keys, now) {
-            Err(VerifyError::UnknownKey(_)) if self.keys.refetch_for_unknown_kid().await => match self.keys.current() {
-                Some(set) => self.verifier.verify(token, &set.keys, now),
-                None => Err(VerifyError::UnknownKey("no key set".into())),
-            },
+            Err(VerifyError::UnknownKey(kid)) if self.keys.refetch_for_unknown_kid(&kid).await => {
+                match self.keys.current() {
+                    Some(set) => self.verifier.verify(token, &set.keys, now),
+                    None => Err(VerifyError::UnknownKey("no key set".into())),
+                }
+            }
             other => other,
         };
         match result {
